@@ -1,0 +1,237 @@
+"""The ``airflow-carbon`` command line.
+
+``backtest`` imports only the pure core, so it starts fast and runs without an Airflow
+installation being configured. Every input error ends in one line on stderr naming the
+problem and the fix, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from airflow_carbon_provider import __version__
+
+PROG = "airflow-carbon"
+
+
+class CliError(Exception):
+    """An error to report as one line, without a traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage block is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _duration(what: str) -> Callable[[str], timedelta]:
+    def parse(text: str) -> timedelta:
+        from airflow_carbon_provider.core.durations import parse_duration
+
+        try:
+            return parse_duration(text, what)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = what
+    return parse
+
+
+def _instant(text: str) -> datetime:
+    from airflow_carbon_provider.core.traces import parse_utc
+
+    try:
+        return parse_utc(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (e.g. 2023-03-01T00:00:00Z)") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for every subcommand."""
+    from airflow_carbon_provider.core.backtest import BACKTEST_POLICIES
+
+    parser = _Parser(
+        prog=PROG, description="Carbon-aware scheduling for Apache Airflow: tools and backtests."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    bt = sub.add_parser(
+        "backtest",
+        help="replay real grid traces and compare scheduling policies",
+        description=(
+            "Replay normalized carbon-intensity traces (timestamp_utc,zone,gco2_per_kwh): jobs arrive "
+            "on a cadence, each policy picks a zone and start from forecasts, and each job is charged "
+            "the actual intensity over its run. Without --trace, the real trace bundled with the "
+            "package is used (March 2023, DE, GB, US-CAL-CISO, CA-ON; Electricity Maps, ODbL)."
+        ),
+    )
+    bt.add_argument("--trace", action="append", type=Path, metavar="FILE",
+                    help="normalized trace CSV; repeat for several files (default: the bundled trace)")
+    bt.add_argument("--zones", help="comma-separated zones to choose from (default: every zone in the traces)")
+    bt.add_argument("--home-zone", help="the zone a job runs in without us: the baseline (default: first zone)")
+    bt.add_argument("--job-duration", type=_duration("--job-duration"), default=timedelta(hours=4),
+                    metavar="DURATION", help="how long each job runs, e.g. 4h (default 4h)")
+    bt.add_argument("--max-delay", type=_duration("--max-delay"), default=timedelta(hours=24),
+                    metavar="DURATION", help="how late a job may start after it arrives (default 24h)")
+    bt.add_argument("--arrival-every", type=_duration("--arrival-every"), default=timedelta(hours=6),
+                    metavar="DURATION", help="a job arrives this often (default 6h)")
+    bt.add_argument("--start", type=_instant, metavar="ISO", help="first arrival (default: start of the common period)")
+    bt.add_argument("--end", type=_instant, metavar="ISO", help="no job may finish after this (default: end of the traces)")
+    bt.add_argument("--forecast", default="noisy:10:1", metavar="MODEL",
+                    help="perfect | noisy:<MAPE percent>[:<seed>] | archive:FILE (default noisy:10:1)")
+    bt.add_argument("--forecast-horizon", type=_duration("--forecast-horizon"), default=timedelta(hours=48),
+                    metavar="DURATION", help="how far each forecast reaches (default 48h)")
+    bt.add_argument("--refresh", type=_duration("--refresh"), default=timedelta(hours=1),
+                    metavar="DURATION", help="carbon-aware re-plans at this forecast cadence while waiting (default 1h)")
+    bt.add_argument("--policy", action="append", metavar="NAME",
+                    help=f"policy to compare, repeatable: {', '.join(BACKTEST_POLICIES)} (default: all; "
+                    "run-now and oracle always run, as the other figures are measured against them)")
+    bt.add_argument("--threshold-pct", type=float, default=10.0, metavar="PCT",
+                    help="for the threshold policy: move when home is this much dirtier than the greenest zone")
+    bt.add_argument("--min-saving-pct", type=float, default=0.0, metavar="PCT",
+                    help="hysteresis for carbon-aware and the window policies (default 0)")
+    bt.add_argument("--signal", choices=("average", "marginal"), default="average",
+                    help="what the traces measure (default average); all zones share it")
+    bt.add_argument("--format", choices=("table", "json"), default="table")
+    bt.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw intensity per zone and the chosen starts")
+    bt.set_defaults(handler=cmd_backtest)
+    return parser
+
+
+def _progress(stream: TextIO) -> Callable[[int, int], None] | None:
+    """Return a progress callback drawing a bar on ``stream`` when it is a terminal, else None."""
+    if not stream.isatty():
+        return None
+
+    def draw(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // total
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs")
+        if done == total:
+            stream.write("\r" + " " * (width + 30) + "\r")
+        stream.flush()
+
+    return draw
+
+
+def cmd_backtest(args: argparse.Namespace, out: TextIO) -> int:
+    """Run ``airflow-carbon backtest``."""
+    from airflow_carbon_provider.core.backtest import BACKTEST_POLICIES, run_backtest
+    from airflow_carbon_provider.core.forecast import parse_forecast_spec
+    from airflow_carbon_provider.core.traces import bundled_trace_path, read_trace
+
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CliError(
+                "--plot needs matplotlib; install it with: pip install 'airflow-carbon-provider[plot]'"
+            ) from None
+    paths = args.trace or [bundled_trace_path()]
+    actuals: dict[str, Any] = {}
+    for path in paths:
+        for zone, series in read_trace(path, kind=args.signal, source=path.name).items():
+            if zone in actuals:
+                raise CliError(f"zone {zone} appears in more than one --trace ({path}); give each zone once")
+            actuals[zone] = series
+    zones = [z.strip() for z in args.zones.split(",") if z.strip()] if args.zones else list(actuals)
+    if args.zones is not None and not zones:
+        raise CliError("--zones is empty; name at least one zone, e.g. --zones DE,GB")
+    home = args.home_zone or zones[0]
+    policies = args.policy or list(BACKTEST_POLICIES)
+    unknown = [p for p in policies if p not in BACKTEST_POLICIES]
+    if unknown:
+        raise CliError(f"unknown policy {unknown[0]!r}; use one of: {', '.join(BACKTEST_POLICIES)}")
+    model = parse_forecast_spec(args.forecast, actuals, kind=args.signal)
+    result = run_backtest(
+        actuals,
+        zones=zones,
+        home_zone=home,
+        job_duration=args.job_duration,
+        max_delay=args.max_delay,
+        arrival_every=args.arrival_every,
+        forecast=model,
+        policies=policies,
+        start=args.start,
+        end=args.end,
+        forecast_horizon=args.forecast_horizon,
+        refresh=args.refresh,
+        threshold_pct=args.threshold_pct,
+        min_saving_pct=args.min_saving_pct,
+        progress=_progress(sys.stderr),
+    )
+    if args.plot is not None:
+        from airflow_carbon_provider.core.backtest_plot import plot_backtest
+
+        plot_backtest(result, actuals, args.plot)
+    if args.format == "json":
+        out.write(json.dumps(result.to_dict()) + "\n")
+    else:
+        out.write(format_table(result.to_dict()) + "\n")
+        if args.plot is not None:
+            out.write(f"plot written to {args.plot}\n")
+    return 0
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Render a backtest report as an aligned text table."""
+    head = (
+        f"{report['jobs']} jobs, {report['job_duration_h']:g} h each, may wait {report['max_delay_h']:g} h; "
+        f"zones {', '.join(report['zones'])} (home {report['home_zone']}); forecast {report['forecast']}; "
+        f"arrivals {report['period']['first_arrival']} to {report['period']['last_arrival']}"
+    )
+    columns = ["policy", "g/kWh", "reduction %", "of oracle", "mean delay h", "max delay h", "misses", "moved %"]
+    rows = []
+    for name, p in report["policies"].items():
+        frac = p["fraction_of_oracle"]
+        rows.append([
+            name,
+            f"{p['mean_intensity']:.1f}",
+            f"{p['reduction_pct']:.1f}",
+            "n/a" if frac is None else f"{100 * frac:.1f} %",
+            f"{p['mean_delay_h']:.2f}",
+            f"{p['max_delay_h']:.2f}",
+            str(p["deadline_misses"]),
+            f"{p['moved_pct']:.1f}",
+        ])
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    lines = [head, "", "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(columns, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; return the exit status."""
+    from airflow_carbon_provider.core.backtest import BacktestError
+    from airflow_carbon_provider.core.durations import DurationError
+    from airflow_carbon_provider.core.forecast import ForecastError
+    from airflow_carbon_provider.core.planner import PlanningError
+    from airflow_carbon_provider.core.signals import SignalError
+    from airflow_carbon_provider.core.traces import TraceError
+
+    expected = (CliError, BacktestError, DurationError, ForecastError, PlanningError, SignalError, TraceError)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args, out or sys.stdout))
+    except expected as exc:  # typed errors whose message is the whole story
+        message = str(exc)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

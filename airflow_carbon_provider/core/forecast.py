@@ -1,0 +1,254 @@
+"""Forecast models for backtests and trace replay: perfect, noisy, and real archives.
+
+Every model answers one question: "at ``issued_at``, what did the forecast for ``zone`` over
+the next ``horizon`` say?" and returns an :class:`IntensitySeries` that starts at
+``issued_at``. The planner then sees exactly what a live client would have seen.
+
+``noisy:<MAPE>[:<seed>]`` perturbs the actuals multiplicatively: the forecast of a target
+interval ``i`` issued ``L`` ahead is ``actual_i * (1 + sigma(L) * z_i)``. ``z`` is a smooth
+(AR(1), six-hour correlation time) standard-normal process per zone, fixed by the seed, so
+errors persist over hours as real forecast errors do, and a later refresh sees the same
+error shrunk rather than fresh noise. ``sigma(L) = s * sqrt(L / 24 h)`` grows with lead time
+and ``s`` is calibrated so that the mean absolute percentage error over leads of 0 to 24 h
+equals ``MAPE`` (about 0.8 x MAPE at 12 h ahead, 1.5 x at 24 h, 2.1 x at 48 h). The interval
+in force at ``issued_at`` has lead 0, i.e. it is the measured current value.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from airflow_carbon_provider.core.signals import IntensitySeries, ensure_utc
+from airflow_carbon_provider.core.traces import ArchivedForecasts, read_forecast_archive
+
+__all__ = [
+    "ArchiveForecast",
+    "ForecastError",
+    "ForecastModel",
+    "NoisyForecast",
+    "PerfectForecast",
+    "parse_forecast_spec",
+    "realised_mape",
+]
+
+DAY = 86400.0
+# E|N(0,1)| = sqrt(2/pi); the mean of sqrt(L/24h) over L in [0, 24h] is 2/3.
+_MAPE_TO_SCALE = 1.0 / (math.sqrt(2.0 / math.pi) * 2.0 / 3.0)
+CORRELATION_TIME = 6 * 3600.0
+
+
+class ForecastError(ValueError):
+    """Raised when a forecast cannot be produced or a forecast spec is invalid."""
+
+
+class ForecastModel(Protocol):
+    """What the backtest and trace replay need from a forecast model."""
+
+    name: str
+
+    def forecast(self, zone: str, issued_at: datetime, horizon: timedelta) -> IntensitySeries:
+        """Return the forecast for ``zone`` as issued at ``issued_at``, ``horizon`` long."""
+        ...
+
+
+def _actual(actuals: Mapping[str, IntensitySeries], zone: str) -> IntensitySeries:
+    try:
+        return actuals[zone]
+    except KeyError:
+        known = ", ".join(sorted(actuals)) or "none"
+        raise ForecastError(f"no data for zone {zone!r}; zones with data: {known}") from None
+
+
+class PerfectForecast:
+    """A forecast that equals what actually happened (the oracle's view)."""
+
+    name = "perfect"
+
+    def __init__(self, actuals: Mapping[str, IntensitySeries]) -> None:
+        self.actuals = dict(actuals)
+
+    def forecast(self, zone: str, issued_at: datetime, horizon: timedelta) -> IntensitySeries:
+        """Return the actuals from ``issued_at`` for ``horizon``."""
+        t = ensure_utc(issued_at, "issued_at").timestamp()
+        return _actual(self.actuals, zone).window_ts(t, t + horizon.total_seconds(), issued_at=issued_at)
+
+
+class NoisyForecast:
+    """Actuals with seeded, lead-time-growing, persistent multiplicative error (see module doc).
+
+    :param actuals: the measured series per zone.
+    :param mape_pct: mean absolute percentage error over leads of 0 to 24 hours.
+    :param seed: makes the noise reproducible; each zone draws its own stream.
+    """
+
+    def __init__(self, actuals: Mapping[str, IntensitySeries], mape_pct: float, seed: int = 0) -> None:
+        if not 0 <= mape_pct <= 100 or math.isnan(mape_pct):
+            raise ForecastError(f"noisy forecast MAPE {mape_pct} must be between 0 and 100 (percent)")
+        self.actuals = dict(actuals)
+        self.mape_pct = mape_pct
+        self.seed = seed
+        self.name = f"noisy:{mape_pct:g}:{seed}"
+        self._scale = mape_pct / 100.0 * _MAPE_TO_SCALE
+        self._z: dict[str, list[float]] = {}
+
+    def _latent(self, zone: str) -> list[float]:
+        z = self._z.get(zone)
+        if z is None:
+            series = _actual(self.actuals, zone)
+            rng = random.Random(f"{self.seed}:{zone}")
+            bounds = series.bounds
+            z = []
+            previous = rng.gauss(0.0, 1.0)
+            for i in range(len(series)):
+                rho = math.exp(-(bounds[i + 1] - bounds[i]) / CORRELATION_TIME)
+                previous = rho * previous + math.sqrt(1.0 - rho * rho) * rng.gauss(0.0, 1.0)
+                z.append(previous)
+            self._z[zone] = z
+        return z
+
+    def forecast(self, zone: str, issued_at: datetime, horizon: timedelta) -> IntensitySeries:
+        """Return the noisy forecast for ``zone`` issued at ``issued_at``."""
+        actual = _actual(self.actuals, zone)
+        t = ensure_utc(issued_at, "issued_at").timestamp()
+        exact = actual.window_ts(t, t + horizon.total_seconds(), issued_at=issued_at)
+        if self._scale == 0:
+            return exact
+        z = self._latent(zone)
+        offset = max(_index_at(actual, t), 0)
+        scale = self._scale
+        bounds = exact.bounds
+        values = [
+            max(0.0, a * (1.0 + scale * math.sqrt(max(bounds[k] - t, 0.0) / DAY) * z[offset + k]))
+            for k, a in enumerate(exact.values)
+        ]
+        return IntensitySeries.from_arrays(
+            zone, actual.kind, bounds, values, source=f"{actual.source}+{self.name}",
+            issued_at=issued_at, is_forecast=True,
+        )
+
+
+def _index_at(series: IntensitySeries, t: float) -> int:
+    from bisect import bisect_right
+
+    return bisect_right(series.bounds, t) - 1
+
+
+class ArchiveForecast:
+    """Replay real forecasts as issued: at each moment, the newest one issued by then.
+
+    Where the archived forecast starts after ``issued_at`` (WattTime's first point is the next
+    five minutes) or has run out, the measured intensity fills in, as a live client would
+    combine the "latest" and "forecast" endpoints.
+    """
+
+    def __init__(
+        self,
+        archive: Mapping[str, ArchivedForecasts],
+        actuals: Mapping[str, IntensitySeries],
+        *,
+        label: str = "archive",
+    ) -> None:
+        self.archive = dict(archive)
+        self.actuals = dict(actuals)
+        self.name = label
+
+    def check_zones(self, zones: Iterable[str]) -> None:
+        """Raise if the archive holds no forecasts for one of ``zones``."""
+        missing = [z for z in zones if z not in self.archive]
+        if missing:
+            have = ", ".join(sorted(self.archive)) or "none"
+            raise ForecastError(
+                f"forecast {self.name} has no forecasts for zone(s) {', '.join(missing)} "
+                f"(it has: {have}); use only those zones or another --forecast"
+            )
+
+    def forecast(self, zone: str, issued_at: datetime, horizon: timedelta) -> IntensitySeries:
+        """Return the newest archived forecast issued by ``issued_at``, gaps filled by actuals."""
+        self.check_zones([zone])
+        t = ensure_utc(issued_at, "issued_at").timestamp()
+        end = t + horizon.total_seconds()
+        actual = _actual(self.actuals, zone)
+        issue = self.archive[zone].latest_before(issued_at)
+        bounds: list[float] = []
+        values: list[float] = []
+        if issue is not None and issue.bounds[-1] > t:
+            fb = issue.bounds
+            if fb[0] > t:  # fill up to the first forecast point with measured values
+                head = actual.window_ts(t, min(fb[0], end))
+                bounds.extend(head.bounds[:-1])
+                values.extend(head.values)
+            if fb[0] < end:
+                part = issue.window_ts(max(t, fb[0]), end)
+                bounds.extend(part.bounds[:-1])
+                values.extend(part.values)
+                bounds.append(part.bounds[-1])
+            else:
+                bounds.append(min(fb[0], end))
+        else:  # nothing issued yet, or the newest forecast is over: only the current value is known
+            i = _index_at(actual, t)
+            if i < 0 or i >= len(actual):
+                raise ForecastError(
+                    f"zone {zone}: no measured value at {issued_at.isoformat()} to start the forecast from"
+                )
+            bounds = [t, min(actual.bounds[i + 1], end)]
+            values = [actual.values[i]]
+        return IntensitySeries.from_arrays(
+            zone, actual.kind, bounds, values, source=self.name, issued_at=issued_at, is_forecast=True
+        )
+
+
+def parse_forecast_spec(
+    spec: str, actuals: Mapping[str, IntensitySeries], *, kind: str = "average"
+) -> ForecastModel:
+    """Build the forecast model that ``spec`` names: ``perfect``, ``noisy:<MAPE>[:<seed>]`` or ``archive:FILE``."""
+    usage = "use perfect, noisy:<MAPE percent>[:<seed>] (e.g. noisy:10:1) or archive:FILE"
+    text = spec.strip()
+    if text == "perfect":
+        return PerfectForecast(actuals)
+    if text.startswith("noisy:"):
+        parts = text.split(":")
+        if len(parts) not in (2, 3):
+            raise ForecastError(f"forecast {spec!r} is not valid; {usage}")
+        try:
+            mape = float(parts[1])
+            seed = int(parts[2]) if len(parts) == 3 else 0
+        except ValueError:
+            raise ForecastError(f"forecast {spec!r} is not valid; {usage}") from None
+        return NoisyForecast(actuals, mape, seed)
+    if text.startswith("archive:") and len(text) > len("archive:"):
+        path = Path(text[len("archive:") :])
+        return ArchiveForecast(read_forecast_archive(path, kind=kind), actuals, label=f"archive:{path.name}")
+    raise ForecastError(f"forecast {spec!r} is not valid; {usage}")
+
+
+def realised_mape(
+    model: ForecastModel,
+    actuals: Mapping[str, IntensitySeries],
+    zone: str,
+    issues: Iterable[datetime],
+    horizon: timedelta,
+) -> float:
+    """Return the mean absolute percentage error (percent) of ``model`` against ``actuals``.
+
+    Every forecast interval is compared with the actual interval that starts with it, weighted
+    equally; intervals whose actual value is zero are skipped.
+    """
+    actual = actuals[zone]
+    errors = 0.0
+    count = 0
+    for issued in issues:
+        fc = model.forecast(zone, issued, horizon)
+        for k, value in enumerate(fc.values):
+            i = _index_at(actual, fc.bounds[k])
+            truth = actual.values[i]
+            if truth > 0:
+                errors += abs(value - truth) / truth
+                count += 1
+    if not count:
+        raise ForecastError("no forecast intervals to compare")
+    return 100.0 * errors / count

@@ -1,0 +1,438 @@
+"""Carbon-intensity signals: values in, values out, standard library only.
+
+An :class:`IntensitySeries` is what every data source produces and what the planner
+consumes: one zone, one signal kind (average or marginal), contiguous intervals of any
+length from five minutes to an hour (lengths may change along the series), every value in
+gCO2eq/kWh, plus when it was issued and by whom.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+
+__all__ = [
+    "Interval",
+    "IntensitySeries",
+    "SignalError",
+    "SignalKind",
+    "SignalMixError",
+    "Unit",
+    "check_same_kind",
+    "ensure_utc",
+    "to_g_per_kwh",
+]
+
+UTC = timezone.utc
+
+
+class SignalError(ValueError):
+    """Raised when a series or one of its intervals is not valid."""
+
+
+class SignalMixError(SignalError):
+    """Raised when average and marginal signals would be compared with each other."""
+
+
+class SignalKind(str, Enum):
+    """Which emission rate a series measures.
+
+    ``average`` is the attributional mean intensity of the electricity consumed in the zone;
+    ``marginal`` is the rate of the generator that answers one more kWh of demand. They are
+    different quantities and are never compared with each other silently.
+    """
+
+    AVERAGE = "average"
+    MARGINAL = "marginal"
+
+
+class Unit(str, Enum):
+    """Units the sources report intensity in; all are converted to gCO2eq/kWh."""
+
+    G_PER_KWH = "g/kWh"
+    KG_PER_MWH = "kg/MWh"
+    LBS_PER_MWH = "lbs/MWh"
+    G_PER_MWH = "g/MWh"
+
+
+# One pound is exactly 453.59237 g; one MWh is 1000 kWh.
+_TO_G_PER_KWH = {
+    Unit.G_PER_KWH: 1.0,
+    Unit.KG_PER_MWH: 1.0,
+    Unit.LBS_PER_MWH: 0.45359237,
+    Unit.G_PER_MWH: 0.001,
+}
+
+
+def to_g_per_kwh(value: float, unit: Unit | str) -> float:
+    """Convert an intensity from ``unit`` to gCO2eq/kWh (WattTime's lbs/MWh included)."""
+    try:
+        factor = _TO_G_PER_KWH[Unit(unit)]
+    except ValueError:
+        known = ", ".join(u.value for u in Unit)
+        raise SignalError(f"unknown intensity unit {unit!r}; use one of: {known}") from None
+    return value * factor
+
+
+def ensure_utc(moment: datetime, what: str = "datetime") -> datetime:
+    """Return ``moment`` in UTC; refuse naive datetimes, whose meaning is a guess."""
+    if not isinstance(moment, datetime):
+        raise SignalError(f"{what} must be a datetime, got {type(moment).__name__}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise SignalError(
+            f"{what} {moment.isoformat()} is naive; pass a timezone-aware datetime "
+            "(for example datetime(..., tzinfo=timezone.utc))"
+        )
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """One interval ``[start, end)`` of constant intensity in gCO2eq/kWh."""
+
+    start: datetime
+    end: datetime
+    value: float
+    estimated: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", ensure_utc(self.start, "interval start"))
+        object.__setattr__(self, "end", ensure_utc(self.end, "interval end"))
+        if self.end <= self.start:
+            raise SignalError(
+                f"interval starting {self.start.isoformat()} ends at {self.end.isoformat()}; "
+                "an interval must end after it starts"
+            )
+        value = self.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SignalError(
+                f"interval starting {self.start.isoformat()} has a non-numeric value {value!r}"
+            )
+        if math.isnan(value) or math.isinf(value):
+            raise SignalError(
+                f"interval starting {self.start.isoformat()} has value {value}; "
+                "drop or fill missing data before building a series"
+            )
+        if value < 0:
+            raise SignalError(
+                f"interval starting {self.start.isoformat()} has negative intensity {value}; "
+                "carbon intensity cannot be below zero"
+            )
+        object.__setattr__(self, "value", float(value))
+
+    @property
+    def seconds(self) -> float:
+        """Length of the interval in seconds."""
+        return (self.end - self.start).total_seconds()
+
+
+class IntensitySeries:
+    """A contiguous run of intervals for one zone and one signal kind, values in g/kWh.
+
+    :param zone: the zone key as the source names it (``DE``, ``CAISO_NORTH``, ``GB``...).
+    :param kind: average or marginal.
+    :param intervals: sorted, non-overlapping and gap-free.
+    :param source: who produced it (``electricitymaps``, ``watttime``, ``carbontrace``...).
+    :param issued_at: when a forecast was issued (``None`` for actuals).
+    :param is_forecast: true when the values are predictions rather than measurements.
+
+    The series is stored as columns (interval boundaries in epoch seconds, values), which is
+    what the planner reads; :attr:`intervals` materialises :class:`Interval` objects on demand.
+    Build large series with :meth:`from_arrays`, which skips per-interval objects.
+    """
+
+    MIN_INTERVAL = timedelta(minutes=5)
+    MAX_INTERVAL = timedelta(hours=1)
+
+    __slots__ = ("_bounds", "_derived", "_estimated", "_intervals", "_values", "issued_at", "is_forecast",
+                 "kind", "source", "zone")
+
+    def __init__(
+        self,
+        zone: str,
+        kind: SignalKind | str,
+        intervals: Iterable[Interval],
+        source: str = "unknown",
+        issued_at: datetime | None = None,
+        is_forecast: bool = False,
+    ) -> None:
+        items = tuple(intervals)
+        _check_zone(zone)
+        if not items:
+            raise SignalError(f"zone {zone}: the series has no intervals")
+        for previous, current in zip(items, items[1:]):
+            if current.start < previous.start:
+                raise SignalError(
+                    f"zone {zone}: intervals are not sorted "
+                    f"({current.start.isoformat()} comes after {previous.start.isoformat()})"
+                )
+            if current.start < previous.end:
+                raise SignalError(
+                    f"zone {zone}: intervals overlap at {current.start.isoformat()} "
+                    f"(the previous one ends {previous.end.isoformat()})"
+                )
+            if current.start > previous.end:
+                raise SignalError(
+                    f"zone {zone}: gap from {previous.end.isoformat()} to "
+                    f"{current.start.isoformat()}; split the series or fill the gap"
+                )
+        bounds = [iv.start.timestamp() for iv in items]
+        bounds.append(items[-1].end.timestamp())
+        estimated = tuple(iv.estimated for iv in items)
+        self._init(zone, kind, bounds, [iv.value for iv in items], source, issued_at, is_forecast,
+                   estimated if any(estimated) else None)
+        self._intervals: tuple[Interval, ...] | None = items
+
+    @classmethod
+    def from_arrays(
+        cls,
+        zone: str,
+        kind: SignalKind | str,
+        bounds: Sequence[float],
+        values: Sequence[float],
+        *,
+        source: str = "unknown",
+        issued_at: datetime | None = None,
+        is_forecast: bool = False,
+        estimated: Sequence[bool] | None = None,
+    ) -> IntensitySeries:
+        """Build a series from ``len(values) + 1`` boundaries in epoch seconds and g/kWh values."""
+        _check_zone(zone)
+        bounds = [float(b) for b in bounds]
+        values = list(values)
+        if not values:
+            raise SignalError(f"zone {zone}: the series has no intervals")
+        if len(bounds) != len(values) + 1:
+            raise SignalError(
+                f"zone {zone}: {len(values)} values need {len(values) + 1} boundaries, got {len(bounds)}"
+            )
+        for i in range(len(values)):
+            if not bounds[i + 1] > bounds[i]:
+                at = datetime.fromtimestamp(bounds[i], UTC).isoformat()
+                raise SignalError(
+                    f"zone {zone}: boundaries are not increasing at {at}; intervals must be sorted "
+                    "and must not overlap"
+                )
+        for i, value in enumerate(values):
+            _check_value(zone, bounds[i], value)
+        self = cls.__new__(cls)
+        self._init(zone, kind, bounds, [float(v) for v in values], source, issued_at, is_forecast,
+                   tuple(estimated) if estimated is not None and any(estimated) else None)
+        self._intervals = None
+        return self
+
+    def _init(
+        self,
+        zone: str,
+        kind: SignalKind | str,
+        bounds: list[float],
+        values: list[float],
+        source: str,
+        issued_at: datetime | None,
+        is_forecast: bool,
+        estimated: tuple[bool, ...] | None,
+    ) -> None:
+        try:
+            self.kind = SignalKind(kind)
+        except ValueError:
+            raise SignalError(
+                f"zone {zone}: signal kind {kind!r} is unknown; use 'average' or 'marginal'"
+            ) from None
+        self.zone = zone
+        self.source = source
+        self.issued_at = ensure_utc(issued_at, "issued_at") if issued_at is not None else None
+        self.is_forecast = is_forecast
+        self._bounds = bounds
+        self._values = values
+        self._estimated = estimated
+        # Memo for data derived from the immutable columns (the planner's prefix sums), so many
+        # plans over one cached forecast pay for them once.
+        self._derived: dict[str, object] = {}
+
+    @classmethod
+    def from_points(
+        cls,
+        zone: str,
+        kind: SignalKind | str,
+        points: Iterable[tuple[datetime, float]],
+        *,
+        resolution: timedelta,
+        unit: Unit | str = Unit.G_PER_KWH,
+        source: str = "unknown",
+        issued_at: datetime | None = None,
+        is_forecast: bool = False,
+    ) -> IntensitySeries:
+        """Build a series from ``(start, value)`` points of a fixed ``resolution``."""
+        intervals = tuple(
+            Interval(start, start + resolution, to_g_per_kwh(value, unit)) for start, value in points
+        )
+        return cls(zone, kind, intervals, source=source, issued_at=issued_at, is_forecast=is_forecast)
+
+    # -- views -----------------------------------------------------------------------------
+
+    @property
+    def intervals(self) -> tuple[Interval, ...]:
+        """The intervals, materialised on first use."""
+        if self._intervals is None:
+            b, est = self._bounds, self._estimated
+            self._intervals = tuple(
+                Interval(_dt(b[i]), _dt(b[i + 1]), v, bool(est and est[i])) for i, v in enumerate(self._values)
+            )
+        return self._intervals
+
+    @property
+    def bounds(self) -> Sequence[float]:
+        """Interval boundaries in epoch seconds (one more than :attr:`values`)."""
+        return self._bounds
+
+    @property
+    def values(self) -> Sequence[float]:
+        """Interval values in gCO2eq/kWh."""
+        return self._values
+
+    @property
+    def start(self) -> datetime:
+        """Start of the first interval."""
+        return _dt(self._bounds[0])
+
+    @property
+    def end(self) -> datetime:
+        """End of the last interval."""
+        return _dt(self._bounds[-1])
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return (
+            f"IntensitySeries(zone={self.zone!r}, kind={self.kind.value!r}, source={self.source!r}, "
+            f"{len(self)} intervals {self.start.isoformat()} to {self.end.isoformat()})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, IntensitySeries):
+            return NotImplemented
+        return (
+            (self.zone, self.kind, self.source, self.issued_at, self.is_forecast, self._bounds, self._values)
+            == (other.zone, other.kind, other.source, other.issued_at, other.is_forecast, other._bounds,
+                other._values)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def check_resolution(self) -> None:
+        """Raise if an interval is shorter than 5 minutes or longer than an hour."""
+        lo, hi = self.MIN_INTERVAL.total_seconds(), self.MAX_INTERVAL.total_seconds()
+        b = self._bounds
+        for i in range(len(self._values)):
+            if not lo <= b[i + 1] - b[i] <= hi:
+                raise SignalError(
+                    f"zone {self.zone}: interval at {_dt(b[i]).isoformat()} lasts "
+                    f"{timedelta(seconds=b[i + 1] - b[i])}; intervals must last from 5 minutes to 1 hour"
+                )
+
+    def value_at(self, moment: datetime) -> float:
+        """Return the intensity in force at ``moment`` (which must lie inside the series)."""
+        t = ensure_utc(moment, "moment").timestamp()
+        if not self._bounds[0] <= t < self._bounds[-1]:
+            raise SignalError(
+                f"zone {self.zone}: {moment.isoformat()} is outside the series "
+                f"({self.start.isoformat()} to {self.end.isoformat()})"
+            )
+        return self._values[bisect_right(self._bounds, t) - 1]
+
+    def window(self, start: datetime, end: datetime) -> IntensitySeries:
+        """Return the part of the series inside ``[start, end)``, edge intervals clipped."""
+        lo_t = ensure_utc(start, "window start").timestamp()
+        hi_t = ensure_utc(end, "window end").timestamp()
+        return self.window_ts(lo_t, hi_t)
+
+    def window_ts(self, lo_t: float, hi_t: float, *, issued_at: datetime | None = None) -> IntensitySeries:
+        """Return :meth:`window` for epoch-second bounds; optionally relabel ``issued_at``."""
+        b = self._bounds
+        lo_t, hi_t = max(lo_t, b[0]), min(hi_t, b[-1])
+        if not hi_t > lo_t:
+            raise SignalError(
+                f"zone {self.zone}: no data between {_dt(lo_t).isoformat()} and {_dt(hi_t).isoformat()} "
+                f"(the series covers {self.start.isoformat()} to {self.end.isoformat()})"
+            )
+        i = bisect_right(b, lo_t) - 1
+        j = bisect_left(b, hi_t)
+        bounds = b[i : j + 1]
+        bounds[0], bounds[-1] = lo_t, hi_t
+        est = self._estimated[i:j] if self._estimated else None
+        out = IntensitySeries.__new__(IntensitySeries)
+        out._init(self.zone, self.kind, bounds, self._values[i:j], self.source,
+                  self.issued_at if issued_at is None else issued_at, self.is_forecast, est)
+        out._intervals = None
+        return out
+
+    def integral_ts(self, lo_t: float, hi_t: float) -> float:
+        """Return the integral of intensity over ``[lo_t, hi_t]`` (g/kWh x seconds), covered."""
+        b, v = self._bounds, self._values
+        if lo_t < b[0] or hi_t > b[-1]:
+            raise SignalError(
+                f"zone {self.zone}: {_dt(lo_t).isoformat()} to {_dt(hi_t).isoformat()} is not covered by "
+                f"the series ({self.start.isoformat()} to {self.end.isoformat()})"
+            )
+        i = bisect_right(b, lo_t) - 1
+        total = 0.0
+        t = lo_t
+        while t < hi_t:
+            nxt = min(b[i + 1], hi_t)
+            total += v[i] * (nxt - t)
+            t = nxt
+            i += 1
+        return total
+
+    def mean(self, start: datetime, end: datetime) -> float:
+        """Return the time-weighted mean intensity over ``[start, end)``, which must be covered."""
+        lo_t = ensure_utc(start, "start").timestamp()
+        hi_t = ensure_utc(end, "end").timestamp()
+        if not hi_t > lo_t:
+            raise SignalError(f"zone {self.zone}: mean over an empty period {start} to {end}")
+        return self.integral_ts(lo_t, hi_t) / (hi_t - lo_t)
+
+
+def _dt(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _check_zone(zone: object) -> None:
+    if not zone or not isinstance(zone, str):
+        raise SignalError(f"series zone must be a non-empty string such as 'DE', got {zone!r}")
+
+
+def _check_value(zone: str, at: float, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SignalError(f"zone {zone}: interval at {_dt(at).isoformat()} has a non-numeric value {value!r}")
+    if math.isnan(value) or math.isinf(value):
+        raise SignalError(
+            f"zone {zone}: interval at {_dt(at).isoformat()} has value {value}; "
+            "drop or fill missing data before building a series"
+        )
+    if value < 0:
+        raise SignalError(
+            f"zone {zone}: interval at {_dt(at).isoformat()} has negative intensity {value}; "
+            "carbon intensity cannot be below zero"
+        )
+
+
+def check_same_kind(series: Sequence[IntensitySeries], *, allow_mixed: bool = False) -> SignalKind:
+    """Return the one signal kind of ``series``; refuse a mix unless ``allow_mixed``.
+
+    Comparing a marginal rate with an average one ranks zones by two different quantities,
+    so a mix is an error unless the caller explicitly accepts it.
+    """
+    kinds = {s.kind for s in series}
+    if len(kinds) > 1 and not allow_mixed:
+        detail = ", ".join(f"{s.zone}={s.kind.value}" for s in series)
+        raise SignalMixError(
+            f"average and marginal signals cannot be compared ({detail}); use one signal kind "
+            "for every candidate, or pass allow_mixed_signals=True to accept the mix"
+        )
+    return next(iter(kinds)) if len(kinds) == 1 else SignalKind.AVERAGE

@@ -1,0 +1,138 @@
+"""``airflow-carbon backtest`` as a user runs it: real process, real trace slices."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_carbon_provider.cli import main
+from airflow_carbon_provider.core.backtest import BACKTEST_POLICIES
+
+POLICY_KEYS = {"mean_intensity", "reduction_pct", "fraction_of_oracle", "mean_delay_h", "max_delay_h",
+               "deadline_misses", "moved_pct"}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script in a fresh process."""
+    exe = Path(sys.executable).with_name("airflow-carbon")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def test_default_run_is_the_readme_main_job():
+    proc = run_cli("backtest")
+    assert proc.returncode == 0, proc.stderr
+    assert "zones DE, GB, US-CAL-CISO, CA-ON (home DE)" in proc.stdout
+    for policy in BACKTEST_POLICIES:
+        assert f"\n{policy} " in proc.stdout
+
+
+def test_json_matches_the_contract():
+    proc = run_cli("backtest", "--zones", "DE,GB", "--home-zone", "DE", "--job-duration", "4h",
+                   "--max-delay", "24h", "--arrival-every", "6h", "--forecast", "noisy:10:1", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"jobs", "zones", "home_zone", "forecast", "job_duration_h", "max_delay_h", "policies"} <= set(data)
+    assert data["zones"] == ["DE", "GB"] and data["home_zone"] == "DE" and data["forecast"] == "noisy:10:1"
+    assert data["job_duration_h"] == 4.0 and data["max_delay_h"] == 24.0
+    assert isinstance(data["jobs"], int) and data["jobs"] > 100
+    assert list(data["policies"]) == list(BACKTEST_POLICIES)
+    for name, figures in data["policies"].items():
+        assert set(figures) == POLICY_KEYS, name
+        assert isinstance(figures["deadline_misses"], int)
+        assert all(isinstance(figures[k], float) for k in POLICY_KEYS - {"deadline_misses"})
+    assert data["policies"]["run-now"]["reduction_pct"] == 0.0
+    assert data["policies"]["oracle"]["fraction_of_oracle"] == 1.0
+
+
+def test_selected_policies_and_archive_forecast(data_dir):
+    out = []
+
+    class Sink:
+        def write(self, text):
+            out.append(text)
+
+    code = main(["backtest", "--trace", str(data_dir / "traces/uk_gb_actuals_2023-03-14_18.csv"),
+                 "--zones", "GB", "--job-duration", "2h", "--max-delay", "12h", "--arrival-every", "3h",
+                 "--forecast", f"archive:{data_dir / 'traces/uk_gb_forecasts_2023-03-14_16.csv'}",
+                 "--start", "2023-03-14T13:00:00Z", "--policy", "carbon-aware", "--format", "json"], Sink())
+    assert code == 0
+    data = json.loads("".join(out))
+    assert list(data["policies"]) == ["run-now", "oracle", "carbon-aware"]
+    assert data["forecast"] == "archive:uk_gb_forecasts_2023-03-14_16.csv"
+    assert data["policies"]["carbon-aware"]["deadline_misses"] == 0
+
+
+def test_plot_writes_a_png(tmp_path):
+    target = tmp_path / "bt.png"
+    proc = run_cli("backtest", "--zones", "DE,GB", "--plot", str(target))
+    assert proc.returncode == 0, proc.stderr
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _bad(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "bad.csv"
+    path.write_text(body)
+    return str(path)
+
+
+HEADER = "timestamp_utc,zone,gco2_per_kwh\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--zones", "DE,XX"], "unknown zone(s) XX"),
+        (["--job-duration", "0h"], "--job-duration must be longer than zero"),
+        (["--job-duration", "four hours"], "--job-duration 'four hours' is not a duration"),
+        (["--max-delay=-2h"], "--max-delay '-2h' is negative"),
+        (["--policy", "greedy"], "unknown policy 'greedy'"),
+        (["--forecast", "psychic"], "forecast 'psychic' is not valid"),
+        (["--trace", "/nonexistent.csv"], "cannot open trace file"),
+        (["--home-zone", "FR"], "--home-zone FR is not one of --zones"),
+        (["--start", "yesterday"], "argument --start"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(args, message):
+    proc = run_cli("backtest", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (HEADER + "2023-03-01T00:00:00Z,DE,1\n2023-03-01T01:00:00Z,DE,oops\n", "bad.csv:3: gco2_per_kwh 'oops'"),
+        (HEADER + "2023-03-01T00:00:00Z,DE,1\n2023-03-01T00:00:00Z,DE,2\n", "bad.csv:3: duplicate timestamp"),
+        (HEADER + "2023-03-01T00:00:00Z,DE,1\n2023-03-01T00:01:00Z,DE,2\n", "bad.csv:3: rows of zone DE"),
+    ],
+)
+def test_malformed_csv_names_its_line(tmp_path, body, message):
+    proc = run_cli("backtest", "--trace", _bad(tmp_path, body))
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_traces_whose_periods_do_not_overlap(tmp_path, data_dir):
+    other = _bad(tmp_path, HEADER + "2020-01-01T00:00:00Z,FR,1\n2020-01-01T01:00:00Z,FR,2\n")
+    proc = run_cli("backtest", "--trace", other, "--trace", str(data_dir / "traces/uk_gb_actuals_2023-03-14_18.csv"),
+                   "--zones", "FR,GB")
+    assert proc.returncode == 2
+    assert "periods do not overlap" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_backtest_does_not_import_airflow():
+    code = ("import sys; from airflow_carbon_provider.cli import main; import io; "
+            "main(['backtest', '--zones', 'DE', '--policy', 'run-now'], io.StringIO()); "
+            "bad = [m for m in ('airflow', 'requests', 'aiohttp', 'sqlalchemy') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
