@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from itertools import accumulate
+from operator import mul, sub
 from typing import Any
 
 from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, check_same_kind, ensure_utc
@@ -180,8 +181,9 @@ class _Zone:
         memo: Any = series._derived.get("planner")
         if memo is None:
             b, v = series.bounds, series.values
-            steps = [y - x for x, y in zip(b, b[1:])]
-            c = list(accumulate((x * d for x, d in zip(v, steps)), initial=0.0))
+            # map() over operator functions keeps these two passes in C.
+            steps = list(map(sub, b[1:], b[:-1]))
+            c = list(accumulate(map(mul, v, steps), initial=0.0))
             n = len(v)
             # The first and last intervals are often clipped (a forecast starting now, a
             # horizon cut mid-interval); the interior decides whether the grid is uniform.
