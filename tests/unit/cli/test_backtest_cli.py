@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from airflow_carbon_provider.cli import main
@@ -32,11 +34,42 @@ def test_default_run_is_the_readme_main_job():
         assert f"\n{policy} " in proc.stdout
 
 
+_NUMBER = {"type": "number"}
+BACKTEST_SCHEMA = {
+    "type": "object",
+    "required": ["jobs", "zones", "home_zone", "forecast", "job_duration_h", "max_delay_h", "policies"],
+    "properties": {
+        "jobs": {"type": "integer", "minimum": 1},
+        "zones": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "home_zone": {"type": "string"},
+        "forecast": {"type": "string"},
+        "job_duration_h": _NUMBER,
+        "max_delay_h": _NUMBER,
+        "policies": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "required": sorted(POLICY_KEYS),
+                "additionalProperties": False,
+                "properties": {
+                    "mean_intensity": _NUMBER, "reduction_pct": _NUMBER,
+                    "fraction_of_oracle": {"type": ["number", "null"]},
+                    "mean_delay_h": _NUMBER, "max_delay_h": _NUMBER,
+                    "deadline_misses": {"type": "integer", "minimum": 0}, "moved_pct": _NUMBER,
+                },
+            },
+        },
+    },
+}
+
+
 def test_json_matches_the_contract():
     proc = run_cli("backtest", "--zones", "DE,GB", "--home-zone", "DE", "--job-duration", "4h",
                    "--max-delay", "24h", "--arrival-every", "6h", "--forecast", "noisy:10:1", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout.strip().splitlines()[-1])
+    jsonschema.validate(data, BACKTEST_SCHEMA)
     assert {"jobs", "zones", "home_zone", "forecast", "job_duration_h", "max_delay_h", "policies"} <= set(data)
     assert data["zones"] == ["DE", "GB"] and data["home_zone"] == "DE" and data["forecast"] == "noisy:10:1"
     assert data["job_duration_h"] == 4.0 and data["max_delay_h"] == 24.0
@@ -66,6 +99,30 @@ def test_selected_policies_and_archive_forecast(data_dir):
     assert list(data["policies"]) == ["run-now", "oracle", "carbon-aware"]
     assert data["forecast"] == "archive:uk_gb_forecasts_2023-03-14_16.csv"
     assert data["policies"]["carbon-aware"]["deadline_misses"] == 0
+
+
+def test_progress_bar_only_on_a_terminal():
+    """On a terminal stderr shows a progress bar; piped, stderr stays empty."""
+    exe = Path(sys.executable).with_name("airflow-carbon")
+    parent, child = pty.openpty()
+    proc = subprocess.run([str(exe), "backtest", "--zones", "DE,GB", "--format", "json"], stdout=subprocess.PIPE,
+                          stderr=child, timeout=120)
+    os.close(child)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(parent, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(parent)
+    assert proc.returncode == 0
+    assert b"runs" in drawn and b"[#" in drawn
+    json.loads(proc.stdout)  # the JSON on stdout is untouched by the bar
+    piped = run_cli("backtest", "--zones", "DE,GB", "--format", "json")
+    assert piped.stderr == ""
 
 
 def test_plot_writes_a_png(tmp_path):
