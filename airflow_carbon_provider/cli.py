@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--threshold-pct", type=float, default=10.0, metavar="PCT",
                     help="for the threshold policy: move when home is this much dirtier than the greenest zone")
     bt.add_argument("--min-saving-pct", type=float, default=0.0, metavar="PCT",
-                    help="hysteresis for carbon-aware and the window policies (default 0)")
+                    help="hysteresis for carbon-aware: wait or move only for at least this saving (default 0)")
     bt.add_argument("--signal", choices=("average", "marginal"), default="average",
                     help="what the traces measure (default average); all zones share it")
     bt.add_argument("--format", choices=("table", "json"), default="table")

@@ -12,7 +12,8 @@ Forecast horizon
     is *horizon-limited*. With ``beyond_horizon="exclude"`` (the default) only starts whose whole
     run lies inside the forecast are considered, apart from starting now, which is always
     possible and is scored by holding the last forecast value beyond the horizon; the caller
-    re-plans when a newer forecast arrives (the trigger does, at every refresh). With
+    should re-plan when a newer forecast arrives (the backtest's ``carbon-aware`` does, at
+    every refresh). With
     ``"persist"`` every start up to ``latest_start`` is considered and the last forecast value
     is assumed to hold beyond the horizon.
 
@@ -279,7 +280,10 @@ def plan(
         current intensity by more than this percentage.
     :param incumbent: the option chosen by an earlier plan (when re-planning); it is kept
         unless beaten by the hysteresis margin.
-    :param busy: ``(cluster_id, start, end)`` of jobs already planned, for capacities.
+    :param busy: ``(cluster_id, start, end)`` of jobs already planned, for capacities: a
+        start where a candidate already holds ``capacity`` overlapping jobs is not an option,
+        and a candidate full for the whole window drops out. If every candidate is full, the
+        job starts now at home (a deadline is never traded for capacity).
     :param beyond_horizon: ``"exclude"`` or ``"persist"``; see the module docs.
     :param allow_mixed_signals: accept average and marginal forecasts in one comparison.
     """
@@ -340,6 +344,9 @@ def plan(
         chosen = baseline
         reason = "policy run-now: start now on the home cluster"
     elif policy in ("greenest-now", "threshold"):
+        room = [c for c in pool if _fits(t_now, dur, [(s, e) for k, s, e in busy_list if k == c.cluster_id],
+                                        c.capacity)]
+        pool = room or [home]
         current = {c.zone: zones[c.zone].value_at(t_now) for c in pool}
         options = [Option(c, now, mean(zones[c.zone], t_now)) for c in pool]
         order = sorted(range(len(pool)), key=lambda i: (current[pool[i].zone], i))
@@ -367,6 +374,13 @@ def plan(
                 )
     else:
         options = _best_options(policy, pool, zones, t_now, t_latest, dur, beyond_horizon, busy_list)
+        if not options:
+            reason = (
+                f"{policy}: every candidate is at capacity for the whole window; starting now on the "
+                f"home cluster {home.cluster_id} rather than missing the deadline"
+            )
+            return Plan(policy, now, _dt(t_latest), duration, baseline, baseline, (), signal, reason,
+                        horizon_limited)
         best = min(options, key=lambda o: o.mean_intensity)
         limit = best.mean_intensity * (1 + _TIE) + _TIE
         best = min(
@@ -423,13 +437,20 @@ def _best_options(
         if policy == "next-hour-window":
             first = math.ceil(t_now / 3600.0) * 3600.0
             starts = [first + 3600.0 * k for k in range(int((hi - first) // 3600.0) + 1)] if first <= hi else []
-            starts = [s for s in starts if _fits(s, dur, mine, cand.capacity)] or [t_now]
+            starts = [s for s in starts if _fits(s, dur, mine, cand.capacity)]
+            if not starts:  # no full hour left (or all full): start now, if there is room
+                if not _fits(t_now, dur, mine, cand.capacity):
+                    continue
+                starts = [t_now]
             scored = [(z.cum(s + dur) - z.cum(s), s) for s in starts]
             best_score = min(sc for sc, _ in scored)
             limit = best_score + _TIE * max(1.0, abs(best_score))
             score, start = min((s, sc) for sc, s in scored if sc <= limit)[::-1]
         elif mine:
-            score, start = _best_with_capacity(z, t_now, hi, dur, mine, cand.capacity)
+            found = _best_with_capacity(z, t_now, hi, dur, mine, cand.capacity)
+            if found is None:  # full for the whole window: not an option
+                continue
+            score, start = found
         else:
             if cand.zone not in per_zone:
                 per_zone[cand.zone] = z.best(t_now, hi, dur)
@@ -447,8 +468,8 @@ def _fits(start: float, dur: float, busy: list[tuple[float, float]], capacity: i
 
 def _best_with_capacity(
     z: _Zone, lo: float, hi: float, dur: float, busy: list[tuple[float, float]], capacity: int | None
-) -> tuple[float, float]:
-    """Like :meth:`_Zone.best` but skipping starts where the candidate is already full."""
+) -> tuple[float, float] | None:
+    """Like :meth:`_Zone.best` but skipping starts where the candidate is full; None if always full."""
     # Feasibility changes only where a start or end of the run meets a busy job's start or end,
     # so those instants join the usual candidate starts.
     extra = {lo, hi}
@@ -464,7 +485,7 @@ def _best_with_capacity(
             extra.add(t - dur)
     feasible = sorted(t for t in extra if _fits(t, dur, busy, capacity))
     if not feasible:
-        return z.cum(lo + dur) - z.cum(lo), lo
+        return None
     scored = [(z.cum(t + dur) - z.cum(t), t) for t in feasible]
     best = min(sc for sc, _ in scored)
     limit = best + _TIE * max(1.0, abs(best))

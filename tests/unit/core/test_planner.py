@@ -313,3 +313,15 @@ def test_splitting_an_interval_in_two_equal_halves_changes_nothing(case, data):
         q = plan(cands, split, now=now, duration=duration, latest_start=now + slack, policy=policy)
         assert (q.chosen.candidate, q.chosen.start) == (p.chosen.candidate, p.chosen.start)
         assert q.chosen.mean_intensity == pytest.approx(p.chosen.mean_intensity, rel=1e-9, abs=1e-9)
+
+
+def test_a_candidate_full_for_the_whole_window_is_not_an_option():
+    """B is greener at every start but holds one job at a time and one runs all window long."""
+    fc = {"A": hourly("A", [300, 300, 300, 300]), "B": hourly("B", [10, 10, 10, 10])}
+    b1 = Candidate("k8s_b", "B", capacity=1)
+    busy = [("k8s_b", at(0), at(4))]
+    for policy in ("carbon-aware", "greenest-now", "threshold", "next-hour-window"):
+        p = plan([A, b1], fc, now=at(0), duration=H, latest_start=at(2), busy=busy, policy=policy)
+        assert p.chosen.candidate == A, policy
+    only_b = plan([b1], fc, now=at(0), duration=H, latest_start=at(2), busy=busy)
+    assert only_b.chosen.start == at(0) and "every candidate is at capacity" in only_b.reason
