@@ -46,20 +46,42 @@ def _run(task: tuple[str, tuple[str, ...], int, int, str]) -> dict[str, Any]:
     data, zones, job_h, slack_h, forecast = task
     actuals = _hourly(Path(data), zones)
     result = run_backtest(
-        actuals, zones=list(zones), home_zone=zones[0], job_duration=job_h * H, max_delay=slack_h * H,
-        arrival_every=6 * H, forecast=parse_forecast_spec(forecast, actuals), refresh=H,
+        actuals,
+        zones=list(zones),
+        home_zone=zones[0],
+        job_duration=job_h * H,
+        max_delay=slack_h * H,
+        arrival_every=6 * H,
+        forecast=parse_forecast_spec(forecast, actuals),
+        refresh=H,
     )
     return {"zones": zones, "job_h": job_h, "slack_h": slack_h, "report": result.to_dict()}
 
 
-def _archive(data: Path, trace: str, archive: str, zone: str, kind: str, job_h: float, slack_h: float,
-             every_h: float, label: str) -> dict[str, Any]:
+def _archive(
+    data: Path,
+    trace: str,
+    archive: str,
+    zone: str,
+    kind: str,
+    job_h: float,
+    slack_h: float,
+    every_h: float,
+    label: str,
+) -> dict[str, Any]:
     actuals = read_trace(data / trace, kind=kind)
     model = parse_forecast_spec(f"archive:{data / archive}", actuals, kind=kind)
     first = model.archive[zone].issues[0].issued_at  # type: ignore[attr-defined]
     result = run_backtest(
-        actuals, zones=[zone], home_zone=zone, job_duration=job_h * H, max_delay=slack_h * H,
-        arrival_every=every_h * H, forecast=model, start=first, refresh=timedelta(minutes=30),
+        actuals,
+        zones=[zone],
+        home_zone=zone,
+        job_duration=job_h * H,
+        max_delay=slack_h * H,
+        arrival_every=every_h * H,
+        forecast=model,
+        start=first,
+        refresh=timedelta(minutes=30),
         forecast_horizon=timedelta(hours=48),
     )
     return {"label": label, "job_h": job_h, "slack_h": slack_h, "report": result.to_dict()}
@@ -97,34 +119,59 @@ def render(matrix: list[dict[str, Any]], archives: list[dict[str, Any]], command
             rep = item["report"]
             pol = rep["policies"]
             assert all(p["deadline_misses"] == 0 for p in pol.values()), item
-            rows.append([
-                ", ".join(item["zones"]), f"{item['job_h']} h", f"{item['slack_h']} h",
-                f"{pol['run-now']['mean_intensity']:.0f}",
-                *(f"{pol[p]['reduction_pct']:.1f}" for p in policies),
-                f"{100 * pol['carbon-aware']['fraction_of_oracle']:.1f} %",
-            ])
-        lines += _table(f"Reduction per policy, forecast ``{forecast}``", header, rows,
-                        "22 6 6 8 " + " ".join("8" for _ in policies) + " 9")
+            rows.append(
+                [
+                    ", ".join(item["zones"]),
+                    f"{item['job_h']} h",
+                    f"{item['slack_h']} h",
+                    f"{pol['run-now']['mean_intensity']:.0f}",
+                    *(f"{pol[p]['reduction_pct']:.1f}" for p in policies),
+                    f"{100 * pol['carbon-aware']['fraction_of_oracle']:.1f} %",
+                ]
+            )
+        lines += _table(
+            f"Reduction per policy, forecast ``{forecast}``",
+            header,
+            rows,
+            "22 6 6 8 " + " ".join("8" for _ in policies) + " 9",
+        )
     if archives:
         lines += [
             "Real forecast archives (one zone each, so only waiting can help; forecasts refreshed every "
             "30 min from the archive as issued):",
             "",
         ]
-        header = ["archive", "job", "slack", "jobs", "run-now g/kWh", "oracle", "carbon-aware",
-                  "rolling-window", "next-hour-window", "carbon-aware of oracle"]
+        header = [
+            "archive",
+            "job",
+            "slack",
+            "jobs",
+            "run-now g/kWh",
+            "oracle",
+            "carbon-aware",
+            "rolling-window",
+            "next-hour-window",
+            "carbon-aware of oracle",
+        ]
         rows = []
         for item in archives:
             rep = item["report"]
             pol = rep["policies"]
             frac = pol["carbon-aware"]["fraction_of_oracle"]
-            rows.append([
-                item["label"], f"{item['job_h']:g} h", f"{item['slack_h']:g} h", str(rep["jobs"]),
-                f"{pol['run-now']['mean_intensity']:.0f}",
-                *(f"{pol[p]['reduction_pct']:.1f}" for p in ("oracle", "carbon-aware", "rolling-window",
-                                                               "next-hour-window")),
-                "n/a" if frac is None else f"{100 * frac:.1f} %",
-            ])
+            rows.append(
+                [
+                    item["label"],
+                    f"{item['job_h']:g} h",
+                    f"{item['slack_h']:g} h",
+                    str(rep["jobs"]),
+                    f"{pol['run-now']['mean_intensity']:.0f}",
+                    *(
+                        f"{pol[p]['reduction_pct']:.1f}"
+                        for p in ("oracle", "carbon-aware", "rolling-window", "next-hour-window")
+                    ),
+                    "n/a" if frac is None else f"{100 * frac:.1f} %",
+                ]
+            )
         lines += _table("Reduction with real archived forecasts", header, rows, "30 6 6 6 8 8 8 8 8 9")
     return "\n".join(lines)
 
@@ -138,18 +185,42 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "traces").is_dir():
         print(f"skipped: no shared data at {args.data} (pass --data)")
         return 0
-    tasks = [(str(args.data), zones, job, slack, fc) for fc in FORECASTS for zones in ZONE_SETS
-             for job in JOBS_H for slack in SLACK_H]
+    tasks = [
+        (str(args.data), zones, job, slack, fc)
+        for fc in FORECASTS
+        for zones in ZONE_SETS
+        for job in JOBS_H
+        for slack in SLACK_H
+    ]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         matrix = list(pool.map(_run, tasks))
     uk = "traces/uk-carbon-intensity-forecast-archive/"
     wt = "traces/watttime-caiso-north-2023/watttime2023_casio-north_"
     archives = [
-        _archive(args.data, uk + "actuals.normalized.csv", uk + "forecasts.normalized.csv", "GB", "average",
-                 job, 12, 1, "NESO GB, 14-18 Mar 2023 (average)") for job in (1, 4)
+        _archive(
+            args.data,
+            uk + "actuals.normalized.csv",
+            uk + "forecasts.normalized.csv",
+            "GB",
+            "average",
+            job,
+            12,
+            1,
+            "NESO GB, 14-18 Mar 2023 (average)",
+        )
+        for job in (1, 4)
     ] + [
-        _archive(args.data, wt + "actual.normalized.csv", wt + "forecast.normalized.csv", "CAISO_NORTH",
-                 "marginal", job, 6, 1, "WattTime CAISO_NORTH, Jun 2023 (marginal, 65 min horizon)")
+        _archive(
+            args.data,
+            wt + "actual.normalized.csv",
+            wt + "forecast.normalized.csv",
+            "CAISO_NORTH",
+            "marginal",
+            job,
+            6,
+            1,
+            "WattTime CAISO_NORTH, Jun 2023 (marginal, 65 min horizon)",
+        )
         for job in (0.5, 1)
     ]
     command = "python benchmarks/backtest_matrix.py"

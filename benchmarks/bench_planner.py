@@ -54,10 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zones", default="10,50,200")
     args = parser.parse_args(argv)
     counts = [int(z) for z in args.zones.split(",")]
-    print(f"python {sys.version.split()[0]}; 72 h of 5-min forecasts ({INTERVALS} intervals/zone); "
-          f"4 h job; 24 h slack; {args.repeat} repeats")
-    print(f"{'zones':>6} {'warm median ms':>15} {'warm p90 ms':>12} {'cold median ms':>15} {'cold p90 ms':>12} "
-          f"{'warm ns/zone-int':>17} {'cold ns/zone-int':>17}")
+    print(
+        f"python {sys.version.split()[0]}; 72 h of 5-min forecasts ({INTERVALS} intervals/zone); "
+        f"4 h job; 24 h slack; {args.repeat} repeats"
+    )
+    print(
+        f"{'zones':>6} {'warm median ms':>15} {'warm p90 ms':>12} {'cold median ms':>15} {'cold p90 ms':>12} "
+        f"{'warm ns/zone-int':>17} {'cold ns/zone-int':>17}"
+    )
     for zones in counts:
         cands = [Candidate(f"k8s_{i}", f"Z{i}") for i in range(zones)]
         fc = forecasts(zones, seed=zones)
@@ -65,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         warm = sorted(one_plan(cands, fc) for _ in range(args.repeat))
         cold = sorted(one_plan(cands, forecasts(zones, seed=r)) for r in range(max(5, args.repeat // 5)))
         per = zones * INTERVALS
-        print(f"{zones:>6} {1e3 * statistics.median(warm):>15.2f} {1e3 * warm[int(0.9 * len(warm))]:>12.2f} "
-              f"{1e3 * statistics.median(cold):>15.2f} {1e3 * cold[int(0.9 * len(cold))]:>12.2f} "
-              f"{1e9 * statistics.median(warm) / per:>17.1f} {1e9 * statistics.median(cold) / per:>17.1f}")
+        print(
+            f"{zones:>6} {1e3 * statistics.median(warm):>15.2f} {1e3 * warm[int(0.9 * len(warm))]:>12.2f} "
+            f"{1e3 * statistics.median(cold):>15.2f} {1e3 * cold[int(0.9 * len(cold))]:>12.2f} "
+            f"{1e9 * statistics.median(warm) / per:>17.1f} {1e9 * statistics.median(cold) / per:>17.1f}"
+        )
     return 0
 
 

@@ -1,0 +1,244 @@
+"""The in-process cache every carbon hook shares: TTL, single-flight, and no silent staleness.
+
+Keys are :class:`CacheKey` values ``(connection, zone, signal, endpoint, range)``. An entry
+lives for the TTL its hook chooses, following the provider's update cadence (see each hook's
+``ttl_*`` attributes). Single-flight: while one fetch for a key is running, every other
+caller of that key, sync or async, waits for its result instead of sending a request of
+its own, so 1,000 concurrent callers on one key cause one request. A failed fetch is not
+cached; every caller waiting on it gets its error, and the next call tries again.
+
+An asynchronous fetch runs in its own task, shielded from the callers: a caller that is
+cancelled (a trigger being stopped, say) stops waiting but does not cancel the request the
+others are waiting on.
+
+Staleness is judged by the hooks on the data (how old its newest interval is), not by the
+cache; see :func:`check_fresh`. Data older than the allowed age raises
+:class:`~airflow_carbon_provider.exceptions.StaleDataError`, with the data attached, so it
+is never used silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from airflow_carbon_provider.exceptions import StaleDataError
+
+if TYPE_CHECKING:
+    from airflow_carbon_provider.core.signals import IntensitySeries
+
+__all__ = ["CacheKey", "CacheStats", "IntensityCache", "check_fresh", "shared_cache"]
+
+T = TypeVar("T")
+
+
+class CacheKey(NamedTuple):
+    """What identifies one cached answer.
+
+    :param connection: the connection id and base URL (``electricitymaps_default@https://...``).
+    :param zone: the zone or region.
+    :param signal: the signal variant (``lifecycle``, ``direct``, ``co2_moer``, ``average``...).
+    :param endpoint: ``current``, ``forecast`` or ``history``.
+    :param range: what else selects the answer: a horizon, or ``(start, end)`` ISO strings.
+    """
+
+    connection: str
+    zone: str
+    signal: str
+    endpoint: str
+    range: Hashable = None
+
+
+@dataclass
+class CacheStats:
+    """Counters: ``fetches`` is the number of times a fetch function actually ran."""
+
+    hits: int = 0
+    misses: int = 0
+    fetches: int = 0
+    joined: int = 0
+
+
+@dataclass
+class _Entry:
+    value: Any
+    expires: float
+
+
+@dataclass
+class _Flight:
+    done: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    error: BaseException | None = None
+
+
+class IntensityCache:
+    """A thread-safe, asyncio-aware TTL cache with single-flight fetches.
+
+    :param max_entries: least recently used entries beyond this are dropped.
+    :param monotonic: the clock for TTLs (injectable for tests).
+    """
+
+    def __init__(self, *, max_entries: int = 4096, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.max_entries = max_entries
+        self.stats = CacheStats()
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self._flights: dict[CacheKey, _Flight] = {}
+        self._tasks: dict[tuple[asyncio.AbstractEventLoop, CacheKey], asyncio.Task[Any]] = {}
+
+    def _fresh(self, key: CacheKey) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.expires <= self._monotonic():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def _store(self, key: CacheKey, value: Any, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        with self._lock:
+            self._entries[key] = _Entry(value, self._monotonic() + ttl)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def get(self, key: CacheKey, fetch: Callable[[], T], ttl: float) -> T:
+        """Return the cached value of ``key``, or fetch it once for all concurrent callers.
+
+        :param fetch: called without arguments when the value must be fetched.
+        :param ttl: seconds the fetched value stays valid (0 disables caching it).
+        """
+        with self._lock:
+            entry = self._fresh(key)
+            if entry is not None:
+                self.stats.hits += 1
+                return entry.value
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+                self.stats.misses += 1
+                self.stats.fetches += 1
+            else:
+                self.stats.joined += 1
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.value
+        try:
+            flight.value = fetch()
+            self._store(key, flight.value, ttl)
+            return flight.value
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
+
+    async def aget(self, key: CacheKey, fetch: Callable[[], Awaitable[T]], ttl: float) -> T:
+        """Return the cached value of ``key``, or fetch it once for all concurrent callers.
+
+        :param fetch: returns the awaitable to run when the value must be fetched.
+        :param ttl: seconds the fetched value stays valid (0 disables caching it).
+        """
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._fresh(key)
+            if entry is not None:
+                self.stats.hits += 1
+                return entry.value
+            task = self._tasks.get((loop, key))
+            if task is None:
+                self.stats.misses += 1
+                self.stats.fetches += 1
+                task = loop.create_task(self._run(loop, key, fetch, ttl))
+                task.add_done_callback(_retrieve)
+                self._tasks[(loop, key)] = task
+            else:
+                self.stats.joined += 1
+        return await asyncio.shield(task)
+
+    async def _run(
+        self, loop: asyncio.AbstractEventLoop, key: CacheKey, fetch: Callable[[], Awaitable[T]], ttl: float
+    ) -> T:
+        try:
+            value = await fetch()
+            self._store(key, value, ttl)
+            return value
+        finally:
+            with self._lock:
+                self._tasks.pop((loop, key), None)
+
+    def invalidate(self, key: CacheKey) -> None:
+        """Drop the entry of ``key``, if any."""
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        """Drop every entry and reset the counters (in-flight fetches finish undisturbed)."""
+        with self._lock:
+            self._entries.clear()
+            self.stats = CacheStats()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # Mark the exception as retrieved even if every waiter was cancelled.
+    if not task.cancelled():
+        task.exception()
+
+
+def check_fresh(
+    series: IntensitySeries,
+    *,
+    now: datetime,
+    max_age: timedelta | None,
+    what: str,
+    provider: str,
+) -> IntensitySeries:
+    """Return ``series`` if its data is recent enough, else raise :class:`StaleDataError`.
+
+    For current values and history the age is ``now - series.end`` (how long ago the newest
+    interval ended); for forecasts it is ``now - issued_at``, and a forecast that has already
+    ended is stale whatever its issue time. ``max_age=None`` turns the check off.
+    """
+    if max_age is None:
+        return series
+    if series.is_forecast and series.issued_at is not None:
+        age = now - series.issued_at
+        if series.end <= now:
+            age = max(age, now - series.end)
+    else:
+        age = now - series.end
+    if age > max_age:
+        raise StaleDataError(
+            f"{what} data is {age} old (newest interval ends {series.end.isoformat()}), more than the "
+            f"allowed {max_age}; raise max_staleness on the connection to accept older data",
+            series=series,
+            age=age,
+            max_age=max_age,
+            data_end=series.end,
+            provider=provider,
+            zone=series.zone,
+        )
+    return series
+
+
+shared_cache = IntensityCache()
+"""The one cache that every hook uses unless told otherwise."""

@@ -1,0 +1,184 @@
+"""Airflow hook for the WattTime API v3 (connection type ``watttime``).
+
+.. seealso:: :ref:`howto/connection:watttime`
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from airflow_carbon_provider.core.signals import IntensitySeries
+from airflow_carbon_provider.exceptions import CarbonAuthError
+from airflow_carbon_provider.hooks.base import (
+    BaseCarbonHook,
+    ConnField,
+    HookConfig,
+    extra_choice,
+    extra_number,
+)
+from airflow_carbon_provider.sources import watttime as wt
+from airflow_carbon_provider.sources._http import ErrorClassifier
+
+__all__ = ["WattTimeHook"]
+
+SIGNAL_TYPES = ("co2_moer", "co2_aoer")
+
+
+def mask_token(token: str) -> None:
+    """Register ``token`` with Airflow's secrets masker in this process and the supervisor."""
+    import importlib
+
+    try:
+        masker = importlib.import_module("airflow.sdk.log").mask_secret
+    except (ImportError, AttributeError):  # pragma: no cover - older task SDK layout
+        masker = importlib.import_module("airflow.sdk.execution_time.secrets_masker").mask_secret
+    masker(token)
+
+
+async def amask_token(token: str) -> None:
+    """Register ``token`` with the secrets masker without blocking an in-flight async call."""
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # pragma: no cover - Airflow before 3.3
+        mask_token(token)
+        return
+    await amask_secret(token)
+
+
+class WattTimeHook(BaseCarbonHook):
+    """Read marginal (``co2_moer``) or average (``co2_aoer``) emission rates from WattTime.
+
+    Login name and password go in the connection's login and password; the short-lived
+    token obtained from ``/login`` is masked the moment it arrives, shared by every hook of
+    the same account in the process, renewed 5 minutes before it expires and once on a 401.
+    The host, when set, replaces ``https://api.watttime.org``.
+
+    :param watttime_conn_id: the connection to use.
+    """
+
+    conn_name_attr = "watttime_conn_id"
+    default_conn_name = "watttime_default"
+    conn_type = "watttime"
+    hook_name = "WattTime"
+
+    provider = wt.PROVIDER
+    default_base_url = wt.DEFAULT_BASE_URL
+    default_max_staleness: ClassVar[timedelta | None] = timedelta(minutes=30)
+    default_ttl: ClassVar[dict[str, float]] = {"current": 60, "forecast": 300, "history": 3600}
+    provider_fields = (
+        ConnField(
+            "signal_type",
+            "Signal type",
+            "string",
+            "co2_moer",
+            "co2_moer: marginal emission rate (forecasts and history); co2_aoer: average (history only).",
+            enum=SIGNAL_TYPES,
+        ),
+        ConnField(
+            "horizon_hours",
+            "Forecast horizon (hours)",
+            "integer",
+            24,
+            "Default forecast horizon, 1 to 72 hours.",
+        ),
+    )
+    hidden_fields = ("schema", "port", "extra")
+    relabeling: ClassVar[dict[str, str]] = {"login": "Username", "host": "API base URL"}
+    placeholders: ClassVar[dict[str, str]] = {"host": wt.DEFAULT_BASE_URL}
+
+    def __init__(self, watttime_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(watttime_conn_id, **kwargs)
+
+    def _configure(self, config: HookConfig, extras: dict[str, Any]) -> None:
+        if not config.login or not config.password:
+            raise CarbonAuthError(
+                f"connection {self.conn_id!r} needs the WattTime username in login and the password "
+                "in password",
+                provider=self.provider,
+            )
+        signal = extra_choice(extras, "signal_type", SIGNAL_TYPES, self.provider)
+        horizon = int(extra_number(extras, "horizon_hours", 24, self.provider, minimum=1))
+        config.signal = signal
+        config.options = {"signal_type": signal, "horizon_hours": min(horizon, wt.MAX_FORECAST_HOURS)}
+
+    def classify(self) -> ErrorClassifier:
+        """Return WattTime's error classifier."""
+        return wt.classify_error
+
+    def _tokens(self, config: HookConfig) -> wt.TokenState:
+        return wt.shared_token_state(config.base_url, str(config.login), str(config.password))
+
+    def client(self) -> wt.WattTimeClient:
+        """Return a synchronous client for the endpoints outside the protocol (my-access...)."""
+        config = self.get_config()
+        return wt.WattTimeClient(
+            str(config.login),
+            str(config.password),
+            self.sync_http(config),
+            signal_type=config.options["signal_type"],
+            tokens=self._tokens(config),
+            on_token=mask_token,
+        )
+
+    async def aclient(self) -> wt.AsyncWattTimeClient:
+        """Return an asynchronous client for the endpoints outside the protocol."""
+        config = await self.aget_config()
+        return wt.AsyncWattTimeClient(
+            str(config.login),
+            str(config.password),
+            self.async_http(config),
+            signal_type=config.options["signal_type"],
+            tokens=self._tokens(config),
+            on_token=amask_token,
+        )
+
+    def _fetch_current(self, config: HookConfig, zone: str, now: datetime) -> IntensitySeries:
+        client = self.client()
+        if config.options["signal_type"] == "co2_aoer":
+            return _last(client.historical(zone, now - timedelta(hours=1), now))
+        return _first(client.forecast(zone, horizon_hours=0))
+
+    async def _afetch_current(self, config: HookConfig, zone: str, now: datetime) -> IntensitySeries:
+        client = await self.aclient()
+        if config.options["signal_type"] == "co2_aoer":
+            return _last(await client.historical(zone, now - timedelta(hours=1), now))
+        return _first(await client.forecast(zone, horizon_hours=0))
+
+    def _forecast_range(self, config: HookConfig, now: datetime, end: datetime | None) -> int:
+        if end is None:
+            return config.options["horizon_hours"]
+        hours = math.ceil((end - now).total_seconds() / 3600)
+        return max(1, min(hours, wt.MAX_FORECAST_HOURS))
+
+    def _fetch_forecast(self, config: HookConfig, zone: str, now: datetime, request: Any) -> IntensitySeries:
+        return self.client().forecast(zone, horizon_hours=request)
+
+    async def _afetch_forecast(
+        self, config: HookConfig, zone: str, now: datetime, request: Any
+    ) -> IntensitySeries:
+        return await (await self.aclient()).forecast(zone, horizon_hours=request)
+
+    def _fetch_history(
+        self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
+    ) -> IntensitySeries:
+        return self.client().historical(zone, start, end)
+
+    async def _afetch_history(
+        self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
+    ) -> IntensitySeries:
+        return await (await self.aclient()).historical(zone, start, end)
+
+    def _test_call(self, config: HookConfig) -> str:
+        access = self.client().my_access()
+        regions = sum(len(r) for r in access.values())
+        return f"Connected: the account may use {regions} region/signal combinations"
+
+
+def _first(series: IntensitySeries) -> IntensitySeries:
+    return series.window_ts(series.bounds[0], series.bounds[1])
+
+
+def _last(series: IntensitySeries) -> IntensitySeries:
+    return series.window_ts(series.bounds[-2], series.bounds[-1])

@@ -1,0 +1,446 @@
+"""Request/response values, the retry policy, and the thin sync and async HTTP shells.
+
+Everything that decides *what* to do (which status is retried, how long to wait, which
+error type to raise) is pure and shared; :class:`SyncHttp` (requests) and
+:class:`AsyncHttp` (aiohttp) only move bytes. Retried: timeouts, transport errors and 5xx,
+with exponential backoff and jitter, up to ``max_attempts``; 429 (and any rate-limit the
+provider's classifier recognises) waits ``Retry-After`` when it is short enough, otherwise
+the typed :class:`~airflow_carbon_provider.exceptions.CarbonRateLimitError` is raised at
+once so that a deferrable caller can sleep without holding anything. Never retried: auth,
+access, not-found and other 4xx errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from airflow_carbon_provider.exceptions import (
+    CarbonAPIError,
+    CarbonAuthError,
+    CarbonDataError,
+    CarbonNoAccessError,
+    CarbonNotFoundError,
+    CarbonParseError,
+    CarbonRateLimitError,
+    CarbonRequestError,
+    CarbonServerError,
+    CarbonTimeoutError,
+    CarbonTransportError,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+    import requests
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ApiRequest",
+    "ApiResponse",
+    "AsyncHttp",
+    "ErrorClassifier",
+    "RetryPolicy",
+    "SyncHttp",
+    "default_error",
+    "error_message",
+    "parse_retry_after",
+    "retry_delay",
+]
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One HTTP request, relative to the API's base URL; secrets are kept out of ``repr``.
+
+    :param path: the path below the base URL, starting with ``/``; segments already quoted.
+    :param params: query parameters.
+    :param headers: request headers (may hold a token, hence ``repr=False``).
+    :param basic_auth: ``(username, password)`` for HTTP Basic auth, if any.
+    """
+
+    path: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
+    method: str = "GET"
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """One HTTP response: status, lower-cased headers and the raw body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        """Return the body decoded as UTF-8, with undecodable bytes replaced."""
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self, *, provider: str, zone: str | None = None) -> Any:
+        """Return the decoded JSON body; raise :class:`CarbonParseError` if it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            snippet = self.text[:120].replace("\n", " ")
+            raise CarbonParseError(
+                f"response body is not valid JSON ({exc.__class__.__name__}): {snippet!r}",
+                field="<body>",
+                provider=provider,
+                status=self.status,
+                zone=zone,
+            ) from None
+
+
+def path_segment(value: str) -> str:
+    """Quote ``value`` for use as one URL path segment (``/`` included)."""
+    return quote(str(value), safe="")
+
+
+# An error classifier turns an error response into the typed exception to raise.
+ErrorClassifier = Callable[[ApiResponse, "str | None"], CarbonAPIError]
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks to wait (delta or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return None
+    return max(seconds, 0.0)
+
+
+def error_message(response: ApiResponse) -> str:
+    """Return the human message from an error body in any of the shapes the APIs use."""
+    try:
+        body = json.loads(response.body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        body = None
+    if isinstance(body, dict):
+        parts: list[str] = []
+        error = body.get("error")
+        if isinstance(error, dict):  # UK: {"error": {"code": ..., "message": ...}}
+            parts.extend(str(error[k]) for k in ("code", "message") if error.get(k))
+        elif error:
+            parts.append(str(error))
+        for key in ("message", "msg"):
+            if body.get(key):
+                parts.append(str(body[key]))
+        detail = body.get("detail")  # FastAPI validation errors
+        if isinstance(detail, list):
+            for item in detail[:3]:
+                if isinstance(item, dict):
+                    loc = ".".join(str(p) for p in item.get("loc", []) if isinstance(p, (str, int)))
+                    parts.append(f"{loc}: {item.get('msg', '')}".strip(": "))
+        elif detail:
+            parts.append(str(detail))
+        if parts:
+            return " - ".join(" ".join(p.split()) for p in parts)[:300]
+    text = " ".join(response.text.split())
+    if "<" in text and ">" in text:  # an HTML error page from a gateway: keep only the title
+        start, end = text.find("<title>"), text.find("</title>")
+        text = text[start + 7 : end] if 0 <= start < end else "HTML error page"
+    return text[:300] or "empty body"
+
+
+def default_error(provider: str, response: ApiResponse, zone: str | None) -> CarbonAPIError:
+    """Map an error status to the typed exception every provider shares."""
+    status = response.status
+    message = error_message(response)
+    kwargs: dict[str, Any] = {"provider": provider, "status": status, "zone": zone}
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return CarbonRateLimitError(f"rate limited: {message}", retry_after=retry_after, **kwargs)
+    if status == 401:
+        return CarbonAuthError(f"credentials rejected: {message}", **kwargs)
+    if status == 403:
+        return CarbonNoAccessError(f"no access (check the plan covers it): {message}", **kwargs)
+    if status == 404:
+        return CarbonNotFoundError(f"not found: {message}", **kwargs)
+    if status >= 500:
+        return CarbonServerError(f"server error: {message}", **kwargs)
+    return CarbonRequestError(f"request rejected: {message}", **kwargs)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait for an answer, and when and how to try again.
+
+    :param timeout: seconds for a whole request (the async client) or for each socket read
+        (requests, whose read timeout is per read).
+    :param connect_timeout: seconds to establish the connection.
+    :param max_attempts: attempts in all, the first included (1 disables retries).
+    :param backoff_base: the first retry waits about this many seconds; doubling each time.
+    :param backoff_max: no wait between attempts is longer than this.
+    :param max_retry_after: a ``Retry-After`` longer than this is not slept through; the
+        :class:`CarbonRateLimitError` is raised with ``retry_after`` for the caller to honour.
+    :param sleep: the blocking sleep (injectable, so tests need not wait).
+    :param async_sleep: the asynchronous sleep.
+    :param rng: source of jitter.
+    """
+
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    max_attempts: int = 4
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_retry_after: float = 60.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
+    async_sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False, compare=False)
+    rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if self.timeout <= 0 or self.connect_timeout <= 0:
+            raise ValueError("timeouts must be positive: every request needs one")
+
+    def backoff(self, attempt: int) -> float:
+        """Return the wait before retry number ``attempt + 1``: exponential, half of it jittered."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2**attempt))
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+
+
+def retry_delay(policy: RetryPolicy, attempt: int, error: CarbonDataError) -> float | None:
+    """Return seconds to wait before retrying after ``error`` on ``attempt`` (0-based), or None.
+
+    None means: give up and raise ``error``.
+    """
+    if attempt + 1 >= policy.max_attempts:
+        return None
+    if isinstance(error, CarbonRateLimitError):
+        if error.retry_after is None:
+            return policy.backoff(attempt)
+        if error.retry_after > policy.max_retry_after:
+            return None
+        return error.retry_after
+    if isinstance(error, (CarbonServerError, CarbonTransportError)):
+        return policy.backoff(attempt)
+    return None
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret in ``text`` with ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _headers(request: ApiRequest) -> dict[str, str]:
+    headers = {"Accept": "application/json", **request.headers}
+    if request.basic_auth is not None:
+        user, password = request.basic_auth
+        credentials = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {credentials}"
+    return headers
+
+
+def join_url(base_url: str, path: str) -> str:
+    """Join the base URL (scheme, host, optional prefix) and an absolute API path."""
+    return base_url.rstrip("/") + path
+
+
+class _HttpBase:
+    def __init__(
+        self,
+        *,
+        provider: str,
+        base_url: str,
+        policy: RetryPolicy | None = None,
+        classify: ErrorClassifier | None = None,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url
+        self.policy = policy or RetryPolicy()
+        self._classify = classify or (lambda response, zone: default_error(provider, response, zone))
+        self._secrets = tuple(s for s in secrets if s)
+
+    def add_secret(self, secret: str) -> None:
+        """Redact ``secret`` from every error message from now on."""
+        if secret and secret not in self._secrets:
+            self._secrets = (*self._secrets, secret)
+
+    def _transport_error(self, exc: BaseException, request: ApiRequest, zone: str | None, timeout: bool):
+        detail = redact(f"{exc.__class__.__name__}: {exc}", self._secrets)[:300]
+        where = redact(join_url(self.base_url, request.path), self._secrets)
+        cls = CarbonTimeoutError if timeout else CarbonTransportError
+        what = "timed out" if timeout else "failed"
+        return cls(f"request to {where} {what} ({detail})", provider=self.provider, zone=zone)
+
+    def _redacted(self, error: CarbonDataError) -> CarbonDataError:
+        error.message = redact(error.message, self._secrets)
+        error.args = (error.message,)
+        return error
+
+    def _outcome(self, response: ApiResponse, zone: str | None) -> CarbonDataError | None:
+        if response.status < 400:
+            return None
+        return self._redacted(self._classify(response, zone))
+
+    def _decode(self, response: ApiResponse, zone: str | None) -> Any:
+        try:
+            return response.json(provider=self.provider, zone=zone)
+        except CarbonParseError as exc:
+            raise self._redacted(exc) from None
+
+    def _log_retry(self, error: CarbonDataError, delay: float, attempt: int) -> None:
+        log.warning(
+            "%s; retrying in %.2f s (attempt %d of %d)",
+            error,
+            delay,
+            attempt + 2,
+            self.policy.max_attempts,
+        )
+
+
+class SyncHttp(_HttpBase):
+    """Send requests with ``requests``, under the retry policy.
+
+    :param session: a ``requests.Session`` to reuse; one is created when omitted.
+    """
+
+    def __init__(self, *, session: requests.Session | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._session = session
+
+    def _session_or_new(self) -> requests.Session:
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+        return self._session
+
+    def _send_once(self, request: ApiRequest, zone: str | None) -> ApiResponse:
+        import requests
+
+        try:
+            raw = self._session_or_new().request(
+                request.method,
+                join_url(self.base_url, request.path),
+                params=dict(request.params),
+                headers=_headers(request),
+                timeout=(self.policy.connect_timeout, self.policy.timeout),
+            )
+            body = raw.content
+        except requests.Timeout as exc:
+            raise self._transport_error(exc, request, zone, timeout=True) from None
+        except requests.RequestException as exc:
+            raise self._transport_error(exc, request, zone, timeout=False) from None
+        return ApiResponse(raw.status_code, {k.lower(): v for k, v in raw.headers.items()}, body)
+
+    def send(self, request: ApiRequest, *, zone: str | None = None) -> ApiResponse:
+        """Send ``request``, retrying what the policy retries; raise a typed error otherwise."""
+        attempt = 0
+        while True:
+            try:
+                response = self._send_once(request, zone)
+                error: CarbonDataError | None = self._outcome(response, zone)
+            except CarbonTransportError as exc:
+                error = exc
+            if error is None:
+                return response
+            delay = retry_delay(self.policy, attempt, error)
+            if delay is None:
+                raise error
+            self._log_retry(error, delay, attempt)
+            self.policy.sleep(delay)
+            attempt += 1
+
+    def get_json(self, request: ApiRequest, *, zone: str | None = None) -> Any:
+        """Send ``request`` and return its decoded JSON body."""
+        return self._decode(self.send(request, zone=zone), zone)
+
+    def close(self) -> None:
+        """Close the session if this object created it."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+class AsyncHttp(_HttpBase):
+    """Send requests with ``aiohttp``, under the retry policy.
+
+    :param session: an ``aiohttp.ClientSession`` owned by the caller; when omitted a session
+        is opened and closed around each request.
+    """
+
+    def __init__(self, *, session: aiohttp.ClientSession | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._session = session
+
+    async def _send_once(self, session: aiohttp.ClientSession, request: ApiRequest, zone: str | None):
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=self.policy.timeout, connect=self.policy.connect_timeout)
+        try:
+            async with session.request(
+                request.method,
+                join_url(self.base_url, request.path),
+                params=dict(request.params),
+                headers=_headers(request),
+                timeout=timeout,
+            ) as raw:
+                body = await raw.read()
+                headers = {k.lower(): v for k, v in raw.headers.items()}
+                return ApiResponse(raw.status, headers, body)
+        except asyncio.TimeoutError as exc:
+            raise self._transport_error(exc, request, zone, timeout=True) from None
+        except aiohttp.ClientError as exc:
+            raise self._transport_error(exc, request, zone, timeout=False) from None
+
+    async def send(self, request: ApiRequest, *, zone: str | None = None) -> ApiResponse:
+        """Send ``request``, retrying what the policy retries; raise a typed error otherwise."""
+        if self._session is not None:
+            return await self._send_with_retries(self._session, request, zone)
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            return await self._send_with_retries(session, request, zone)
+
+    async def _send_with_retries(
+        self, session: aiohttp.ClientSession, request: ApiRequest, zone: str | None
+    ) -> ApiResponse:
+        attempt = 0
+        while True:
+            try:
+                response = await self._send_once(session, request, zone)
+                error: CarbonDataError | None = self._outcome(response, zone)
+            except CarbonTransportError as exc:
+                error = exc
+            if error is None:
+                return response
+            delay = retry_delay(self.policy, attempt, error)
+            if delay is None:
+                raise error
+            self._log_retry(error, delay, attempt)
+            await self.policy.async_sleep(delay)
+            attempt += 1
+
+    async def get_json(self, request: ApiRequest, *, zone: str | None = None) -> Any:
+        """Send ``request`` and return its decoded JSON body."""
+        return self._decode(await self.send(request, zone=zone), zone)

@@ -1,0 +1,365 @@
+"""Electricity Maps API v3: request builders, response parsers and thin sync/async clients.
+
+Endpoints: ``/v3/carbon-intensity/latest``, ``/forecast`` (``horizonHours``), ``/history``
+(the last 24 hours) and ``/past-range`` (at most 10 days per request at hourly granularity;
+longer ranges are split). The key travels in the ``auth-token`` header. Values are average
+(attributional) intensities in gCO2eq/kWh, lifecycle by default or direct on request;
+``isEstimated`` is kept on each interval. Nulls and gaps follow the rule in
+:mod:`airflow_carbon_provider.sources._parsing`.
+
+A rate-limited call has been seen to come back as HTTP 401, not 429
+(electricitymaps-contrib issue #8047); :func:`classify_error` reads the body to tell a
+limit from bad credentials, and only the former is retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, ensure_utc
+from airflow_carbon_provider.exceptions import (
+    CarbonAPIError,
+    CarbonAuthError,
+    CarbonRateLimitError,
+    CarbonRequestError,
+)
+from airflow_carbon_provider.sources._http import (
+    ApiRequest,
+    ApiResponse,
+    AsyncHttp,
+    SyncHttp,
+    default_error,
+    error_message,
+    parse_retry_after,
+)
+from airflow_carbon_provider.sources._parsing import Point, Reader, format_iso, series_from_points
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "EMISSION_FACTOR_TYPES",
+    "FORECAST_HORIZONS",
+    "PROVIDER",
+    "AsyncElectricityMapsClient",
+    "ElectricityMapsClient",
+    "EMOptions",
+    "classify_error",
+    "forecast_request",
+    "history_request",
+    "latest_request",
+    "parse_forecast",
+    "parse_history",
+    "parse_latest",
+    "parse_past_range",
+    "past_range_chunks",
+    "past_range_request",
+    "pick_horizon",
+]
+
+PROVIDER = "electricitymaps"
+DEFAULT_BASE_URL = "https://api.electricitymaps.com"
+EMISSION_FACTOR_TYPES = ("lifecycle", "direct")
+FORECAST_HORIZONS = (6, 24, 48, 72)
+GRANULARITIES = {
+    "5_minutes": timedelta(minutes=5),
+    "15_minutes": timedelta(minutes=15),
+    "hourly": timedelta(hours=1),
+}
+PAST_RANGE_MAX = timedelta(days=10)
+_RATE_LIMIT_WORDS = ("rate limit", "rate-limit", "ratelimit", "too many requests", "quota", "limit exceeded")
+
+
+class EMOptions:
+    """Query options every carbon-intensity request carries.
+
+    :param emission_factor_type: ``lifecycle`` (the API's default) or ``direct``.
+    :param disable_estimations: ask the API to leave estimated values out.
+    :param granularity: ``hourly`` (default), ``15_minutes`` or ``5_minutes`` (plan-dependent).
+    """
+
+    def __init__(
+        self,
+        emission_factor_type: str = "lifecycle",
+        disable_estimations: bool = False,
+        granularity: str = "hourly",
+    ) -> None:
+        if emission_factor_type not in EMISSION_FACTOR_TYPES:
+            raise CarbonRequestError(
+                f"emission_factor_type {emission_factor_type!r} is not one of {EMISSION_FACTOR_TYPES}",
+                provider=PROVIDER,
+            )
+        if granularity not in GRANULARITIES:
+            raise CarbonRequestError(
+                f"granularity {granularity!r} is not one of {tuple(GRANULARITIES)}", provider=PROVIDER
+            )
+        self.emission_factor_type = emission_factor_type
+        self.disable_estimations = disable_estimations
+        self.granularity = granularity
+
+    @property
+    def resolution(self) -> timedelta:
+        """Length of one interval at the chosen granularity."""
+        return GRANULARITIES[self.granularity]
+
+    def params(self, zone: str) -> dict[str, str]:
+        """Return the query parameters shared by every carbon-intensity endpoint."""
+        params = {"zone": zone, "emissionFactorType": self.emission_factor_type}
+        if self.disable_estimations:
+            params["disableEstimations"] = "true"
+        if self.granularity != "hourly":
+            params["temporalGranularity"] = self.granularity
+        return params
+
+
+def _headers(api_key: str) -> dict[str, str]:
+    return {"auth-token": api_key}
+
+
+def latest_request(zone: str, api_key: str, options: EMOptions) -> ApiRequest:
+    """Build ``GET /v3/carbon-intensity/latest``."""
+    return ApiRequest("/v3/carbon-intensity/latest", options.params(zone), _headers(api_key))
+
+
+def forecast_request(zone: str, api_key: str, options: EMOptions, horizon_hours: int) -> ApiRequest:
+    """Build ``GET /v3/carbon-intensity/forecast`` with ``horizonHours``."""
+    params = {**options.params(zone), "horizonHours": str(horizon_hours)}
+    return ApiRequest("/v3/carbon-intensity/forecast", params, _headers(api_key))
+
+
+def history_request(zone: str, api_key: str, options: EMOptions) -> ApiRequest:
+    """Build ``GET /v3/carbon-intensity/history`` (the last 24 hours)."""
+    return ApiRequest("/v3/carbon-intensity/history", options.params(zone), _headers(api_key))
+
+
+def past_range_request(
+    zone: str, api_key: str, options: EMOptions, start: datetime, end: datetime
+) -> ApiRequest:
+    """Build ``GET /v3/carbon-intensity/past-range`` for ``[start, end)`` (at most 10 days)."""
+    params = {**options.params(zone), "start": format_iso(start), "end": format_iso(end)}
+    return ApiRequest("/v3/carbon-intensity/past-range", params, _headers(api_key))
+
+
+def past_range_chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """Split ``[start, end)`` into pieces the API accepts (10 days each at most)."""
+    start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
+    while start < end:
+        stop = min(start + PAST_RANGE_MAX, end)
+        yield start, stop
+        start = stop
+
+
+def pick_horizon(needed: timedelta | None, default: int = 24) -> int:
+    """Return the smallest horizon the API offers (6, 24, 48, 72 h) covering ``needed``."""
+    if needed is None:
+        return default
+    hours = needed.total_seconds() / 3600
+    for horizon in FORECAST_HORIZONS:
+        if hours <= horizon:
+            return horizon
+    return FORECAST_HORIZONS[-1]
+
+
+def classify_error(response: ApiResponse, zone: str | None) -> CarbonAPIError:
+    """Map an error response to a typed error, telling a 401 rate limit from bad credentials."""
+    if response.status == 401:
+        message = error_message(response)
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        lowered = message.lower()
+        if retry_after is not None or any(word in lowered for word in _RATE_LIMIT_WORDS):
+            return CarbonRateLimitError(
+                f"rate limited (answered as 401): {message}",
+                retry_after=retry_after,
+                provider=PROVIDER,
+                status=401,
+                zone=zone,
+            )
+        return CarbonAuthError(
+            f"credentials rejected: {message}; check the API key in the connection's password",
+            provider=PROVIDER,
+            status=401,
+            zone=zone,
+        )
+    return default_error(PROVIDER, response, zone)
+
+
+def _check_envelope(reader: Reader, body: Any, zone: str, options: EMOptions | None) -> Mapping[str, Any]:
+    obj = reader.mapping(body, "<body>")
+    body_zone = obj.get("zone")
+    if body_zone is not None and (not isinstance(body_zone, str) or body_zone.upper() != zone.upper()):
+        raise reader.error("zone", f"answer is for zone {body_zone!r}, not the requested {zone!r}")
+    return obj
+
+
+def _point(reader: Reader, item: Any, field: str, options: EMOptions | None) -> Point:
+    obj = reader.mapping(item, field)
+    start = reader.timestamp(reader.get(obj, "datetime", f"{field}.datetime"), f"{field}.datetime")
+    value = reader.number(
+        reader.get(obj, "carbonIntensity", f"{field}.carbonIntensity", required=False),
+        f"{field}.carbonIntensity",
+        nullable=True,
+    )
+    if options is not None and obj.get("emissionFactorType") not in (None, options.emission_factor_type):
+        raise reader.error(
+            f"{field}.emissionFactorType",
+            f"is {obj.get('emissionFactorType')!r}, but {options.emission_factor_type!r} was requested",
+        )
+    estimated = reader.boolean(obj.get("isEstimated"), f"{field}.isEstimated")
+    return Point(start, value, estimated=estimated, field=field)
+
+
+def parse_latest(body: Any, zone: str, options: EMOptions | None = None) -> IntensitySeries:
+    """Parse ``/latest`` into a one-interval series for the current period."""
+    reader = Reader(PROVIDER, zone)
+    obj = _check_envelope(reader, body, zone, options)
+    point = _point(reader, obj, "<body>", options)
+    if point.value is None:
+        raise reader.error("carbonIntensity", "is null: no current value for this zone")
+    resolution = options.resolution if options else timedelta(hours=1)
+    return series_from_points(
+        reader,
+        [point],
+        field="<body>",
+        zone=zone,
+        kind=SignalKind.AVERAGE,
+        resolution=resolution,
+        source=PROVIDER,
+    )
+
+
+def _parse_list(
+    body: Any, zone: str, options: EMOptions | None, key: str, *, is_forecast: bool
+) -> IntensitySeries:
+    reader = Reader(PROVIDER, zone)
+    obj = _check_envelope(reader, body, zone, options)
+    items = reader.sequence(reader.get(obj, key, key), key)
+    points = [_point(reader, item, f"{key}[{i}]", options) for i, item in enumerate(items)]
+    issued_at = None
+    if is_forecast and obj.get("updatedAt") is not None:
+        issued_at = reader.timestamp(obj["updatedAt"], "updatedAt")
+    return series_from_points(
+        reader,
+        points,
+        field=key,
+        value_field=f"{key}[*].carbonIntensity",
+        zone=zone,
+        kind=SignalKind.AVERAGE,
+        resolution=options.resolution if options else timedelta(hours=1),
+        source=PROVIDER,
+        issued_at=issued_at,
+        is_forecast=is_forecast,
+    )
+
+
+def parse_forecast(body: Any, zone: str, options: EMOptions | None = None) -> IntensitySeries:
+    """Parse ``/forecast``; ``updatedAt`` becomes the series' ``issued_at``."""
+    return _parse_list(body, zone, options, "forecast", is_forecast=True)
+
+
+def parse_history(body: Any, zone: str, options: EMOptions | None = None) -> IntensitySeries:
+    """Parse ``/history`` (the last 24 hours)."""
+    return _parse_list(body, zone, options, "history", is_forecast=False)
+
+
+def parse_past_range(body: Any, zone: str, options: EMOptions | None = None) -> IntensitySeries:
+    """Parse ``/past-range``."""
+    return _parse_list(body, zone, options, "data", is_forecast=False)
+
+
+def join_pieces(zone: str, pieces: list[IntensitySeries]) -> IntensitySeries:
+    """Join the series of consecutive range requests into one, under the null/gap rule."""
+    reader = Reader(PROVIDER, zone)
+    points = [
+        Point(iv.start, iv.value, end=iv.end, estimated=iv.estimated, field=f"data (request {n})")
+        for n, piece in enumerate(pieces)
+        for iv in piece.intervals
+    ]
+    return series_from_points(
+        reader,
+        points,
+        field="data",
+        zone=zone,
+        kind=SignalKind.AVERAGE,
+        resolution=timedelta(hours=1),
+        source=PROVIDER,
+    )
+
+
+class _ClientBase:
+    def __init__(self, api_key: str, options: EMOptions | None = None) -> None:
+        if not api_key:
+            raise CarbonAuthError("no API key: put it in the connection's password", provider=PROVIDER)
+        self.api_key = api_key
+        self.options = options or EMOptions()
+
+
+class ElectricityMapsClient(_ClientBase):
+    """Synchronous Electricity Maps client (requests).
+
+    :param api_key: the ``auth-token``.
+    :param http: the transport; built with the provider's error classifier by the caller.
+    """
+
+    def __init__(self, api_key: str, http: SyncHttp, options: EMOptions | None = None) -> None:
+        super().__init__(api_key, options)
+        self.http = http
+        http.add_secret(api_key)
+
+    def latest(self, zone: str) -> IntensitySeries:
+        """Return the current intensity of ``zone``."""
+        body = self.http.get_json(latest_request(zone, self.api_key, self.options), zone=zone)
+        return parse_latest(body, zone, self.options)
+
+    def forecast(self, zone: str, horizon_hours: int = 24) -> IntensitySeries:
+        """Return the forecast for ``zone`` over ``horizon_hours``."""
+        request = forecast_request(zone, self.api_key, self.options, horizon_hours)
+        return parse_forecast(self.http.get_json(request, zone=zone), zone, self.options)
+
+    def history(self, zone: str) -> IntensitySeries:
+        """Return the last 24 hours for ``zone``."""
+        body = self.http.get_json(history_request(zone, self.api_key, self.options), zone=zone)
+        return parse_history(body, zone, self.options)
+
+    def past_range(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
+        """Return ``[start, end)`` for ``zone``, in 10-day requests."""
+        pieces = [
+            parse_past_range(
+                self.http.get_json(past_range_request(zone, self.api_key, self.options, s, e), zone=zone),
+                zone,
+                self.options,
+            )
+            for s, e in past_range_chunks(start, end)
+        ]
+        return pieces[0] if len(pieces) == 1 else join_pieces(zone, pieces)
+
+
+class AsyncElectricityMapsClient(_ClientBase):
+    """Asynchronous Electricity Maps client (aiohttp); the twin of :class:`ElectricityMapsClient`."""
+
+    def __init__(self, api_key: str, http: AsyncHttp, options: EMOptions | None = None) -> None:
+        super().__init__(api_key, options)
+        self.http = http
+        http.add_secret(api_key)
+
+    async def latest(self, zone: str) -> IntensitySeries:
+        """Return the current intensity of ``zone``."""
+        body = await self.http.get_json(latest_request(zone, self.api_key, self.options), zone=zone)
+        return parse_latest(body, zone, self.options)
+
+    async def forecast(self, zone: str, horizon_hours: int = 24) -> IntensitySeries:
+        """Return the forecast for ``zone`` over ``horizon_hours``."""
+        request = forecast_request(zone, self.api_key, self.options, horizon_hours)
+        return parse_forecast(await self.http.get_json(request, zone=zone), zone, self.options)
+
+    async def history(self, zone: str) -> IntensitySeries:
+        """Return the last 24 hours for ``zone``."""
+        body = await self.http.get_json(history_request(zone, self.api_key, self.options), zone=zone)
+        return parse_history(body, zone, self.options)
+
+    async def past_range(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
+        """Return ``[start, end)`` for ``zone``, in 10-day requests."""
+        pieces = []
+        for s, e in past_range_chunks(start, end):
+            request = past_range_request(zone, self.api_key, self.options, s, e)
+            pieces.append(parse_past_range(await self.http.get_json(request, zone=zone), zone, self.options))
+        return pieces[0] if len(pieces) == 1 else join_pieces(zone, pieces)

@@ -1,0 +1,600 @@
+"""WattTime API v3: login, request builders, response parsers and thin sync/async clients.
+
+``GET /login`` with HTTP Basic auth returns a bearer token valid for 30 minutes. The clients
+renew it 5 minutes before it expires and, once, when a data call answers 401. The token is
+handed to ``on_token`` (the hooks pass Airflow's ``mask_secret``) the moment it is parsed,
+before anything can log it, and is redacted from every error message.
+
+Signals: ``co2_moer`` is a **marginal** rate, ``co2_aoer`` an **average** one (historical
+only: WattTime publishes no ``co2_aoer`` forecast). Values come in lbs/MWh and are converted
+to g/kWh. Data are 5-minute points (``meta.data_point_period_seconds``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, Unit, ensure_utc
+from airflow_carbon_provider.exceptions import (
+    CarbonAPIError,
+    CarbonAuthError,
+    CarbonRequestError,
+    CarbonUnsupportedError,
+)
+from airflow_carbon_provider.sources._http import (
+    ApiRequest,
+    ApiResponse,
+    AsyncHttp,
+    SyncHttp,
+    default_error,
+    error_message,
+)
+from airflow_carbon_provider.sources._parsing import Point, Reader, format_iso, series_from_points
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "PROVIDER",
+    "SIGNAL_KINDS",
+    "AsyncWattTimeClient",
+    "RegionInfo",
+    "SignalIndex",
+    "TokenState",
+    "WattTimeClient",
+    "classify_error",
+    "forecast_request",
+    "historical_request",
+    "login_request",
+    "my_access_request",
+    "parse_forecast",
+    "parse_historical",
+    "parse_login",
+    "parse_my_access",
+    "parse_region_from_loc",
+    "parse_signal_index",
+    "region_from_loc_request",
+    "signal_index_request",
+]
+
+PROVIDER = "watttime"
+DEFAULT_BASE_URL = "https://api.watttime.org"
+SIGNAL_KINDS = {"co2_moer": SignalKind.MARGINAL, "co2_aoer": SignalKind.AVERAGE}
+TOKEN_LIFETIME = timedelta(minutes=30)
+TOKEN_RENEW_MARGIN = timedelta(minutes=5)
+MAX_FORECAST_HOURS = 72
+HISTORICAL_MAX = timedelta(days=30)
+_UNITS = {
+    "lbs_co2_per_mwh": Unit.LBS_PER_MWH,
+    "kg_co2_per_mwh": Unit.KG_PER_MWH,
+    "g_co2_per_kwh": Unit.G_PER_KWH,
+}
+
+
+def signal_kind(signal_type: str) -> SignalKind:
+    """Return the kind of a WattTime signal: ``co2_moer`` marginal, ``co2_aoer`` average."""
+    try:
+        return SIGNAL_KINDS[signal_type]
+    except KeyError:
+        raise CarbonUnsupportedError(
+            f"signal_type {signal_type!r} is not a CO2 intensity; use one of {sorted(SIGNAL_KINDS)}",
+            provider=PROVIDER,
+        ) from None
+
+
+def login_request(username: str, password: str) -> ApiRequest:
+    """Build ``GET /login`` with HTTP Basic auth."""
+    return ApiRequest("/login", basic_auth=(username, password))
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def forecast_request(region: str, signal_type: str, token: str, horizon_hours: int) -> ApiRequest:
+    """Build ``GET /v3/forecast`` (``horizon_hours`` 0..72; 0 gives only the current value)."""
+    horizon = max(0, min(MAX_FORECAST_HOURS, int(horizon_hours)))
+    params = {"region": region, "signal_type": signal_type, "horizon_hours": str(horizon)}
+    return ApiRequest("/v3/forecast", params, _bearer(token))
+
+
+def historical_request(
+    region: str, signal_type: str, token: str, start: datetime, end: datetime
+) -> ApiRequest:
+    """Build ``GET /v3/historical`` for ``[start, end]``."""
+    params = {
+        "region": region,
+        "signal_type": signal_type,
+        "start": format_iso(start),
+        "end": format_iso(end),
+    }
+    return ApiRequest("/v3/historical", params, _bearer(token))
+
+
+def _historical_for(region: str, signal_type: str, start: datetime, end: datetime, token: str) -> ApiRequest:
+    return historical_request(region, signal_type, token, start, end)
+
+
+def historical_chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """Split ``[start, end)`` into requests of at most 30 days."""
+    start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
+    while start < end:
+        stop = min(start + HISTORICAL_MAX, end)
+        yield start, stop
+        start = stop
+
+
+def signal_index_request(region: str, signal_type: str, token: str) -> ApiRequest:
+    """Build ``GET /v3/signal-index``."""
+    return ApiRequest("/v3/signal-index", {"region": region, "signal_type": signal_type}, _bearer(token))
+
+
+def region_from_loc_request(latitude: float, longitude: float, signal_type: str, token: str) -> ApiRequest:
+    """Build ``GET /v3/region-from-loc``."""
+    params = {"latitude": str(latitude), "longitude": str(longitude), "signal_type": signal_type}
+    return ApiRequest("/v3/region-from-loc", params, _bearer(token))
+
+
+def my_access_request(token: str) -> ApiRequest:
+    """Build ``GET /v3/my-access``."""
+    return ApiRequest("/v3/my-access", {}, _bearer(token))
+
+
+def classify_error(response: ApiResponse, zone: str | None) -> CarbonAPIError:
+    """Map an error response to a typed error (401 is an expired or invalid token)."""
+    if response.status == 401:
+        return CarbonAuthError(
+            f"token or credentials rejected: {error_message(response)}",
+            provider=PROVIDER,
+            status=401,
+            zone=zone,
+        )
+    return default_error(PROVIDER, response, zone)
+
+
+def parse_login(body: Any) -> str:
+    """Return the token from a ``/login`` answer."""
+    reader = Reader(PROVIDER)
+    obj = reader.mapping(body, "<body>")
+    return reader.string(reader.get(obj, "token", "token"), "token")
+
+
+def _meta(reader: Reader, obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return reader.mapping(reader.get(obj, "meta", "meta"), "meta")
+
+
+def _resolution(reader: Reader, meta: Mapping[str, Any]) -> timedelta:
+    raw = meta.get("data_point_period_seconds", 300)
+    seconds = reader.number(raw, "meta.data_point_period_seconds")
+    if seconds is None or not 60 <= seconds <= 3600:
+        raise reader.error("meta.data_point_period_seconds", f"{raw!r} is not a period from 60 to 3600 s")
+    return timedelta(seconds=seconds)
+
+
+def _unit(reader: Reader, meta: Mapping[str, Any]) -> Unit:
+    raw = meta.get("units", "lbs_co2_per_mwh")
+    if not isinstance(raw, str) or raw not in _UNITS:
+        raise reader.error("meta.units", f"{raw!r} is not a CO2 intensity unit this parser knows")
+    return _UNITS[raw]
+
+
+def _check_meta(reader: Reader, meta: Mapping[str, Any], region: str, signal_type: str) -> None:
+    for key, expected in (("region", region), ("signal_type", signal_type)):
+        got = meta.get(key)
+        if got is not None and got != expected:
+            raise reader.error(f"meta.{key}", f"answer is for {got!r}, not the requested {expected!r}")
+
+
+def _points(reader: Reader, items: Any, field: str) -> list[Point]:
+    points = []
+    for i, item in enumerate(reader.sequence(items, field)):
+        path = f"{field}[{i}]"
+        obj = reader.mapping(item, path)
+        start = reader.timestamp(reader.get(obj, "point_time", f"{path}.point_time"), f"{path}.point_time")
+        value = reader.number(
+            reader.get(obj, "value", f"{path}.value", required=False), f"{path}.value", nullable=True
+        )
+        estimated = reader.boolean(obj.get("imputed_data_used"), f"{path}.imputed_data_used")
+        points.append(Point(start, value, estimated=estimated, field=path))
+    return points
+
+
+def parse_forecast(body: Any, region: str, signal_type: str = "co2_moer") -> IntensitySeries:
+    """Parse ``/v3/forecast``; ``meta.generated_at`` becomes ``issued_at``."""
+    reader = Reader(PROVIDER, region)
+    obj = reader.mapping(body, "<body>")
+    meta = _meta(reader, obj)
+    _check_meta(reader, meta, region, signal_type)
+    kind = signal_kind(signal_type)
+    issued_at = None
+    if meta.get("generated_at") is not None:
+        issued_at = reader.timestamp(meta["generated_at"], "meta.generated_at")
+    return series_from_points(
+        reader,
+        _points(reader, reader.get(obj, "data", "data"), "data"),
+        field="data",
+        value_field="data[*].value",
+        zone=region,
+        kind=kind,
+        resolution=_resolution(reader, meta),
+        unit=_unit(reader, meta),
+        source=PROVIDER,
+        issued_at=issued_at,
+        is_forecast=True,
+    )
+
+
+def parse_historical(body: Any, region: str, signal_type: str = "co2_moer") -> IntensitySeries:
+    """Parse ``/v3/historical``; ``imputed_data_used`` becomes ``Interval.estimated``."""
+    reader = Reader(PROVIDER, region)
+    obj = reader.mapping(body, "<body>")
+    meta = _meta(reader, obj)
+    _check_meta(reader, meta, region, signal_type)
+    return series_from_points(
+        reader,
+        _points(reader, reader.get(obj, "data", "data"), "data"),
+        field="data",
+        value_field="data[*].value",
+        zone=region,
+        kind=signal_kind(signal_type),
+        resolution=_resolution(reader, meta),
+        unit=_unit(reader, meta),
+        source=PROVIDER,
+    )
+
+
+@dataclass(frozen=True)
+class SignalIndex:
+    """Where the current value sits among the region's recent values (0 cleanest, 100 dirtiest)."""
+
+    region: str
+    signal_type: str
+    point_time: datetime
+    percentile: float
+
+
+def parse_signal_index(body: Any, region: str, signal_type: str = "co2_moer") -> SignalIndex:
+    """Parse ``/v3/signal-index`` (a percentile, not an intensity)."""
+    reader = Reader(PROVIDER, region)
+    obj = reader.mapping(body, "<body>")
+    meta = _meta(reader, obj)
+    _check_meta(reader, meta, region, signal_type)
+    if meta.get("units", "percentile") != "percentile":
+        raise reader.error("meta.units", f"{meta.get('units')!r} is not 'percentile'")
+    points = _points(reader, reader.get(obj, "data", "data"), "data")
+    latest = max(points, key=lambda p: p.start)
+    if latest.value is None or not 0 <= latest.value <= 100:
+        raise reader.error(latest.field + ".value", f"{latest.value!r} is not a percentile from 0 to 100")
+    return SignalIndex(region, signal_type, latest.start, latest.value)
+
+
+@dataclass(frozen=True)
+class RegionInfo:
+    """The WattTime region that covers a location."""
+
+    region: str
+    region_full_name: str
+    signal_type: str
+
+
+def parse_region_from_loc(body: Any) -> RegionInfo:
+    """Parse ``/v3/region-from-loc``."""
+    reader = Reader(PROVIDER)
+    obj = reader.mapping(body, "<body>")
+    region = reader.string(reader.get(obj, "region", "region"), "region")
+    name = obj.get("region_full_name") or region
+    signal_type = obj.get("signal_type") or ""
+    return RegionInfo(
+        region, reader.string(name, "region_full_name"), str(signal_type) if signal_type else ""
+    )
+
+
+def parse_my_access(body: Any) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Parse ``/v3/my-access`` into ``{signal_type: {region: (endpoint, ...)}}``."""
+    reader = Reader(PROVIDER)
+    obj = reader.mapping(body, "<body>")
+    result: dict[str, dict[str, tuple[str, ...]]] = {}
+    for i, signal in enumerate(
+        reader.sequence(reader.get(obj, "signal_types", "signal_types"), "signal_types", non_empty=False)
+    ):
+        path = f"signal_types[{i}]"
+        signal_obj = reader.mapping(signal, path)
+        name = reader.string(
+            reader.get(signal_obj, "signal_type", f"{path}.signal_type"), f"{path}.signal_type"
+        )
+        regions: dict[str, tuple[str, ...]] = {}
+        raw_regions = reader.get(signal_obj, "regions", f"{path}.regions")
+        for j, region in enumerate(reader.sequence(raw_regions, f"{path}.regions", non_empty=False)):
+            rpath = f"{path}.regions[{j}]"
+            region_obj = reader.mapping(region, rpath)
+            region_name = reader.string(
+                reader.get(region_obj, "region", f"{rpath}.region"), f"{rpath}.region"
+            )
+            endpoints = []
+            raw_endpoints = region_obj.get("endpoints") or []
+            for k, endpoint in enumerate(
+                reader.sequence(raw_endpoints, f"{rpath}.endpoints", non_empty=False)
+            ):
+                epath = f"{rpath}.endpoints[{k}]"
+                endpoint_obj = reader.mapping(endpoint, epath)
+                endpoints.append(
+                    reader.string(
+                        reader.get(endpoint_obj, "endpoint", f"{epath}.endpoint"), f"{epath}.endpoint"
+                    )
+                )
+            regions[region_name] = tuple(endpoints)
+        result[name] = regions
+    return result
+
+
+class TokenState:
+    """The current WattTime token and when it was obtained, shared by clients of one account.
+
+    :param monotonic: the clock used for the token's age (injectable for tests).
+    """
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.token: str | None = None
+        self.obtained_at: float = 0.0
+        self.generation = 0
+        self._monotonic = monotonic
+        self.thread_lock = threading.Lock()
+        self._async_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+    def valid_token(self) -> str | None:
+        """Return the token if it has more than the renewal margin left, else None."""
+        if self.token is None:
+            return None
+        age = self._monotonic() - self.obtained_at
+        if age >= (TOKEN_LIFETIME - TOKEN_RENEW_MARGIN).total_seconds():
+            return None
+        return self.token
+
+    def store(self, token: str) -> None:
+        """Remember a freshly obtained token."""
+        self.token = token
+        self.obtained_at = self._monotonic()
+        self.generation += 1
+
+    def discard(self, generation: int) -> None:
+        """Forget the token of ``generation`` (the one a 401 was answered to)."""
+        if self.generation == generation:
+            self.token = None
+
+    def async_lock(self) -> asyncio.Lock:
+        """Return the lock that serialises logins on the running event loop."""
+        loop = asyncio.get_running_loop()
+        for other in [lp for lp in self._async_locks if lp.is_closed()]:
+            del self._async_locks[other]
+        return self._async_locks.setdefault(loop, asyncio.Lock())
+
+
+_TOKENS: dict[tuple[str, str, int], TokenState] = {}
+_TOKENS_LOCK = threading.Lock()
+
+
+def shared_token_state(base_url: str, username: str, password: str) -> TokenState:
+    """Return the process-wide token state of one account, so hooks share one login."""
+    key = (base_url, username, hash(password))
+    with _TOKENS_LOCK:
+        return _TOKENS.setdefault(key, TokenState())
+
+
+class _ClientBase:
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        *,
+        signal_type: str = "co2_moer",
+        tokens: TokenState | None = None,
+        on_token: Callable[[str], Any] | None = None,
+    ) -> None:
+        if not username or not password:
+            raise CarbonAuthError(
+                "no WattTime username or password: put them in the connection's login and password",
+                provider=PROVIDER,
+            )
+        signal_kind(signal_type)
+        self.username = username
+        self.password = password
+        self.signal_type = signal_type
+        self.tokens = tokens or TokenState()
+        self.on_token = on_token
+
+    def _accept_token(self, body: Any) -> str:
+        token = parse_login(body)
+        if self.on_token is not None:
+            self.on_token(token)
+        self.tokens.store(token)
+        return token
+
+    def _no_forecast(self, region: str) -> None:
+        if self.signal_type == "co2_aoer":
+            raise CarbonUnsupportedError(
+                "WattTime publishes no co2_aoer forecast; use co2_moer for forecasts",
+                provider=PROVIDER,
+                zone=region,
+            )
+
+
+class WattTimeClient(_ClientBase):
+    """Synchronous WattTime client (requests)."""
+
+    def __init__(self, username: str, password: str, http: SyncHttp, **kwargs: Any) -> None:
+        super().__init__(username, password, **kwargs)
+        self.http = http
+        http.add_secret(password)
+
+    def login(self) -> str:
+        """Log in and return a fresh token (masked and redacted before it is returned)."""
+        request = login_request(self.username, self.password)
+        try:
+            token = self._accept_token(self.http.get_json(request))
+        except CarbonAPIError as exc:
+            if exc.status in (401, 403):
+                raise CarbonAuthError(
+                    f"login refused: {exc.message}", provider=PROVIDER, status=exc.status
+                ) from None
+            raise
+        self.http.add_secret(token)
+        return token
+
+    def _token(self) -> tuple[str, int]:
+        with self.tokens.thread_lock:
+            token = self.tokens.valid_token()
+            if token is None:
+                token = self.login()
+            else:
+                self.http.add_secret(token)
+            return token, self.tokens.generation
+
+    def _call(self, build: Callable[[str], ApiRequest], zone: str | None) -> Any:
+        token, generation = self._token()
+        try:
+            return self.http.get_json(build(token), zone=zone)
+        except CarbonAuthError:
+            self.tokens.discard(generation)  # expired early or revoked: log in again, once
+            token, _ = self._token()
+            return self.http.get_json(build(token), zone=zone)
+
+    def forecast(self, region: str, horizon_hours: int = 24) -> IntensitySeries:
+        """Return the forecast of ``region`` (the first point is the current 5 minutes)."""
+        self._no_forecast(region)
+        body = self._call(lambda t: forecast_request(region, self.signal_type, t, horizon_hours), region)
+        return parse_forecast(body, region, self.signal_type)
+
+    def historical(self, region: str, start: datetime, end: datetime) -> IntensitySeries:
+        """Return measured values of ``region`` over ``[start, end)``, in 30-day requests."""
+        pieces = []
+        for s, e in historical_chunks(start, end):
+            build = functools.partial(_historical_for, region, self.signal_type, s, e)
+            body = self._call(build, region)
+            pieces.append(parse_historical(body, region, self.signal_type))
+        return pieces[0] if len(pieces) == 1 else _join(region, self.signal_type, pieces)
+
+    def signal_index(self, region: str) -> SignalIndex:
+        """Return the current percentile of ``region``."""
+        body = self._call(lambda t: signal_index_request(region, self.signal_type, t), region)
+        return parse_signal_index(body, region, self.signal_type)
+
+    def region_from_loc(self, latitude: float, longitude: float) -> RegionInfo:
+        """Return the region that covers a location."""
+        body = self._call(lambda t: region_from_loc_request(latitude, longitude, self.signal_type, t), None)
+        return parse_region_from_loc(body)
+
+    def my_access(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """Return which signals, regions and endpoints the account may use."""
+        return parse_my_access(self._call(my_access_request, None))
+
+
+class AsyncWattTimeClient(_ClientBase):
+    """Asynchronous WattTime client (aiohttp); the twin of :class:`WattTimeClient`."""
+
+    def __init__(self, username: str, password: str, http: AsyncHttp, **kwargs: Any) -> None:
+        super().__init__(username, password, **kwargs)
+        self.http = http
+        http.add_secret(password)
+
+    async def login(self) -> str:
+        """Log in and return a fresh token (masked and redacted before it is returned)."""
+        request = login_request(self.username, self.password)
+        try:
+            token = parse_login(await self.http.get_json(request))
+            masked = self.on_token(token) if self.on_token is not None else None
+            if inspect.isawaitable(masked):  # an async masker: wait for it before any use
+                await masked
+            self.tokens.store(token)
+        except CarbonAPIError as exc:
+            if exc.status in (401, 403):
+                raise CarbonAuthError(
+                    f"login refused: {exc.message}", provider=PROVIDER, status=exc.status
+                ) from None
+            raise
+        self.http.add_secret(token)
+        return token
+
+    async def _token(self) -> tuple[str, int]:
+        async with self.tokens.async_lock():
+            token = self.tokens.valid_token()
+            if token is None:
+                token = await self.login()
+            else:
+                self.http.add_secret(token)
+            return token, self.tokens.generation
+
+    async def _call(self, build: Callable[[str], ApiRequest], zone: str | None) -> Any:
+        token, generation = await self._token()
+        try:
+            return await self.http.get_json(build(token), zone=zone)
+        except CarbonAuthError:
+            self.tokens.discard(generation)
+            token, _ = await self._token()
+            return await self.http.get_json(build(token), zone=zone)
+
+    async def forecast(self, region: str, horizon_hours: int = 24) -> IntensitySeries:
+        """Return the forecast of ``region`` (the first point is the current 5 minutes)."""
+        self._no_forecast(region)
+        body = await self._call(
+            lambda t: forecast_request(region, self.signal_type, t, horizon_hours), region
+        )
+        return parse_forecast(body, region, self.signal_type)
+
+    async def historical(self, region: str, start: datetime, end: datetime) -> IntensitySeries:
+        """Return measured values of ``region`` over ``[start, end)``, in 30-day requests."""
+        pieces = []
+        for s, e in historical_chunks(start, end):
+            build = functools.partial(_historical_for, region, self.signal_type, s, e)
+            body = await self._call(build, region)
+            pieces.append(parse_historical(body, region, self.signal_type))
+        return pieces[0] if len(pieces) == 1 else _join(region, self.signal_type, pieces)
+
+    async def signal_index(self, region: str) -> SignalIndex:
+        """Return the current percentile of ``region``."""
+        body = await self._call(lambda t: signal_index_request(region, self.signal_type, t), region)
+        return parse_signal_index(body, region, self.signal_type)
+
+    async def region_from_loc(self, latitude: float, longitude: float) -> RegionInfo:
+        """Return the region that covers a location."""
+        body = await self._call(
+            lambda t: region_from_loc_request(latitude, longitude, self.signal_type, t), None
+        )
+        return parse_region_from_loc(body)
+
+    async def my_access(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """Return which signals, regions and endpoints the account may use."""
+        return parse_my_access(await self._call(my_access_request, None))
+
+
+def _join(region: str, signal_type: str, pieces: list[IntensitySeries]) -> IntensitySeries:
+    reader = Reader(PROVIDER, region)
+    points = [
+        Point(iv.start, iv.value, end=iv.end, estimated=iv.estimated, field=f"data (request {n})")
+        for n, piece in enumerate(pieces)
+        for iv in piece.intervals
+    ]
+    return series_from_points(
+        reader,
+        points,
+        field="data",
+        value_field="data[*].value",
+        zone=region,
+        kind=signal_kind(signal_type),
+        resolution=timedelta(minutes=5),
+        source=PROVIDER,
+    )
+
+
+def check_signal_type(signal_type: str) -> str:
+    """Return ``signal_type`` if it is one this provider turns into an intensity series."""
+    if signal_type not in SIGNAL_KINDS:
+        raise CarbonRequestError(
+            f"signal_type {signal_type!r} is not one of {sorted(SIGNAL_KINDS)}", provider=PROVIDER
+        )
+    return signal_type
