@@ -1,0 +1,3 @@
+"""Operators of the carbon-aware provider."""
+
+from __future__ import annotations

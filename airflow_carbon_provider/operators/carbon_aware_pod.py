@@ -1,0 +1,385 @@
+"""``CarbonAwareKubernetesPodOperator``: KubernetesPodOperator, run where and when the grid is cleanest.
+
+It keeps the whole interface of the cncf.kubernetes ``KubernetesPodOperator`` (its own
+deferrable mode included) and adds where-and-when planning in front of it:
+
+1. ``execute`` resolves the candidate clusters (each Kubernetes connection's extra
+   ``carbon_zone``), fetches forecasts and plans.
+2. If the best start is now, it places the pod on the chosen connection (and namespace,
+   node selector, affinity) and runs it exactly as KPO does.
+3. Otherwise it defers to :class:`~airflow_carbon_provider.triggers.carbon_window.CarbonWindowTrigger`
+   (no worker slot held) with a timeout after the latest start; the chosen cluster travels
+   in ``defer(kwargs=...)``. ``execute_complete`` re-checks the spatial choice with fresh data
+   and starts the pod.
+4. If the chosen cluster's API refuses the pod (it was never created), the next-best
+   candidate is tried, and the decision and the log say so.
+
+Every outcome is pushed to XCom as ``carbon_decision`` and logged as one sentence. Carbon
+data failures never stop the task: with ``fail_open`` (the default) it runs now at home.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_carbon_provider.core.emissions import PowerModel, ResourceError, emissions_g
+from airflow_carbon_provider.core.planner import Candidate, Option
+from airflow_carbon_provider.exceptions import CarbonDataError
+from airflow_carbon_provider.scheduling import (
+    DEFAULT_CARBON_CONN_ID,
+    CarbonSchedule,
+    ClusterCandidate,
+    ScheduleConfigError,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["XCOM_KEY", "CarbonAwareKubernetesPodOperator"]
+
+XCOM_KEY = "carbon_decision"
+TRIGGER_FAIL = "__fail__"
+
+
+class CarbonAwareKubernetesPodOperator(KubernetesPodOperator):
+    """Run a pod on the greenest candidate cluster, in the lowest-carbon window before its deadline.
+
+    All of :class:`~airflow.providers.cncf.kubernetes.operators.pod.KubernetesPodOperator`'s
+    parameters are accepted and behave as there. Carbon-aware parameters:
+
+    :param cluster_conn_ids: candidate Kubernetes connection ids, home first; or a mapping of
+        connection id to zone, or to a dict with ``zone``, ``namespace``, ``node_selector``,
+        ``affinity``, ``carbon_conn_id``, ``capacity``, ``conn_id`` (see
+        :func:`~airflow_carbon_provider.scheduling.parse_candidates`). Default: just
+        ``kubernetes_conn_id`` (time-shifting only).
+    :param expected_duration: how long the pod runs, e.g. ``"4h"`` (templated).
+    :param max_delay: how long after the task is ready it may start, e.g. ``"12h"`` (templated).
+    :param deadline: when the pod must have finished (templated; ISO-8601 with timezone).
+        Give ``max_delay`` or ``deadline``.
+    :param policy: planner policy (default ``carbon-aware``: joint choice of cluster and time).
+    :param min_saving_pct: wait or move only for at least this relative saving (default 5).
+    :param min_saving_abs: ... and at least this many gCO2eq/kWh (default 0).
+    :param carbon_conn_id: carbon-intensity connection for clusters that name none (default
+        ``carbontrace_default``, the bundled trace replay).
+    :param power_watts: average power of the pod; default derived from its resource requests
+        (CPU, memory, ``nvidia.com/gpu``) with ``power_model``.
+    :param power_model: a :class:`~airflow_carbon_provider.core.emissions.PowerModel`.
+    :param fail_open: on carbon-data failure run at once at home and say so (default true).
+    :param replan_interval: how often the waiting trigger re-plans (default 15 minutes).
+    :param beyond_horizon: ``exclude`` (default) or ``persist``; see the planner docs.
+    :param allow_mixed_signals: accept average and marginal candidates in one comparison.
+    """
+
+    template_fields: Sequence[str] = (
+        *KubernetesPodOperator.template_fields, "expected_duration", "max_delay", "deadline",
+    )
+
+    def __init__(
+        self,
+        *,
+        expected_duration: Any,
+        cluster_conn_ids: Any = None,
+        max_delay: Any = None,
+        deadline: Any = None,
+        policy: str = "carbon-aware",
+        min_saving_pct: float = 5.0,
+        min_saving_abs: float = 0.0,
+        carbon_conn_id: str = DEFAULT_CARBON_CONN_ID,
+        power_watts: float | None = None,
+        power_model: PowerModel | None = None,
+        fail_open: bool = True,
+        replan_interval: Any = timedelta(minutes=15),
+        beyond_horizon: str = "exclude",
+        allow_mixed_signals: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if cluster_conn_ids is None:
+            cluster_conn_ids = [self.kubernetes_conn_id or "kubernetes_default"]
+        self.cluster_conn_ids = cluster_conn_ids
+        self.expected_duration = expected_duration
+        self.max_delay = max_delay
+        self.deadline = deadline
+        self._carbon_options: dict[str, Any] = {
+            "policy": policy,
+            "min_saving_pct": min_saving_pct,
+            "min_saving_abs": min_saving_abs,
+            "carbon_conn_id": carbon_conn_id,
+            "fail_open": fail_open,
+            "replan_interval": replan_interval,
+            "beyond_horizon": beyond_horizon,
+            "allow_mixed_signals": allow_mixed_signals,
+        }
+        try:
+            CarbonSchedule.check_at_parse(
+                cluster_conn_ids, expected_duration=expected_duration, max_delay=max_delay, deadline=deadline,
+                **self._carbon_options,
+            )
+        except ScheduleConfigError as exc:
+            raise ScheduleConfigError(f"{type(self).__name__} {self.task_id!r}: {exc}") from None
+        if power_watts is not None and (
+            not isinstance(power_watts, (int, float)) or not math.isfinite(power_watts) or power_watts < 0
+        ):
+            raise ScheduleConfigError(f"{self.task_id!r}: power_watts must be a number >= 0, got {power_watts!r}")
+        self.power_watts = power_watts
+        self.power_model = power_model or PowerModel()
+
+    @property
+    def carbon_schedule(self) -> CarbonSchedule:
+        """The schedule built from the (rendered) carbon parameters."""
+        try:
+            return CarbonSchedule(
+                self.cluster_conn_ids, expected_duration=self.expected_duration, max_delay=self.max_delay,
+                deadline=self.deadline, **self._carbon_options,
+            )
+        except ScheduleConfigError as exc:
+            raise ScheduleConfigError(f"{type(self).__name__} {self.task_id!r}: {exc}") from None
+
+    # -- power and emissions ----------------------------------------------------------------
+
+    def estimated_power_watts(self) -> tuple[float, str]:
+        """Return the pod's estimated average power and how it was obtained."""
+        if self.power_watts is not None:
+            return float(self.power_watts), "power_watts"
+        res = self.container_resources
+        wanted: dict[str, Any] = {}
+        if res is not None:
+            wanted = dict(getattr(res, "limits", None) or {})
+            wanted.update(getattr(res, "requests", None) or {})
+        if not wanted:
+            return self.power_model.watts("1", "1Gi", 0), "default: 1 vCPU and 1 GiB (no resources requested)"
+        gpus = wanted.get("nvidia.com/gpu") or wanted.get("amd.com/gpu") or 0
+        try:
+            watts = self.power_model.watts(wanted.get("cpu", 0), wanted.get("memory", 0), float(gpus))
+        except (ResourceError, ValueError) as exc:
+            self.log.warning("Cannot estimate power from container_resources (%s); assuming 1 vCPU", exc)
+            return self.power_model.watts("1", "1Gi", 0), "default: resources unreadable"
+        return watts, "container_resources"
+
+    def _add_emissions(self, decision: dict[str, Any]) -> None:
+        watts, source = self.estimated_power_watts()
+        duration = self.carbon_schedule.expected_duration
+        decision["power_watts"] = round(watts, 3)
+        decision["power_source"] = source
+        decision["expected_duration_s"] = duration.total_seconds()
+        for key, out in (("expected_intensity", "expected_emissions_g"), ("baseline_intensity", "baseline_emissions_g")):
+            value = decision.get(key)
+            decision[out] = None if value is None else round(emissions_g(watts, duration, value), 3)
+        if decision.get("expected_emissions_g") is not None and decision.get("baseline_emissions_g") is not None:
+            decision["expected_saving_g"] = round(decision["baseline_emissions_g"] - decision["expected_emissions_g"], 3)
+
+    # -- execution --------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        """Plan; run now on the chosen cluster, or defer to the low-carbon window."""
+        now = utcnow()
+        ti = context["ti"]
+        arrival = getattr(ti, "start_date", None) or now
+        schedule = self.carbon_schedule
+        try:
+            decision = schedule.plan(now, arrival)
+        except CarbonDataError as exc:  # fail_open is off and the data failed
+            raise CarbonDataError(f"{self.task_id}: no carbon plan and fail_open is off: {exc}",
+                                  provider="planner") from exc
+        record = decision.to_dict()
+        self._add_emissions(record)
+        self.log.info("%s", decision.sentence())
+        if decision.waits:
+            record["phase"] = "waiting"
+            ti.xcom_push(key=XCOM_KEY, value=record)
+            self.defer(
+                trigger=schedule.trigger(decision),
+                method_name="execute_complete",
+                kwargs={"decision": record},
+                timeout=schedule.defer_timeout(decision, now),
+            )
+        return self._start_pod(context, record)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
+                         decision: dict[str, Any] | None = None) -> Any:
+        """Resume from the window trigger: re-check the cluster with fresh data, then run."""
+        if not decision:
+            raise ScheduleConfigError(f"{self.task_id}: resumed without its carbon decision; cannot place the pod")
+        decision = dict(decision)
+        if not isinstance(event, dict) or "cluster" not in event:
+            self.log.warning("Window trigger sent no usable event (%r); starting on the planned cluster", event)
+            event = {"status": "start", "cluster": decision.get("chosen_key", decision["chosen_cluster"])}
+        decision["trigger"] = {k: event.get(k) for k in ("status", "fired_at", "replans", "api_errors")}
+        self._apply_trigger_choice(decision, event)
+        self._recheck(decision)
+        return self._start_pod(context, decision)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Start the pod anyway if the window trigger failed or timed out: never miss the deadline."""
+        if next_method == TRIGGER_FAIL:
+            record = self._pulled_decision(context)
+            if record is not None and record.get("phase") == "waiting":
+                error = (next_kwargs or {}).get("error", "unknown")
+                self.log.warning(
+                    "The carbon window trigger ended without firing (%s); starting now on %s as planned",
+                    error, record.get("chosen_cluster"),
+                )
+                record["trigger"] = {"status": "trigger_failed", "error": str(error)}
+                return self._start_pod(context, record)
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        """Resume KPO's own deferral on the cluster the pod was placed on (not the home one)."""
+        record = self._pulled_decision(context)
+        if record is not None:
+            self._place(self._candidate_from_record(record), record)
+        return super().trigger_reentry(context, event)
+
+    # -- placement --------------------------------------------------------------------------
+
+    def _pulled_decision(self, context: Context) -> dict[str, Any] | None:
+        ti = context["ti"]
+        kwargs: dict[str, Any] = {"task_ids": self.task_id, "key": XCOM_KEY}
+        map_index = getattr(ti, "map_index", -1)
+        if map_index is not None and map_index >= 0:
+            kwargs["map_indexes"] = map_index
+        try:
+            value = ti.xcom_pull(**kwargs)
+        except Exception as exc:  # a missing XCom must not hide the real outcome
+            self.log.warning("Could not read the carbon decision from XCom: %s", exc)
+            return None
+        return value if isinstance(value, dict) else None
+
+    def _candidates(self) -> list[ClusterCandidate]:
+        return self.carbon_schedule.resolve()
+
+    def _candidate_from_record(self, record: dict[str, Any]) -> ClusterCandidate:
+        key = record.get("chosen_key", record.get("chosen_cluster"))
+        for cand in self.carbon_schedule.candidates:
+            if cand.key == key or cand.conn_id == key:
+                return cand
+        return ClusterCandidate(str(record.get("chosen_cluster")))
+
+    def _apply_trigger_choice(self, decision: dict[str, Any], event: dict[str, Any]) -> None:
+        key = event.get("cluster")
+        cands = {c.key: c for c in self.carbon_schedule.candidates}
+        if key in cands and key != decision.get("chosen_key", decision["chosen_cluster"]):
+            cand = cands[key]
+            self.log.info("While waiting, re-planning moved the task to %s", key)
+            decision["chosen_cluster"], decision["chosen_key"] = cand.conn_id, cand.key
+            decision["zone"] = next((r["zone"] for r in decision.get("candidates", [])
+                                     if r.get("cluster") == cand.conn_id), decision.get("zone"))
+        if event.get("planned_start"):
+            decision["planned_start"] = str(event["planned_start"]).replace("+00:00", "Z")
+        if event.get("expected_intensity") is not None and decision.get("expected_intensity") is not None:
+            decision["expected_intensity"] = round(float(event["expected_intensity"]), 3)
+
+    def _recheck(self, decision: dict[str, Any]) -> None:
+        """Re-check the spatial choice with fresh data just before starting; keep it on any failure."""
+        now = utcnow()
+        try:
+            cands = self._candidates()
+            schedule = self.carbon_schedule
+            series, errors = schedule.fetch_forecasts(cands, now, now + schedule.expected_duration)
+            by_key = {c.key: c for c in cands}
+            current = by_key.get(decision.get("chosen_key", decision["chosen_cluster"]))
+            if current is None:
+                return
+            zone_key = f"{current.carbon_conn_id or schedule.carbon_conn_id}|{current.zone}"
+            incumbent = Option(Candidate(current.key, zone_key, current.capacity), now, 0.0)
+            fresh = schedule.decide(cands, series, errors, now=now, arrival=now, latest=now, finish_by=None,
+                                    incumbent=incumbent)
+        except (CarbonDataError, ScheduleConfigError, ValueError) as exc:
+            self.log.warning("Could not re-check the cluster before starting (%s); keeping %s", exc,
+                             decision["chosen_cluster"])
+            return
+        if fresh.fail_open or fresh.plan is None:
+            self.log.warning("No fresh carbon data to re-check the cluster; keeping %s", decision["chosen_cluster"])
+            return
+        decision["recheck"] = {"at": fresh.to_dict()["decided_at"], "chosen_cluster": fresh.chosen.conn_id,
+                               "expected_intensity": fresh.to_dict()["expected_intensity"]}
+        if fresh.chosen.key != current.key:
+            self.log.info("Fresh data just before starting: %s", fresh.sentence())
+            decision["chosen_cluster"], decision["chosen_key"] = fresh.chosen.conn_id, fresh.chosen.key
+            decision["zone"] = fresh.chosen.zone
+            decision["expected_intensity"] = fresh.to_dict()["expected_intensity"]
+            decision["reason"] += f"; at start, fresh data moved it to {fresh.chosen.conn_id}"
+
+    def _place(self, cand: ClusterCandidate, record: dict[str, Any]) -> None:
+        """Point KPO at ``cand``: connection, namespace, node selector, affinity; drop cached clients."""
+        self.kubernetes_conn_id = cand.conn_id
+        if cand.namespace:
+            self.namespace = cand.namespace
+        if cand.node_selector:
+            self.node_selector = {**(self.node_selector or {}), **cand.node_selector}
+        if cand.affinity:
+            from kubernetes.client import ApiClient
+
+            self.affinity = ApiClient()._ApiClient__deserialize(cand.affinity, "V1Affinity")
+        for name in ("hook", "client", "pod_manager"):
+            self.__dict__.pop(name, None)
+
+    def _fallback_order(self, record: dict[str, Any]) -> list[ClusterCandidate]:
+        cands = self.carbon_schedule.candidates
+        chosen_key = record.get("chosen_key", record["chosen_cluster"])
+        chosen = next((c for c in cands if c.key == chosen_key or c.conn_id == chosen_key), cands[0])
+        means = {}
+        for row in record.get("candidates", []):
+            if row.get("forecast_mean") is not None:
+                means[row["cluster"]] = row["forecast_mean"]
+        rest = [c for c in cands if c is not chosen]
+        rest.sort(key=lambda c: (means.get(c.conn_id, math.inf), cands.index(c)))
+        return [chosen, *rest]
+
+    def _start_pod(self, context: Context, record: dict[str, Any]) -> Any:
+        """Run the pod on the chosen cluster; fall back to the next candidate if the API refuses it."""
+        ti = context["ti"]
+        if "power_watts" not in record:
+            self._add_emissions(record)
+        fallbacks: list[dict[str, str]] = list(record.get("fallbacks", []))
+        order = self._fallback_order(record)
+        last_error: BaseException | None = None
+        for attempt, cand in enumerate(order):
+            self._place(cand, record)
+            self.pod = None
+            self.pod_request_obj = None
+            record.update({
+                "phase": "running",
+                "cluster": cand.conn_id,
+                "actual_start": utcnow().isoformat().replace("+00:00", "Z"),
+                "fallbacks": fallbacks,
+            })
+            if attempt:
+                record["chosen_cluster"], record["chosen_key"] = cand.conn_id, cand.key
+            ti.xcom_push(key=XCOM_KEY, value=record)
+            try:
+                return super().execute(context)
+            except TaskDeferred:
+                raise
+            except Exception as exc:
+                if self.pod is not None:  # the pod was created: this is the pod's failure, not a refusal
+                    raise
+                last_error = exc
+                fallbacks.append({"cluster": cand.conn_id, "error": _short(exc)})
+                nxt = order[attempt + 1].conn_id if attempt + 1 < len(order) else None
+                self.log.warning(
+                    "Cluster %s refused the pod (%s); %s", cand.conn_id, _short(exc),
+                    f"falling back to {nxt}" if nxt else "no candidate left",
+                )
+                record["reason"] = record.get("reason", "") + f"; {cand.conn_id} refused the pod ({_short(exc)})"
+        record["phase"] = "failed"
+        ti.xcom_push(key=XCOM_KEY, value=record)
+        assert last_error is not None
+        raise last_error
+
+
+def _short(exc: BaseException) -> str:
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", None)
+    if status:
+        return f"{type(exc).__name__} {status} {reason or ''}".strip()
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:200]}"
+

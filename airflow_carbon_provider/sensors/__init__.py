@@ -1,0 +1,3 @@
+"""Sensors of the carbon-aware provider."""
+
+from __future__ import annotations

@@ -1,0 +1,145 @@
+"""``CarbonWindowSensor``: hold any downstream task until the low-carbon window opens.
+
+Not only pods: put the sensor upstream of any task (a Spark submit, a dbt build, a Python
+callable) to start it in the cleanest window before its deadline. With several zones the
+sensor also picks where, and returns the decision (``zone`` included) as its XCom value for
+the downstream task to use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from airflow_carbon_provider.scheduling import (
+    DEFAULT_CARBON_CONN_ID,
+    CarbonSchedule,
+    ScheduleConfigError,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["CarbonWindowSensor"]
+
+
+class CarbonWindowSensor(BaseSensorOperator):
+    """Succeed when the planned low-carbon start arrives; defer meanwhile (default).
+
+    :param zone: the grid zone the gated work draws power from.
+    :param zones: several zones to choose from instead (the first is home).
+    :param expected_duration: how long the gated work runs, e.g. ``"2h"``.
+    :param max_delay: how late the work may start after the sensor starts, e.g. ``"8h"``.
+    :param deadline: when the work must be done (templated); give this or ``max_delay``.
+    :param policy: planner policy (default ``carbon-aware``).
+    :param min_saving_pct: wait only for at least this relative saving (default 5).
+    :param min_saving_abs: ... and at least this many gCO2eq/kWh (default 0).
+    :param carbon_conn_id: the carbon-intensity connection (default: the bundled trace replay).
+    :param fail_open: on carbon-data failure succeed at once and say so (default true).
+    :param replan_interval: how often the waiting trigger re-plans (default 15 minutes).
+    :param deferrable: wait in the triggerer (default) rather than poking from a worker.
+    """
+
+    template_fields: Sequence[str] = ("expected_duration", "max_delay", "deadline")
+
+    def __init__(
+        self,
+        *,
+        expected_duration: Any,
+        zone: str | None = None,
+        zones: Sequence[str] | None = None,
+        max_delay: Any = None,
+        deadline: Any = None,
+        policy: str = "carbon-aware",
+        min_saving_pct: float = 5.0,
+        min_saving_abs: float = 0.0,
+        carbon_conn_id: str = DEFAULT_CARBON_CONN_ID,
+        fail_open: bool = True,
+        replan_interval: Any = timedelta(minutes=15),
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (zone is None) == (zones is None):
+            raise ScheduleConfigError(f"{self.task_id!r}: give zone='DE' or zones=['DE', 'FR'], not both or neither")
+        chosen = [zone] if zone is not None else list(zones or [])
+        self.zones = chosen
+        self.expected_duration = expected_duration
+        self.max_delay = max_delay
+        self.deadline = deadline
+        self._carbon_options: dict[str, Any] = {
+            "policy": policy,
+            "min_saving_pct": min_saving_pct,
+            "min_saving_abs": min_saving_abs,
+            "carbon_conn_id": carbon_conn_id,
+            "fail_open": fail_open,
+            "replan_interval": replan_interval,
+        }
+        try:
+            CarbonSchedule.check_at_parse(
+                self._candidates(), expected_duration=expected_duration, max_delay=max_delay, deadline=deadline,
+                **self._carbon_options,
+            )
+        except ScheduleConfigError as exc:
+            raise ScheduleConfigError(f"{type(self).__name__} {self.task_id!r}: {exc}") from None
+        self.deferrable = deferrable
+
+    def _candidates(self) -> Any:
+        zones = self.zones
+        return {z: {"zone": z} for z in zones} if all(isinstance(z, str) for z in zones) else zones
+
+    @property
+    def carbon_schedule(self) -> CarbonSchedule:
+        """The schedule built from the (rendered) carbon parameters."""
+        try:
+            return CarbonSchedule(
+                self._candidates(), expected_duration=self.expected_duration, max_delay=self.max_delay,
+                deadline=self.deadline, **self._carbon_options,
+            )
+        except ScheduleConfigError as exc:
+            raise ScheduleConfigError(f"{type(self).__name__} {self.task_id!r}: {exc}") from None
+
+    def _decide(self, context: Context, schedule: CarbonSchedule) -> Any:
+        now = utcnow()
+        arrival = getattr(context["ti"], "start_date", None) or now
+        decision = schedule.plan(now, arrival)
+        self.log.info("%s", decision.sentence())
+        return decision
+
+    def execute(self, context: Context) -> Any:
+        """Plan; return the decision now, or defer to the window (poke if not deferrable)."""
+        if not self.deferrable:
+            return super().execute(context)
+        schedule = self.carbon_schedule
+        decision = self._decide(context, schedule)
+        record = decision.to_dict()
+        if decision.waits:
+            self.defer(
+                trigger=schedule.trigger(decision),
+                method_name="execute_complete",
+                kwargs={"decision": record},
+                timeout=schedule.defer_timeout(decision),
+            )
+        return record
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
+                         decision: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Return the decision, updated with where the trigger ended up."""
+        record = dict(decision or {})
+        if isinstance(event, dict):
+            if event.get("cluster"):
+                record["chosen_cluster"] = record["chosen_key"] = record["zone"] = event["cluster"]
+            record["trigger"] = {k: event.get(k) for k in ("status", "fired_at", "replans", "api_errors")}
+        else:
+            self.log.warning("Window trigger sent no usable event (%r); the window is open anyway", event)
+        record["actual_start"] = utcnow().isoformat().replace("+00:00", "Z")
+        return record
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """Re-plan at each poke; done when the planned start has come."""
+        decision = self._decide(context, self.carbon_schedule)
+        return PokeReturnValue(is_done=not decision.waits, xcom_value=decision.to_dict())

@@ -1,0 +1,3 @@
+"""Triggers of the carbon-aware provider (run in Airflow's triggerer)."""
+
+from __future__ import annotations

@@ -1,0 +1,267 @@
+"""The trigger a carbon-aware task waits in: no worker slot held, re-planning on the way.
+
+Everything it needs is in its kwargs as connection ids, zones, absolute UTC datetimes and
+policy parameters, never a token; carbon data is fetched at run time through the async hooks
+and the shared in-process cache, so N triggers over the same zones cost one request per zone
+and refresh. After a triggerer restart the trigger is rebuilt from the same kwargs and
+re-derives where it stands from the wall clock alone: past the planned start or the latest
+start it fires at once.
+
+It always fires by the latest start. Re-plans happen at wall-clock multiples of
+``replan_interval_seconds`` (so every trigger of a triggerer refreshes at the same instants
+and shares the cache), are bounded in time so that a slow API cannot delay the start, and
+change the plan only when the gain beats the hysteresis. A carbon API that is down, stale or
+empty leaves the current plan in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_carbon_provider.core.planner import Candidate, Option
+
+UTC = timezone.utc
+# Longest single sleep: the wall clock is re-read at least this often, so a clock jump or a
+# suspended host cannot make the trigger oversleep its start by more than this.
+MAX_SLEEP = 60.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | str, name: str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware, got {value!r}")
+    return value.astimezone(UTC)
+
+
+class CarbonWindowTrigger(BaseTrigger):
+    """Wait until the planned low-carbon start (re-planning meanwhile), then fire.
+
+    :param candidates: the resolved candidates as dicts (``conn_id``, ``zone``,
+        ``carbon_conn_id`` and optional placement keys); the first is home.
+    :param planned_cluster: key of the candidate chosen so far.
+    :param planned_start: the planned start (UTC).
+    :param planned_intensity: the forecast mean intensity of the planned run.
+    :param latest_start: the trigger fires by this instant whatever happens.
+    :param duration_seconds: the task's expected run time.
+    :param policy: planner policy.
+    :param min_saving_pct: hysteresis, relative.
+    :param min_saving_abs: hysteresis, absolute (g/kWh).
+    :param carbon_conn_id: the carbon connection for candidates that name none.
+    :param replan_interval_seconds: the forecast refresh period.
+    :param beyond_horizon: planner horizon mode.
+    :param allow_mixed_signals: planner signal-mix switch.
+    :param replans: how many re-plans earlier incarnations made (carried for reporting).
+    """
+
+    # Injectable for tests; never serialized.
+    clock: Callable[[], datetime] = staticmethod(_utcnow)
+    sleep: Callable[[float], Any] = staticmethod(asyncio.sleep)
+
+    def __init__(
+        self,
+        *,
+        candidates: list[dict[str, Any]],
+        planned_cluster: str,
+        planned_start: datetime | str,
+        planned_intensity: float,
+        latest_start: datetime | str,
+        duration_seconds: float,
+        policy: str = "carbon-aware",
+        min_saving_pct: float = 5.0,
+        min_saving_abs: float = 0.0,
+        carbon_conn_id: str = "carbontrace_default",
+        replan_interval_seconds: float = 900.0,
+        beyond_horizon: str = "exclude",
+        allow_mixed_signals: bool = False,
+        replans: int = 0,
+    ) -> None:
+        super().__init__()
+        if not candidates:
+            raise ValueError("candidates is empty; the trigger needs at least the home candidate")
+        self.candidates = [dict(c) for c in candidates]
+        for cand in self.candidates:
+            if not cand.get("conn_id") or not cand.get("zone"):
+                raise ValueError(f"candidate {cand!r} needs a conn_id and a zone (resolve candidates first)")
+        self.planned_cluster = planned_cluster
+        self.planned_start = _aware(planned_start, "planned_start")
+        self.planned_intensity = float(planned_intensity)
+        self.latest_start = _aware(latest_start, "latest_start")
+        if duration_seconds <= 0:
+            raise ValueError(f"duration_seconds must be positive, got {duration_seconds}")
+        self.duration_seconds = float(duration_seconds)
+        self.policy = policy
+        self.min_saving_pct = float(min_saving_pct)
+        self.min_saving_abs = float(min_saving_abs)
+        self.carbon_conn_id = carbon_conn_id
+        if replan_interval_seconds <= 0:
+            raise ValueError(f"replan_interval_seconds must be positive, got {replan_interval_seconds}")
+        self.replan_interval_seconds = float(replan_interval_seconds)
+        self.beyond_horizon = beyond_horizon
+        self.allow_mixed_signals = bool(allow_mixed_signals)
+        self.replans = int(replans)
+        self.api_errors = 0
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the classpath (derived, not hard-coded) and JSON-friendly kwargs."""
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
+            {
+                "candidates": self.candidates,
+                "planned_cluster": self.planned_cluster,
+                "planned_start": self.planned_start,
+                "planned_intensity": self.planned_intensity,
+                "latest_start": self.latest_start,
+                "duration_seconds": self.duration_seconds,
+                "policy": self.policy,
+                "min_saving_pct": self.min_saving_pct,
+                "min_saving_abs": self.min_saving_abs,
+                "carbon_conn_id": self.carbon_conn_id,
+                "replan_interval_seconds": self.replan_interval_seconds,
+                "beyond_horizon": self.beyond_horizon,
+                "allow_mixed_signals": self.allow_mixed_signals,
+                "replans": self.replans,
+            },
+        )
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _schedule(self) -> Any:
+        from airflow_carbon_provider.scheduling import CarbonSchedule, ClusterCandidate
+
+        cands = [ClusterCandidate.from_dict(c) for c in self.candidates]
+        return CarbonSchedule(
+            cands,
+            expected_duration=timedelta(seconds=self.duration_seconds),
+            max_delay=timedelta(0),
+            policy=self.policy,
+            min_saving_pct=self.min_saving_pct,
+            min_saving_abs=self.min_saving_abs,
+            carbon_conn_id=self.carbon_conn_id,
+            replan_interval=timedelta(seconds=max(self.replan_interval_seconds, 60.0)),
+            beyond_horizon=self.beyond_horizon,
+            allow_mixed_signals=self.allow_mixed_signals,
+        ), cands
+
+    def _next_refresh(self, now: datetime) -> datetime:
+        """Return the next wall-clock multiple of the refresh interval after ``now``."""
+        period = self.replan_interval_seconds
+        t = (math.floor(now.timestamp() / period) + 1) * period
+        return datetime.fromtimestamp(t, UTC)
+
+    async def _sleep_until(self, moment: datetime) -> None:
+        while True:
+            remaining = (moment - self.clock()).total_seconds()
+            if remaining <= 0:
+                return
+            await self.sleep(min(remaining, MAX_SLEEP))
+
+    async def _fetch(self, schedule: Any, cands: list[Any], now: datetime, until: datetime) -> tuple[dict, dict]:
+        from airflow_carbon_provider.exceptions import CarbonDataError
+        from airflow_carbon_provider.hooks._registry import acarbon_hook
+        from airflow_carbon_provider.scheduling import splice_current
+
+        series: dict[tuple[str, str], Any] = {}
+        errors: dict[tuple[str, str], str] = {}
+        for key in dict.fromkeys((c.carbon_conn_id or self.carbon_conn_id, c.zone) for c in cands):
+            conn_id, zone = key
+            try:
+                hook = await acarbon_hook(conn_id, clock=self.clock)
+                forecast = await hook.aget_forecast(zone, start=now, end=until)
+                if forecast.bounds[0] > now.timestamp():
+                    forecast = splice_current(await hook.aget_current(zone), forecast, now)
+                series[key] = forecast
+            except (CarbonDataError, ValueError) as exc:
+                errors[key] = f"{type(exc).__name__}: {exc}"
+        return series, errors
+
+    async def _replan(self, now: datetime) -> str | None:
+        """Re-plan once; return a log line if the plan changed, None otherwise. Never raises."""
+        schedule, cands = self._schedule()
+        by_key = {c.key: c for c in cands}
+        current = by_key.get(self.planned_cluster)
+        if current is None:
+            self.log.warning("Planned cluster %s is not among the candidates; keeping the plan", self.planned_cluster)
+            return None
+        until = self.latest_start + timedelta(seconds=self.duration_seconds)
+        series, errors = await self._fetch(schedule, cands, now, until)
+        self.replans += 1
+        self.api_errors += len(errors)
+        if errors:
+            self.log.warning("Re-plan at %s without data for %s", now.isoformat(), "; ".join(errors.values()))
+        key = f"{current.carbon_conn_id or self.carbon_conn_id}|{current.zone}"
+        incumbent = Option(Candidate(current.key, key, current.capacity), self.planned_start,
+                           self.planned_intensity)
+        if (current.carbon_conn_id or self.carbon_conn_id, current.zone) in errors:
+            return None  # cannot re-score the plan in force: keep it
+        schedule.fail_open = True
+        decision = schedule.decide(
+            cands, series, errors, now=now, arrival=now, latest=self.latest_start, finish_by=None,
+            incumbent=incumbent,
+        )
+        if decision.fail_open or decision.plan is None:
+            return None
+        chosen, start = decision.chosen.key, decision.planned_start
+        changed = (chosen, start) != (self.planned_cluster, self.planned_start)
+        previous = (self.planned_cluster, self.planned_start)
+        self.planned_cluster, self.planned_start = chosen, start
+        self.planned_intensity = float(decision.expected_intensity or 0.0)
+        if changed:
+            return (f"Re-plan moved the start from {previous[0]} at {previous[1].isoformat()} to {chosen} at "
+                    f"{start.isoformat()}: {decision.reason}")
+        return None
+
+    def _event(self, status: str, now: datetime) -> TriggerEvent:
+        return TriggerEvent({
+            "status": status,
+            "cluster": self.planned_cluster,
+            "planned_start": self.planned_start.isoformat(),
+            "expected_intensity": self.planned_intensity,
+            "fired_at": now.isoformat(),
+            "replans": self.replans,
+            "api_errors": self.api_errors,
+        })
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Sleep to the planned start, re-planning at each refresh; fire by the latest start."""
+        self.log.info(
+            "Waiting for %s at %s (latest start %s), re-planning every %ss",
+            self.planned_cluster, self.planned_start.isoformat(), self.latest_start.isoformat(),
+            self.replan_interval_seconds,
+        )
+        while True:
+            now = self.clock()
+            if now >= self.latest_start:
+                yield self._event("deadline_reached" if now > self.planned_start else "start", now)
+                return
+            if now >= self.planned_start:
+                yield self._event("start", now)
+                return
+            wake = min(self.planned_start, self.latest_start, self._next_refresh(now))
+            await self._sleep_until(wake)
+            now = self.clock()
+            if now >= min(self.planned_start, self.latest_start):
+                continue
+            budget = (min(self.planned_start, self.latest_start) - now).total_seconds()
+            try:
+                change = await asyncio.wait_for(self._replan(now), timeout=max(budget, 0.001))
+            except asyncio.TimeoutError:
+                self.api_errors += 1
+                self.log.warning("Re-plan did not finish before the planned start; keeping the plan")
+                continue
+            except Exception:  # a re-plan must never stop the trigger from firing
+                self.api_errors += 1
+                self.log.exception("Re-plan failed; keeping the plan")
+                continue
+            if change:
+                self.log.info(change)

@@ -1,0 +1,80 @@
+"""CarbonAwareKubernetesPodOperator at parse time: KPO's interface kept, bad input refused."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from kubernetes.client import models as k8s
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow_carbon_provider.core.emissions import PowerModel
+from airflow_carbon_provider.operators.carbon_aware_pod import CarbonAwareKubernetesPodOperator
+from airflow_carbon_provider.scheduling import ScheduleConfigError
+
+
+def _op(**kw):
+    args = {"task_id": "train", "image": "busybox", "cluster_conn_ids": ["k8s_de", "k8s_se"],
+            "expected_duration": "4h", "max_delay": "12h"}
+    args.update(kw)
+    return CarbonAwareKubernetesPodOperator(**args)
+
+
+def test_it_is_a_kubernetes_pod_operator_with_all_its_parameters():
+    op = _op(namespace="ml", cmds=["python"], arguments=["train.py"], labels={"team": "ml"},
+             deferrable=True, get_logs=False, on_finish_action="keep_pod")
+    assert isinstance(op, KubernetesPodOperator)
+    assert (op.namespace, op.cmds, op.arguments, op.labels, op.deferrable) == (
+        "ml", ["python"], ["train.py"], {"team": "ml"}, True)
+    assert set(KubernetesPodOperator.template_fields) < set(op.template_fields)
+    assert "deadline" in op.template_fields
+
+
+def test_without_cluster_conn_ids_it_time_shifts_on_kubernetes_conn_id():
+    op = CarbonAwareKubernetesPodOperator(task_id="t", image="busybox", kubernetes_conn_id="k8s_home",
+                                          expected_duration="1h", max_delay="6h")
+    assert [c.conn_id for c in op.carbon_schedule.candidates] == ["k8s_home"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cluster_conn_ids": []}, "'train': cluster_conn_ids is empty"),
+        ({"cluster_conn_ids": {"k8s_de": "not a zone"}}, "is not a zone key"),
+        ({"cluster_conn_ids": {"a": {"zone": "DE", "signal": "average"},
+                               "b": {"zone": "CAISO_NORTH", "signal": "marginal"}}}, "mixes average and marginal"),
+        ({"expected_duration": "-4h"}, "is negative"),
+        ({"max_delay": None}, "give max_delay"),
+        ({"deadline": "2026-01-01T08:00:00Z"}, "not both"),
+        ({"power_watts": -3}, "power_watts must be a number >= 0"),
+        ({"policy": "cheapest"}, "policy 'cheapest' is unknown"),
+    ],
+)
+def test_parse_time_errors(kwargs, message):
+    with pytest.raises(ScheduleConfigError, match=message) as info:
+        _op(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_power_from_resources_gpus_included():
+    """2 cores x 2.12 + 8 GiB x 0.392 + 1 GPU x 250 = 257.376 W."""
+    op = _op(container_resources=k8s.V1ResourceRequirements(
+        requests={"cpu": "2", "memory": "8Gi"}, limits={"nvidia.com/gpu": "1"}))
+    watts, source = op.estimated_power_watts()
+    assert watts == pytest.approx(257.376) and source == "container_resources"
+    assert _op(power_watts=400).estimated_power_watts() == (400.0, "power_watts")
+    custom = _op(power_model=PowerModel(watts_per_gpu=700), container_resources=k8s.V1ResourceRequirements(
+        limits={"nvidia.com/gpu": "2"}))
+    assert custom.estimated_power_watts()[0] == pytest.approx(1400)
+    watts, source = _op().estimated_power_watts()
+    assert source.startswith("default") and watts == pytest.approx(2.12 + 0.392)
+
+
+def test_emissions_are_added_to_the_decision():
+    op = _op(power_watts=500)
+    record = {"expected_intensity": 100.0, "baseline_intensity": 400.0}
+    op._add_emissions(record)
+    # 500 W for 4 h = 2 kWh: 200 g expected, 800 g at home now, 600 g saved
+    assert (record["expected_emissions_g"], record["baseline_emissions_g"], record["expected_saving_g"]) == (
+        200.0, 800.0, 600.0)
+    assert record["expected_duration_s"] == timedelta(hours=4).total_seconds()

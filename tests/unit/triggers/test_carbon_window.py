@@ -1,0 +1,205 @@
+"""CarbonWindowTrigger: serialization without secrets, firing, waiting, restarts and faults.
+
+Carbon data comes from the real ``carbontrace`` hook replaying the bundled trace: its default
+maps 2024-01-01T00:00Z onto the trace's first hour, so the test clock below sits five days
+into March 2023 of real Electricity Maps data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airflow_carbon_provider.scheduling import CarbonSchedule
+from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
+
+UTC = timezone.utc
+T0 = datetime(2024, 1, 6, 9, 0, tzinfo=UTC)  # replays 2023-03-06 09:00Z
+CLUSTERS = {"k8s_de": "DE", "k8s_gb": "GB"}
+
+
+class FakeTime:
+    """A clock the trigger reads and a sleep that advances it instantly."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> datetime:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+
+def _schedule(**kw) -> CarbonSchedule:
+    args = {"expected_duration": "3h", "max_delay": "12h", "min_saving_pct": 5.0}
+    args.update(kw)
+    return CarbonSchedule(kw.pop("clusters", CLUSTERS), **args)
+
+
+def _trigger(decision, schedule, fake: FakeTime, **overrides) -> CarbonWindowTrigger:
+    trigger = schedule.trigger(decision)
+    if overrides:
+        _, kwargs = trigger.serialize()
+        kwargs.update(overrides)
+        trigger = CarbonWindowTrigger(**kwargs)
+    trigger.clock = fake.clock
+    trigger.sleep = fake.sleep
+    return trigger
+
+
+async def _first_event(trigger: CarbonWindowTrigger):
+    return await asyncio.wait_for(trigger.run().__anext__(), timeout=30)
+
+
+@pytest.fixture
+def plan():
+    schedule = _schedule()
+    return schedule, schedule.plan(T0, T0)
+
+
+def test_the_plan_waits_and_moves_on_this_real_day(plan):
+    schedule, decision = plan
+    assert decision.waits, decision.reason
+    assert decision.expected_intensity < decision.baseline_intensity
+
+
+async def test_fires_at_the_planned_start_after_replanning_on_every_refresh(plan):
+    schedule, decision = plan
+    fake = FakeTime(T0)
+    event = await _first_event(_trigger(decision, schedule, fake))
+    assert event.payload["status"] == "start"
+    assert event.payload["cluster"] == decision.chosen.key
+    assert datetime.fromisoformat(event.payload["fired_at"]) == decision.planned_start
+    # refreshes at every quarter hour strictly between now and the start (09:15 ... 10:45)
+    refreshes = sum(1 for k in range(1, 200) if T0 + k * timedelta(minutes=15) < decision.planned_start)
+    assert refreshes == 7
+    assert event.payload["replans"] == refreshes  # perfect forecast: every re-plan keeps the plan
+    assert event.payload["api_errors"] == 0
+    assert max(fake.sleeps) <= 60  # the wall clock is re-read at least every minute
+
+
+async def test_still_waiting_before_the_start():
+    """With the clock standing still, the trigger keeps sleeping and yields nothing."""
+    schedule = _schedule()
+    decision = schedule.plan(T0, T0)
+    trigger = schedule.trigger(decision)
+    trigger.clock = lambda: T0
+
+    async def short_sleep(seconds: float) -> None:
+        await asyncio.sleep(0.01)
+
+    trigger.sleep = short_sleep
+    task = asyncio.create_task(trigger.run().__anext__())
+    await asyncio.sleep(0.3)
+    assert not task.done()
+    task.cancel()
+
+
+async def test_a_replan_moves_a_poor_plan_when_the_gain_beats_hysteresis(plan):
+    """Start the trigger on a deliberately poor plan (home, at the latest start); the first
+    refresh moves it to what the planner computes from the same data."""
+    schedule, decision = plan
+    fake = FakeTime(T0)
+    trigger = _trigger(decision, schedule, fake, planned_cluster="k8s_de",
+                       planned_start=decision.latest_start, planned_intensity=999.0)
+    event = await _first_event(trigger)
+    assert event.payload["cluster"] == decision.chosen.key
+    assert datetime.fromisoformat(event.payload["planned_start"]) == decision.planned_start
+
+
+async def test_after_a_restart_past_the_planned_start_it_fires_at_once(plan):
+    schedule, decision = plan
+    fake = FakeTime(decision.planned_start + timedelta(minutes=7))
+    event = await _first_event(_trigger(decision, schedule, fake))
+    assert event.payload["status"] == "start" and fake.sleeps == []
+
+
+async def test_after_a_restart_past_the_latest_start_it_reports_the_deadline(plan):
+    schedule, decision = plan
+    fake = FakeTime(decision.latest_start + timedelta(hours=1))
+    event = await _first_event(_trigger(decision, schedule, fake))
+    assert event.payload["status"] == "deadline_reached" and fake.sleeps == []
+
+
+async def test_carbon_api_down_keeps_the_plan_and_still_fires_on_time(monkeypatch, plan):
+    """The carbon connection points at a closed port: every re-plan fails, the start does not."""
+    schedule, decision = plan
+    monkeypatch.setenv("AIRFLOW_CONN_EM_DOWN", json.dumps({
+        "conn_type": "electricitymaps", "host": "http://127.0.0.1:9", "password": "k",
+        "extra": {"timeout": 0.5, "max_retries": 0}}))
+    fake = FakeTime(T0)
+    trigger = _trigger(decision, schedule, fake, carbon_conn_id="em_down",
+                       candidates=[{**c, "carbon_conn_id": "em_down"} for c in schedule.trigger(decision).candidates])
+    event = await _first_event(trigger)
+    assert event.payload["status"] == "start"
+    assert datetime.fromisoformat(event.payload["fired_at"]) == decision.planned_start
+    assert event.payload["api_errors"] >= 1
+
+
+async def test_a_hanging_replan_cannot_delay_the_start(plan, monkeypatch):
+    schedule, decision = plan
+    fake = FakeTime(decision.planned_start - timedelta(minutes=20))
+    trigger = _trigger(decision, schedule, fake)
+
+    async def hang(now):
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(trigger, "_replan", hang)
+    real_wait_for = asyncio.wait_for
+
+    async def quick_wait_for(awaitable, timeout):
+        # the budget is the time left to the start; spend it instantly on the fake clock
+        fake.now += timedelta(seconds=timeout)
+        return await real_wait_for(awaitable, timeout=0.05)
+
+    monkeypatch.setattr(asyncio, "wait_for", quick_wait_for)
+    event = await real_wait_for(trigger.run().__anext__(), timeout=30)
+    assert event.payload["status"] == "start" and trigger.api_errors >= 1
+
+
+def test_serialize_round_trip_through_airflow_and_no_secret_in_kwargs(monkeypatch):
+    """Plan from connections whose secrets are known; the trigger's kwargs hold none of them."""
+    secret = "sk-live-THIS-MUST-NOT-LEAK-4242"
+    kube_token = "kube-bearer-ALSO-SECRET-777"
+    monkeypatch.setenv("AIRFLOW_CONN_CARBON_EM", json.dumps({
+        "conn_type": "electricitymaps", "password": secret, "extra": {"api_key": secret}}))
+    for conn_id, zone in (("k8s_de", "DE"), ("k8s_gb", "GB")):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({
+            "conn_type": "kubernetes", "extra": {"carbon_zone": zone, "carbon_conn_id": "carbontrace_default",
+                                                 "kube_config": {"users": [{"user": {"token": kube_token}}]}}}))
+    schedule = CarbonSchedule(["k8s_de", "k8s_gb"], expected_duration="3h", max_delay="12h",
+                              carbon_conn_id="carbon_em")
+    decision = schedule.plan(T0, T0)
+    trigger = schedule.trigger(decision)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_carbon_provider.triggers.carbon_window.CarbonWindowTrigger"
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    wire = BaseSerialization.serialize(kwargs)
+    text = json.dumps(wire, default=str)
+    assert secret not in text and kube_token not in text
+    assert "k8s_de" in text and "carbontrace_default" in text
+    restored = CarbonWindowTrigger(**BaseSerialization.deserialize(wire))
+    assert restored.serialize() == (classpath, kwargs)
+    assert isinstance(kwargs["planned_start"], datetime) and kwargs["planned_start"].tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [({"candidates": []}, "candidates is empty"), ({"duration_seconds": 0}, "duration_seconds must be positive"),
+     ({"planned_start": datetime(2024, 1, 1)}, "timezone-aware"),
+     ({"candidates": [{"conn_id": "k8s_de"}]}, "needs a conn_id and a zone")],
+)
+def test_bad_kwargs(override, message, plan):
+    schedule, decision = plan
+    _, kwargs = schedule.trigger(decision).serialize()
+    kwargs.update(override)
+    with pytest.raises(ValueError, match=message):
+        CarbonWindowTrigger(**kwargs)
