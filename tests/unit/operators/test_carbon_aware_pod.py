@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import models as k8s
 
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow_carbon_provider.core.emissions import PowerModel
 from airflow_carbon_provider.operators.carbon_aware_pod import CarbonAwareKubernetesPodOperator
 from airflow_carbon_provider.scheduling import ScheduleConfigError
