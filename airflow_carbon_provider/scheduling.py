@@ -45,8 +45,9 @@ DEFAULT_CARBON_CONN_ID = "carbontrace_default"
 ZONE_EXTRA = "carbon_zone"
 CARBON_CONN_EXTRA = "carbon_conn_id"
 _ZONE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-# A task whose best start is this close to now starts now rather than deferring.
-START_TOLERANCE = timedelta(seconds=60)
+# A task whose best start is this close to now starts now rather than deferring (the
+# decision then records now as its planned start).
+START_TOLERANCE = timedelta(seconds=5)
 # The defer timeout is a backstop after the latest start; the trigger itself fires at it.
 DEFER_GRACE = timedelta(minutes=10)
 
@@ -529,11 +530,12 @@ class CarbonSchedule:
             return fallback(f"the planner could not plan ({exc})")
         by_key = {c.key: c for c in usable}
         chosen = by_key[result.chosen.candidate.cluster_id]
+        planned_start = result.chosen.start if result.chosen.start - now > START_TOLERANCE else now
         reason = _readable(result, chosen, home, by_key)
         if per_candidate_errors:
             reason += f" (left out for lack of data: {', '.join(sorted(per_candidate_errors))})"
         return Decision(
-            self.policy, list(candidates), home, chosen, result.chosen.start, finish_by, latest, arrival, now,
+            self.policy, list(candidates), home, chosen, planned_start, finish_by, latest, arrival, now,
             result.chosen.mean_intensity, result.baseline.mean_intensity, reason, result, False,
             per_candidate_errors,
             {"signal": result.signal.value, "horizon_limited": result.horizon_limited},
@@ -600,6 +602,8 @@ def _readable(result: Plan, chosen: ClusterCandidate, home: ClusterCandidate,
 
 
 def _human(delta: timedelta) -> str:
+    if delta < timedelta(minutes=1):
+        return f"{int(delta.total_seconds())} s"
     minutes = int(round(delta.total_seconds() / 60))
     hours, minutes = divmod(minutes, 60)
     if hours and minutes:

@@ -19,7 +19,7 @@ with DAG(
     # [START howto_sensor_carbon_window]
     window = CarbonWindowSensor(
         task_id="wait_for_low_carbon",
-        zone="DE",
+        zone="GB",
         expected_duration="{{ params.expected_duration }}",
         max_delay="{{ params.max_delay }}",
         min_saving_pct=5,

@@ -206,6 +206,10 @@ class CarbonAwareKubernetesPodOperator(KubernetesPodOperator):
                          decision: dict[str, Any] | None = None) -> Any:
         """Resume from the window trigger: re-check the cluster with fresh data, then run."""
         if not decision:
+            # The decision travels in defer(kwargs=...); Airflow's dag.test() (3.3) resumes with
+            # the event only, so the copy pushed to XCom before deferring is the fallback.
+            decision = self._pulled_decision(context)
+        if not decision:
             raise ScheduleConfigError(f"{self.task_id}: resumed without its carbon decision; cannot place the pod")
         decision = dict(decision)
         if not isinstance(event, dict) or "cluster" not in event:
