@@ -24,6 +24,24 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Carbon-aware scheduling",
+                "python-modules": ["airflow_carbon_provider.operators.carbon_aware_pod"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Carbon-aware scheduling",
+                "python-modules": ["airflow_carbon_provider.sensors.carbon_window"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Carbon-aware scheduling",
+                "python-modules": ["airflow_carbon_provider.triggers.carbon_window"],
+            }
+        ],
         "hooks": [
             {
                 "integration-name": "Carbon-aware scheduling",

@@ -562,6 +562,28 @@ class CarbonSchedule:
         )
 
 
+XCOM_KEY = "carbon_decision"
+
+
+def pull_decision(ti: Any, task_id: str) -> dict[str, Any] | None:
+    """Return the ``carbon_decision`` this task instance pushed to XCom, or None.
+
+    The decision travels in ``defer(kwargs=...)``; Airflow 3.3's ``dag.test()`` resumes a
+    deferred task with the trigger's event only, so the copy pushed before deferring is the
+    fallback.
+    """
+    kwargs: dict[str, Any] = {"task_ids": task_id, "key": XCOM_KEY}
+    map_index = getattr(ti, "map_index", -1)
+    if map_index is not None and map_index >= 0:
+        kwargs["map_indexes"] = map_index
+    try:
+        value = ti.xcom_pull(**kwargs)
+    except Exception as exc:  # a missing XCom must not hide the real outcome
+        log.warning("Could not read the carbon decision from XCom: %s", exc)
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class CarbonPlanningFailed(CarbonDataError):
     """Raised instead of falling open when ``fail_open`` is false."""
 

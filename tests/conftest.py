@@ -20,3 +20,14 @@ def data_dir() -> Path:
 def utc(*args: int) -> datetime:
     """Return a UTC datetime; shorthand for tests."""
     return datetime(*args, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _forget_resolved_hooks():
+    """Make each test read its connections afresh (hooks are remembered per process)."""
+    yield
+    import sys
+
+    registry = sys.modules.get("airflow_carbon_provider.hooks._registry")
+    if registry is not None:
+        registry.forget_hooks()

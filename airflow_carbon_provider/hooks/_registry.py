@@ -3,11 +3,19 @@
 The operators and the trigger name carbon sources only by connection id; the connection's
 type says which hook serves it. ``carbontrace_default`` works without any connection: it
 replays the trace bundled with the package.
+
+Resolved hooks are kept for :data:`HOOK_TTL` seconds per (connection id, clock, event loop),
+so thousands of triggers in one triggerer read each connection about once per TTL instead of
+twice per zone at every re-plan (measured by ``benchmarks/bench_triggers.py``); a rotated key
+is picked up within the TTL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -38,11 +46,48 @@ def _hook_for_type(conn_id: str, conn_type: str | None, clock: Callable[[], date
     return getattr(importlib.import_module(module), name)(conn_id, clock=clock)
 
 
+HOOK_TTL = 300.0
+_hooks: dict[tuple[Any, ...], tuple[float, Any]] = {}
+_flights: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+_lock = threading.Lock()
+
+
+def _remembered(key: tuple[Any, ...]) -> Any:
+    with _lock:
+        hit = _hooks.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        _hooks.pop(key, None)
+    return None
+
+
+def _remember(key: tuple[Any, ...], hook: Any) -> None:
+    with _lock:
+        if len(_hooks) > 1024:  # many short-lived clocks (tests) or loops: start afresh
+            _hooks.clear()
+        _hooks[key] = (time.monotonic() + HOOK_TTL, hook)
+
+
+def forget_hooks() -> None:
+    """Drop every remembered hook (connections are read again on next use)."""
+    with _lock:
+        _hooks.clear()
+
+
 def carbon_hook(conn_id: str, clock: Callable[[], datetime] | None = None) -> Any:
     """Return the hook that serves carbon connection ``conn_id`` (reads the connection now).
 
     :param clock: the hook's notion of now (default: the wall clock).
     """
+    key = ("sync", conn_id, clock)
+    hook = _remembered(key)
+    if hook is None:
+        hook = _resolve(conn_id, clock)
+        _remember(key, hook)
+    return hook
+
+
+def _resolve(conn_id: str, clock: Callable[[], datetime] | None) -> Any:
     try:
         conn = BaseHook.get_connection(conn_id)
     except Exception as exc:
@@ -58,7 +103,35 @@ def carbon_hook(conn_id: str, clock: Callable[[], datetime] | None = None) -> An
 
 
 async def acarbon_hook(conn_id: str, clock: Callable[[], datetime] | None = None) -> Any:
-    """Return the hook for ``conn_id`` without blocking the event loop (for triggers)."""
+    """Return the hook for ``conn_id`` without blocking the event loop (for triggers).
+
+    Concurrent callers for one key share a single connection read.
+    """
+    loop = asyncio.get_running_loop()
+    key = ("async", conn_id, clock, id(loop))
+    hook = _remembered(key)
+    if hook is not None:
+        return hook
+    flight = _flights.get(key)
+    if flight is not None and flight.get_loop() is loop:
+        return await asyncio.shield(flight)
+    flight = loop.create_future()
+    flight.add_done_callback(lambda f: f.cancelled() or f.exception())  # no "never retrieved" noise
+    _flights[key] = flight
+    try:
+        hook = await _aresolve(conn_id, clock)
+    except BaseException as exc:
+        flight.set_exception(exc)
+        raise
+    else:
+        _remember(key, hook)
+        flight.set_result(hook)
+        return hook
+    finally:
+        _flights.pop(key, None)
+
+
+async def _aresolve(conn_id: str, clock: Callable[[], datetime] | None) -> Any:
     from airflow_carbon_provider.hooks._compat import aget_connection_and_extras
 
     try:

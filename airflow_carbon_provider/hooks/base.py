@@ -9,6 +9,7 @@ are checked for staleness before they are returned.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -218,6 +219,7 @@ class BaseCarbonHook(BaseHook):
         self.aiohttp_session = aiohttp_session
         self.requests_session = requests_session
         self._config: HookConfig | None = None
+        self._config_lock: asyncio.Lock | None = None
         self._sync_http: SyncHttp | None = None
 
     # -- connection form ---------------------------------------------------------------
@@ -356,18 +358,26 @@ class BaseCarbonHook(BaseHook):
         return self._config
 
     async def aget_config(self) -> HookConfig:
-        """Return the connection's settings, reading it with the async getter on first use."""
+        """Return the connection's settings, reading it with the async getter on first use.
+
+        Concurrent first callers of one hook (many triggers sharing it) wait for a single read.
+        """
         if self._config is None:
             from airflow_carbon_provider.hooks._compat import aget_connection_and_extras
 
-            try:
-                conn, extras = await aget_connection_and_extras(self, self.conn_id)
-            except Exception as exc:
-                self._config = self._config_without_connection(exc)
-            else:
-                self._config = self._read_config(
-                    conn.host, conn.port, conn.login, conn.password, conn.schema, extras
-                )
+            if self._config_lock is None:
+                self._config_lock = asyncio.Lock()
+            async with self._config_lock:
+                if self._config is None:
+                    try:
+                        conn, extras = await aget_connection_and_extras(self, self.conn_id)
+                    except Exception as exc:
+                        self._config = self._config_without_connection(exc)
+                    else:
+                        self._config = self._read_config(
+                            conn.host, conn.port, conn.login, conn.password, conn.schema, extras
+                        )
+        assert self._config is not None
         return self._config
 
     def _config_without_connection(self, exc: Exception) -> HookConfig:

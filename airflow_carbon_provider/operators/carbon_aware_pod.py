@@ -33,9 +33,11 @@ from airflow_carbon_provider.core.planner import Candidate, Option
 from airflow_carbon_provider.exceptions import CarbonDataError
 from airflow_carbon_provider.scheduling import (
     DEFAULT_CARBON_CONN_ID,
+    XCOM_KEY,
     CarbonSchedule,
     ClusterCandidate,
     ScheduleConfigError,
+    pull_decision,
     utcnow,
 )
 
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ["XCOM_KEY", "CarbonAwareKubernetesPodOperator"]
 
-XCOM_KEY = "carbon_decision"
 TRIGGER_FAIL = "__fail__"
 
 
@@ -244,17 +245,7 @@ class CarbonAwareKubernetesPodOperator(KubernetesPodOperator):
     # -- placement --------------------------------------------------------------------------
 
     def _pulled_decision(self, context: Context) -> dict[str, Any] | None:
-        ti = context["ti"]
-        kwargs: dict[str, Any] = {"task_ids": self.task_id, "key": XCOM_KEY}
-        map_index = getattr(ti, "map_index", -1)
-        if map_index is not None and map_index >= 0:
-            kwargs["map_indexes"] = map_index
-        try:
-            value = ti.xcom_pull(**kwargs)
-        except Exception as exc:  # a missing XCom must not hide the real outcome
-            self.log.warning("Could not read the carbon decision from XCom: %s", exc)
-            return None
-        return value if isinstance(value, dict) else None
+        return pull_decision(context["ti"], self.task_id)
 
     def _candidates(self) -> list[ClusterCandidate]:
         return self.carbon_schedule.resolve()

@@ -16,8 +16,10 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_carbon_provider.scheduling import (
     DEFAULT_CARBON_CONN_ID,
+    XCOM_KEY,
     CarbonSchedule,
     ScheduleConfigError,
+    pull_decision,
     utcnow,
 )
 
@@ -118,6 +120,7 @@ class CarbonWindowSensor(BaseSensorOperator):
         decision = self._decide(context, schedule)
         record = decision.to_dict()
         if decision.waits:
+            context["ti"].xcom_push(key=XCOM_KEY, value={**record, "phase": "waiting"})
             self.defer(
                 trigger=schedule.trigger(decision),
                 method_name="execute_complete",
@@ -129,15 +132,18 @@ class CarbonWindowSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
                          decision: dict[str, Any] | None = None) -> dict[str, Any]:
         """Return the decision, updated with where the trigger ended up."""
-        # dag.test() (Airflow 3.3) resumes with the event only: the event then stands in.
-        record = dict(decision or {"reason": "resumed from the window trigger's event"})
+        record = dict(decision or pull_decision(context["ti"], self.task_id) or {})
         if isinstance(event, dict):
             if event.get("cluster"):
                 record["chosen_cluster"] = record["chosen_key"] = record["zone"] = event["cluster"]
             record["trigger"] = {k: event.get(k) for k in ("status", "fired_at", "replans", "api_errors")}
+            if event.get("expected_intensity") is not None:
+                record["expected_intensity"] = round(float(event["expected_intensity"]), 3)
         else:
             self.log.warning("Window trigger sent no usable event (%r); the window is open anyway", event)
         record["actual_start"] = utcnow().isoformat().replace("+00:00", "Z")
+        record["phase"] = "open"
+        context["ti"].xcom_push(key=XCOM_KEY, value=record)
         return record
 
     def poke(self, context: Context) -> PokeReturnValue:

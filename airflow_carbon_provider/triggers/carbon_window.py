@@ -7,9 +7,9 @@ and refresh. After a triggerer restart the trigger is rebuilt from the same kwar
 re-derives where it stands from the wall clock alone: past the planned start or the latest
 start it fires at once.
 
-It always fires by the latest start. Re-plans happen at wall-clock multiples of
-``replan_interval_seconds`` (so every trigger of a triggerer refreshes at the same instants
-and shares the cache), are bounded in time so that a slow API cannot delay the start, and
+It always fires by the latest start. Re-plans happen every ``replan_interval_seconds`` at a
+fixed offset per trigger (spread over up to a minute, so thousands of triggers do not re-plan
+in the same instant; the shared cache still serves them one fetch per zone), are bounded in time so that a slow API cannot delay the start, and
 change the plan only when the gain beats the hysteresis. A carbon API that is down, stale or
 empty leaves the current plan in force.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import zlib
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -153,10 +154,23 @@ class CarbonWindowTrigger(BaseTrigger):
             allow_mixed_signals=self.allow_mixed_signals,
         ), cands
 
+    def _phase(self) -> float:
+        """Return this trigger's fixed offset into each refresh period, in seconds.
+
+        Refreshes sit at wall-clock multiples of the interval plus this offset: spread over up to
+        a minute (a quarter of the period at most) so that thousands of triggers in one triggerer
+        do not all re-plan in the same instant, while the cache still serves them one fetch per
+        zone. The offset derives from the kwargs, so it survives a restart unchanged.
+        """
+        spread = min(60.0, self.replan_interval_seconds / 4)
+        key = f"{self.latest_start.isoformat()}|{self.planned_cluster}|{len(self.candidates)}"
+        return (zlib.crc32(key.encode()) % 1000) / 1000 * spread
+
     def _next_refresh(self, now: datetime) -> datetime:
-        """Return the next wall-clock multiple of the refresh interval after ``now``."""
+        """Return this trigger's next refresh instant after ``now``."""
         period = self.replan_interval_seconds
-        t = (math.floor(now.timestamp() / period) + 1) * period
+        phase = self._phase()
+        t = (math.floor((now.timestamp() - phase) / period) + 1) * period + phase
         return datetime.fromtimestamp(t, UTC)
 
     async def _sleep_until(self, moment: datetime) -> None:
@@ -211,7 +225,9 @@ class CarbonWindowTrigger(BaseTrigger):
         )
         if decision.fail_open or decision.plan is None:
             return None
-        chosen, start = decision.chosen.key, decision.planned_start
+        # The planner's own start (decide() rounds a start within seconds to "now", which here
+        # would fire early).
+        chosen, start = decision.chosen.key, decision.plan.chosen.start
         changed = (chosen, start) != (self.planned_cluster, self.planned_start)
         previous = (self.planned_cluster, self.planned_start)
         self.planned_cluster, self.planned_start = chosen, start

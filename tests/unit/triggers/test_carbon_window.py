@@ -77,9 +77,12 @@ async def test_fires_at_the_planned_start_after_replanning_on_every_refresh(plan
     assert event.payload["status"] == "start"
     assert event.payload["cluster"] == decision.chosen.key
     assert datetime.fromisoformat(event.payload["fired_at"]) == decision.planned_start
-    # refreshes at every quarter hour strictly between now and the start (09:15 ... 10:45)
-    refreshes = sum(1 for k in range(1, 200) if T0 + k * timedelta(minutes=15) < decision.planned_start)
-    assert refreshes == 7
+    # a refresh every quarter hour, at this trigger's fixed offset, strictly before the start
+    trigger = _trigger(decision, schedule, FakeTime(T0))
+    phase = timedelta(seconds=trigger._phase())
+    assert timedelta(0) <= phase <= timedelta(minutes=1)
+    refreshes = sum(1 for k in range(0, 200) if T0 < T0 + k * timedelta(minutes=15) + phase < decision.planned_start)
+    assert refreshes in (7, 8)
     assert event.payload["replans"] == refreshes  # perfect forecast: every re-plan keeps the plan
     assert event.payload["api_errors"] == 0
     assert max(fake.sleeps) <= 60  # the wall clock is re-read at least every minute
