@@ -430,7 +430,10 @@ class CarbonSchedule:
             if cand.zone is not None:  # given explicitly: the connection need not be read
                 resolved.append(replace(cand, carbon_conn_id=cand.carbon_conn_id or self.carbon_conn_id))
                 continue
-            extras = read_connection_extras(cand.conn_id)
+            try:
+                extras = read_connection_extras(cand.conn_id)
+            except CarbonDataError as exc:  # an undefined Kubernetes connection is a config error
+                raise ScheduleConfigError(str(exc)) from None
             zone = cand.zone or extras.get(ZONE_EXTRA)
             if not zone:
                 raise ScheduleConfigError(

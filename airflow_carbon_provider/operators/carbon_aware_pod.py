@@ -34,6 +34,7 @@ from airflow_carbon_provider.exceptions import CarbonDataError
 from airflow_carbon_provider.scheduling import (
     DEFAULT_CARBON_CONN_ID,
     XCOM_KEY,
+    CarbonPlanningFailed,
     CarbonSchedule,
     ClusterCandidate,
     ScheduleConfigError,
@@ -186,7 +187,7 @@ class CarbonAwareKubernetesPodOperator(KubernetesPodOperator):
         schedule = self.carbon_schedule
         try:
             decision = schedule.plan(now, arrival)
-        except CarbonDataError as exc:  # fail_open is off and the data failed
+        except CarbonPlanningFailed as exc:  # fail_open is off and the data failed
             raise CarbonDataError(f"{self.task_id}: no carbon plan and fail_open is off: {exc}",
                                   provider="planner") from exc
         record = decision.to_dict()

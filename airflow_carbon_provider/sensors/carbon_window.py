@@ -127,6 +127,13 @@ class CarbonWindowSensor(BaseSensorOperator):
                 kwargs={"decision": record},
                 timeout=schedule.defer_timeout(decision),
             )
+        return self._opened(context, record)
+
+    def _opened(self, context: Context, record: dict[str, Any]) -> dict[str, Any]:
+        """Stamp the decision with the moment the window opened, push it, and return it."""
+        record["actual_start"] = utcnow().isoformat().replace("+00:00", "Z")
+        record["phase"] = "open"
+        context["ti"].xcom_push(key=XCOM_KEY, value=record)
         return record
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
@@ -141,12 +148,11 @@ class CarbonWindowSensor(BaseSensorOperator):
                 record["expected_intensity"] = round(float(event["expected_intensity"]), 3)
         else:
             self.log.warning("Window trigger sent no usable event (%r); the window is open anyway", event)
-        record["actual_start"] = utcnow().isoformat().replace("+00:00", "Z")
-        record["phase"] = "open"
-        context["ti"].xcom_push(key=XCOM_KEY, value=record)
-        return record
+        return self._opened(context, record)
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Re-plan at each poke; done when the planned start has come."""
         decision = self._decide(context, self.carbon_schedule)
-        return PokeReturnValue(is_done=not decision.waits, xcom_value=decision.to_dict())
+        if decision.waits:
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=self._opened(context, decision.to_dict()))

@@ -1,9 +1,10 @@
 """The documentation builds without a warning, and what it shows is what the code does.
 
-Four checks: the Sphinx build with warnings as errors; the planner example prints the output
-the planner page shows; every ``literalinclude`` marker exists in its file; and every
-``$ airflow-carbon ...`` or ``$ python3 ...`` command in a ``console`` block prints what the
-page says it prints.
+Five checks: the Sphinx build with warnings as errors; each example script under
+``docs/examples/`` that a page shows the output of prints that output (the planner example,
+the library API example); the custom-operator example builds its task; every
+``literalinclude`` marker exists in its file; and every ``$ airflow-carbon ...`` or
+``$ python3 ...`` command in a ``console`` block prints what the page says it prints.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-PLAN_EXAMPLE = DOCS / "examples" / "plan_example.py"
+EXAMPLES_DIR = DOCS / "examples"
+# (script, page that shows its output, the comment that precedes the output block)
+SHOWN_OUTPUTS = [
+    ("plan_example.py", DOCS / "howto" / "planner.rst", ".. plan_example output"),
+    ("schedule_example.py", DOCS / "operators.rst", ".. schedule_example output"),
+]
 JSON_TOOL = "| python3 -m json.tool"
 
 
@@ -80,16 +86,23 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
     assert (tmp_path / "html" / "howto" / "planner.html").is_file()
 
 
-def test_plan_example_prints_what_the_planner_page_shows():
-    page = DOCS / "howto" / "planner.rst"
+@pytest.mark.parametrize(("script", "page", "comment"), SHOWN_OUTPUTS, ids=[s[0] for s in SHOWN_OUTPUTS])
+def test_example_prints_what_its_page_shows(script, page, comment):
     lines = page.read_text(encoding="utf-8").splitlines()
-    marker = next((i for i, line in enumerate(lines) if line.startswith(".. plan_example output")), None)
-    assert marker is not None, f"{page} lost the '.. plan_example output' comment before the output block"
+    marker = next((i for i, line in enumerate(lines) if line.startswith(comment)), None)
+    assert marker is not None, f"{page} lost the {comment!r} comment before the output block"
     directive = next(i for i in range(marker + 1, len(lines)) if lines[i].startswith(".. code-block::"))
     shown = _block(lines, directive)
-    proc = subprocess.run([sys.executable, str(PLAN_EXAMPLE)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, str(EXAMPLES_DIR / script)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert _normalise(proc.stdout) == _normalise(shown)
+
+
+def test_custom_operator_example_builds_its_task():
+    proc = subprocess.run([sys.executable, str(EXAMPLES_DIR / "custom_operator.py")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_literalinclude_markers_exist():

@@ -23,7 +23,7 @@ from airflow_carbon_provider.testing.replay import DEMO_MOMENT, replay_connectio
 from tests.integration.e2e.conftest import parse, soon
 
 pytestmark = pytest.mark.integration
-LEAD = timedelta(seconds=35)
+LEAD = timedelta(seconds=50)  # generous: dag.test() setup must finish before the window opens
 
 
 def _env(clusters, **replay):

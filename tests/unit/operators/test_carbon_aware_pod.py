@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -78,3 +79,32 @@ def test_emissions_are_added_to_the_decision():
     assert (record["expected_emissions_g"], record["baseline_emissions_g"], record["expected_saving_g"]) == (
         200.0, 800.0, 600.0)
     assert record["expected_duration_s"] == timedelta(hours=4).total_seconds()
+
+
+def test_a_failed_or_timed_out_window_trigger_still_starts_the_pod(monkeypatch):
+    """__fail__ from the scheduler (trigger timeout) while waiting: start on the planned cluster."""
+    op = _op()
+    waiting = {"phase": "waiting", "chosen_cluster": "k8s_se", "chosen_key": "k8s_se"}
+    ti = SimpleNamespace(map_index=-1, xcom_pull=lambda **kw: dict(waiting))
+    started = []
+    monkeypatch.setattr(op, "_start_pod", lambda context, record: started.append(record) or "ran")
+    assert op.resume_execution("__fail__", {"error": "Trigger timeout"}, {"ti": ti}) == "ran"
+    assert started[0]["trigger"] == {"status": "trigger_failed", "error": "Trigger timeout"}
+    assert started[0]["chosen_cluster"] == "k8s_se"
+
+
+def test_a_failure_that_is_not_the_window_trigger_fails_as_kpo_would():
+    from airflow.sdk.exceptions import TaskDeferralError
+
+    op = _op()
+    running = {"phase": "running", "chosen_cluster": "k8s_se"}
+    ti = SimpleNamespace(map_index=-1, xcom_pull=lambda **kw: dict(running))
+    with pytest.raises(TaskDeferralError):
+        op.resume_execution("__fail__", {"error": "pod trigger crashed"}, {"ti": ti})
+
+
+def test_an_undefined_kubernetes_connection_is_a_config_error_not_a_data_error(monkeypatch):
+    op = _op(cluster_conn_ids=["k8s_nowhere"])
+    monkeypatch.delenv("AIRFLOW_CONN_K8S_NOWHERE", raising=False)
+    with pytest.raises(ScheduleConfigError, match="Kubernetes connection 'k8s_nowhere' is not defined"):
+        op.carbon_schedule.resolve()

@@ -41,13 +41,28 @@ def test_poke_mode_waits_then_opens(monkeypatch):
     clock = {"now": T0}
     monkeypatch.setattr(scheduling, "utcnow", lambda: clock["now"])
     monkeypatch.setattr("airflow_carbon_provider.sensors.carbon_window.utcnow", lambda: clock["now"])
-    context = {"ti": SimpleNamespace(start_date=T0)}
+    pushed = {}
+    context = {"ti": SimpleNamespace(start_date=T0, xcom_push=lambda key, value: pushed.update({key: value}))}
     first = sensor.poke(context)
-    assert not first.is_done
-    planned = datetime.fromisoformat(first.xcom_value["planned_start"].replace("Z", "+00:00"))
-    assert planned > T0 and first.xcom_value["zone"] in ("DE", "GB")
+    assert not first.is_done and not pushed
+    planned = sensor.carbon_schedule.plan(T0, T0).planned_start
+    assert T0 < planned <= T0 + timedelta(hours=12)
     clock["now"] = planned
     second = sensor.poke(context)
     assert second.is_done
-    assert second.xcom_value["planned_start"] <= first.xcom_value["latest_start"]
-    assert planned - T0 <= timedelta(hours=12)
+    decision = second.xcom_value
+    assert decision["zone"] in ("DE", "GB") and decision["phase"] == "open"
+    assert decision["actual_start"] == planned.isoformat().replace("+00:00", "Z")
+    assert pushed["carbon_decision"] == decision
+
+
+def test_deferrable_sensor_returns_at_once_when_the_window_is_open(monkeypatch):
+    """With no slack the window is now: execute returns the stamped decision without deferring."""
+    sensor = CarbonWindowSensor(task_id="gate", zone="DE", expected_duration="1h", max_delay="0h")
+    monkeypatch.setattr(scheduling, "utcnow", lambda: T0)
+    monkeypatch.setattr("airflow_carbon_provider.sensors.carbon_window.utcnow", lambda: T0)
+    pushed = {}
+    context = {"ti": SimpleNamespace(start_date=T0, xcom_push=lambda key, value: pushed.update({key: value}))}
+    decision = sensor.execute(context)
+    assert decision["actual_start"] == "2024-01-06T09:00:00Z" and decision["waited"] is False
+    assert pushed["carbon_decision"] == decision
