@@ -568,6 +568,47 @@ class CarbonSchedule:
 XCOM_KEY = "carbon_decision"
 
 
+class CarbonScheduledMixin:
+    """For tasks with carbon parameters: check them at parse time, build the schedule at run time.
+
+    The task sets ``expected_duration``, ``max_delay``, ``deadline`` (possibly Jinja strings,
+    rendered before ``execute``), ``_carbon_options`` and implements :meth:`_carbon_candidates`.
+    """
+
+    task_id: str
+    expected_duration: Any
+    max_delay: Any
+    deadline: Any
+    _carbon_options: dict[str, Any]
+
+    def _carbon_candidates(self) -> Any:
+        raise NotImplementedError
+
+    def _prefixed(self, exc: ScheduleConfigError) -> ScheduleConfigError:
+        return ScheduleConfigError(f"{type(self).__name__} {self.task_id!r}: {exc}")
+
+    def _check_carbon_parameters(self) -> None:
+        """Validate at parse time; Jinja strings are checked once rendered."""
+        try:
+            CarbonSchedule.check_at_parse(
+                self._carbon_candidates(), expected_duration=self.expected_duration, max_delay=self.max_delay,
+                deadline=self.deadline, **self._carbon_options,
+            )
+        except ScheduleConfigError as exc:
+            raise self._prefixed(exc) from None
+
+    @property
+    def carbon_schedule(self) -> CarbonSchedule:
+        """The schedule built from the (rendered) carbon parameters."""
+        try:
+            return CarbonSchedule(
+                self._carbon_candidates(), expected_duration=self.expected_duration, max_delay=self.max_delay,
+                deadline=self.deadline, **self._carbon_options,
+            )
+        except ScheduleConfigError as exc:
+            raise self._prefixed(exc) from None
+
+
 def pull_decision(ti: Any, task_id: str) -> dict[str, Any] | None:
     """Return the ``carbon_decision`` this task instance pushed to XCom, or None.
 

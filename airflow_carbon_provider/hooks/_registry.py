@@ -91,15 +91,20 @@ def _resolve(conn_id: str, clock: Callable[[], datetime] | None) -> Any:
     try:
         conn = BaseHook.get_connection(conn_id)
     except Exception as exc:
-        if _not_found(exc) and conn_id == TRACE_DEFAULT:
-            return _hook_for_type(conn_id, "carbontrace", clock)
-        if _not_found(exc):
-            raise CarbonConfigError(
-                f"carbon connection {conn_id!r} is not defined; create it or set AIRFLOW_CONN_{conn_id.upper()}",
-                provider="planner",
-            ) from exc
-        raise
+        return _without_connection(conn_id, clock, exc)
     return _hook_for_type(conn_id, conn.conn_type, clock)
+
+
+def _without_connection(conn_id: str, clock: Callable[[], datetime] | None, exc: Exception) -> Any:
+    """Serve ``carbontrace_default`` without a connection; otherwise say what is missing."""
+    if not _not_found(exc):
+        raise exc
+    if conn_id == TRACE_DEFAULT:
+        return _hook_for_type(conn_id, "carbontrace", clock)
+    raise CarbonConfigError(
+        f"carbon connection {conn_id!r} is not defined; create it or set AIRFLOW_CONN_{conn_id.upper()}",
+        provider="planner",
+    ) from exc
 
 
 async def acarbon_hook(conn_id: str, clock: Callable[[], datetime] | None = None) -> Any:
@@ -137,14 +142,7 @@ async def _aresolve(conn_id: str, clock: Callable[[], datetime] | None) -> Any:
     try:
         conn, _extras = await aget_connection_and_extras(BaseHook(), conn_id)
     except Exception as exc:
-        if _not_found(exc) and conn_id == TRACE_DEFAULT:
-            return _hook_for_type(conn_id, "carbontrace", clock)
-        if _not_found(exc):
-            raise CarbonConfigError(
-                f"carbon connection {conn_id!r} is not defined; create it or set AIRFLOW_CONN_{conn_id.upper()}",
-                provider="planner",
-            ) from exc
-        raise
+        return _without_connection(conn_id, clock, exc)
     return _hook_for_type(conn_id, conn.conn_type, clock)
 
 

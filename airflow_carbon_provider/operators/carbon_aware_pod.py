@@ -35,7 +35,7 @@ from airflow_carbon_provider.scheduling import (
     DEFAULT_CARBON_CONN_ID,
     XCOM_KEY,
     CarbonPlanningFailed,
-    CarbonSchedule,
+    CarbonScheduledMixin,
     ClusterCandidate,
     ScheduleConfigError,
     pull_decision,
@@ -50,7 +50,7 @@ __all__ = ["XCOM_KEY", "CarbonAwareKubernetesPodOperator"]
 TRIGGER_FAIL = "__fail__"
 
 
-class CarbonAwareKubernetesPodOperator(KubernetesPodOperator):
+class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperator):
     """Run a pod on the greenest candidate cluster, in the lowest-carbon window before its deadline.
 
     All of :class:`~airflow.providers.cncf.kubernetes.operators.pod.KubernetesPodOperator`'s
@@ -119,13 +119,7 @@ class CarbonAwareKubernetesPodOperator(KubernetesPodOperator):
             "beyond_horizon": beyond_horizon,
             "allow_mixed_signals": allow_mixed_signals,
         }
-        try:
-            CarbonSchedule.check_at_parse(
-                cluster_conn_ids, expected_duration=expected_duration, max_delay=max_delay, deadline=deadline,
-                **self._carbon_options,
-            )
-        except ScheduleConfigError as exc:
-            raise ScheduleConfigError(f"{type(self).__name__} {self.task_id!r}: {exc}") from None
+        self._check_carbon_parameters()
         if power_watts is not None and (
             not isinstance(power_watts, (int, float)) or not math.isfinite(power_watts) or power_watts < 0
         ):
@@ -133,16 +127,8 @@ class CarbonAwareKubernetesPodOperator(KubernetesPodOperator):
         self.power_watts = power_watts
         self.power_model = power_model or PowerModel()
 
-    @property
-    def carbon_schedule(self) -> CarbonSchedule:
-        """The schedule built from the (rendered) carbon parameters."""
-        try:
-            return CarbonSchedule(
-                self.cluster_conn_ids, expected_duration=self.expected_duration, max_delay=self.max_delay,
-                deadline=self.deadline, **self._carbon_options,
-            )
-        except ScheduleConfigError as exc:
-            raise ScheduleConfigError(f"{type(self).__name__} {self.task_id!r}: {exc}") from None
+    def _carbon_candidates(self) -> Any:
+        return self.cluster_conn_ids
 
     # -- power and emissions ----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from airflow_carbon_provider.scheduling import (
     DEFAULT_CARBON_CONN_ID,
     XCOM_KEY,
     CarbonSchedule,
+    CarbonScheduledMixin,
     ScheduleConfigError,
     pull_decision,
     utcnow,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["CarbonWindowSensor"]
 
 
-class CarbonWindowSensor(BaseSensorOperator):
+class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
     """Succeed when the planned low-carbon start arrives; defer meanwhile (default).
 
     :param zone: the grid zone the gated work draws power from.
@@ -81,29 +82,12 @@ class CarbonWindowSensor(BaseSensorOperator):
             "fail_open": fail_open,
             "replan_interval": replan_interval,
         }
-        try:
-            CarbonSchedule.check_at_parse(
-                self._candidates(), expected_duration=expected_duration, max_delay=max_delay, deadline=deadline,
-                **self._carbon_options,
-            )
-        except ScheduleConfigError as exc:
-            raise ScheduleConfigError(f"{type(self).__name__} {self.task_id!r}: {exc}") from None
+        self._check_carbon_parameters()
         self.deferrable = deferrable
 
-    def _candidates(self) -> Any:
+    def _carbon_candidates(self) -> Any:
         zones = self.zones
         return {z: {"zone": z} for z in zones} if all(isinstance(z, str) for z in zones) else zones
-
-    @property
-    def carbon_schedule(self) -> CarbonSchedule:
-        """The schedule built from the (rendered) carbon parameters."""
-        try:
-            return CarbonSchedule(
-                self._candidates(), expected_duration=self.expected_duration, max_delay=self.max_delay,
-                deadline=self.deadline, **self._carbon_options,
-            )
-        except ScheduleConfigError as exc:
-            raise ScheduleConfigError(f"{type(self).__name__} {self.task_id!r}: {exc}") from None
 
     def _decide(self, context: Context, schedule: CarbonSchedule) -> Any:
         now = utcnow()
