@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -116,7 +116,112 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--format", choices=("table", "json"), default="table",
                       help="table (default) or json: the last line of output is one JSON object")
     demo.set_defaults(handler=cmd_demo)
+    _add_report_parser(sub)
     return parser
+
+
+def _report_instant(text: str) -> datetime:
+    """Parse ``--since``/``--until``: an ISO date or date-time, UTC unless it names an offset."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date or date-time (e.g. 2026-03-01 or 2026-03-01T06:00:00Z)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _report_pct(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage (e.g. 30)") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 100")
+    return value
+
+
+def _report_g_per_kwh(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an intensity in g/kWh (e.g. 200)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _add_report_parser(sub: Any) -> None:
+    rep = sub.add_parser(
+        "report",
+        help="what carbon-aware tasks emitted and saved, and whether the objectives were met",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Read the carbon ledger: one row per recorded task run (emissions at the realised intensity where and "
+            "when it ran, the baseline of the same run on its home cluster at its original start, the saving, "
+            "whether it started by its latest start), totals per group, and the objectives, each marked MET or "
+            "MISSED.\n\n"
+            "Ledger: --ledger-url, else $AIRFLOW_CARBON_LEDGER_URL, else the Airflow connection named by "
+            "$AIRFLOW_CARBON_LEDGER_CONN_ID or [carbon] ledger_conn_id, else sqlite:///$AIRFLOW_HOME/carbon_ledger.db. "
+            "Records spooled while the ledger was down are replayed first.\n\n"
+            "Objectives (flags win over config): [carbon] slo_on_time_pct (default 100), slo_reduction_pct, "
+            "slo_low_carbon_pct with slo_low_carbon_below (g/kWh); or AIRFLOW__CARBON__SLO_... variables; "
+            "'off' switches one off."
+        ),
+    )
+    rep.add_argument("--dag-id", help="only this DAG")
+    rep.add_argument("--task-id", help="only this task id")
+    rep.add_argument("--cluster", help="only runs on this cluster connection id")
+    rep.add_argument("--since", type=_report_instant, metavar="ISO", help="runs started at or after (UTC unless given)")
+    rep.add_argument("--until", type=_report_instant, metavar="ISO", help="runs started before (UTC unless given)")
+    rep.add_argument("--group-by", choices=("dag", "task", "cluster", "day"), default="dag",
+                     help="totals and objectives per dag (default), task, cluster or day (UTC)")
+    rep.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                     help="table (default); json: an object with rows, groups, objectives; csv: the rows")
+    rep.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw baseline vs actual emissions per group")
+    rep.add_argument("--ledger-url", metavar="URL", help="SQLAlchemy URL of the ledger (see above)")
+    rep.add_argument("--slo-on-time", type=_report_pct, metavar="PCT",
+                     help="objective: at least PCT %% of runs started by their latest start")
+    rep.add_argument("--slo-reduction", type=_report_pct, metavar="PCT",
+                     help="objective: emissions at least PCT %% below the baseline")
+    rep.add_argument("--slo-low-carbon", type=_report_pct, metavar="PCT",
+                     help="objective: at least PCT %% of compute-hours below --slo-low-carbon-below")
+    rep.add_argument("--slo-low-carbon-below", type=_report_g_per_kwh, metavar="G_PER_KWH",
+                     help="the threshold of the low-carbon objective, g/kWh")
+    rep.set_defaults(handler=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    """Run ``airflow-carbon report``."""
+    from airflow_carbon_provider.ledger.report import format_csv, format_table, plot_report, run_report
+    from airflow_carbon_provider.ledger.slo import Objectives
+
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CliError(
+                "--plot needs matplotlib; install it with: pip install 'airflow-carbon-provider[plot]'"
+            ) from None
+    objectives = Objectives.from_config(
+        on_time_pct=args.slo_on_time, reduction_pct=args.slo_reduction,
+        low_carbon_pct=args.slo_low_carbon, low_carbon_below=args.slo_low_carbon_below,
+    )
+    report = run_report(
+        ledger_url=args.ledger_url, group_by=args.group_by, objectives=objectives, dag_id=args.dag_id,
+        task_id=args.task_id, cluster=args.cluster, since=args.since, until=args.until,
+    )
+    if args.plot is not None:
+        plot_report(report, args.plot)
+    if args.format == "json":
+        out.write(json.dumps(report) + "\n")
+    elif args.format == "csv":
+        out.write(format_csv(report))
+    else:
+        out.write(format_table(report) + "\n")
+        if args.plot is not None:
+            out.write(f"plot written to {args.plot}\n")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
@@ -238,8 +343,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     from airflow_carbon_provider.core.planner import PlanningError
     from airflow_carbon_provider.core.signals import SignalError
     from airflow_carbon_provider.core.traces import TraceError
+    from airflow_carbon_provider.ledger.errors import LedgerError
 
-    expected = (CliError, BacktestError, DurationError, ForecastError, PlanningError, SignalError, TraceError)
+    expected = (
+        CliError, BacktestError, DurationError, ForecastError, PlanningError, SignalError, TraceError, LedgerError,
+    )
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

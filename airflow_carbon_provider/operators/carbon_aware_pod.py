@@ -26,7 +26,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk.exceptions import TaskDeferred
+
+try:
+    from airflow.sdk.exceptions import TaskDeferred
+except ImportError:  # Airflow 3.1
+    from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
 
 from airflow_carbon_provider.core.emissions import PowerModel, ResourceError, emissions_g
 from airflow_carbon_provider.core.planner import Candidate, Option
@@ -179,6 +183,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         record = decision.to_dict()
         self._add_emissions(record)
         self.log.info("%s", decision.sentence())
+        self._record_decision(context, record)
         if decision.waits:
             record["phase"] = "waiting"
             ti.xcom_push(key=XCOM_KEY, value=record)
@@ -227,7 +232,17 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         record = self._pulled_decision(context)
         if record is not None:
             self._place(self._candidate_from_record(record), record)
-        return super().trigger_reentry(context, event)
+        try:
+            result = super().trigger_reentry(context, event)
+        except TaskDeferred:  # KPO re-defers to stream logs: not finished yet
+            raise
+        except Exception:
+            if record is not None:
+                self._record_outcome(context, record, "failed")
+            raise
+        if record is not None:
+            self._record_outcome(context, record, "success")
+        return result
 
     # -- placement --------------------------------------------------------------------------
 
@@ -335,13 +350,15 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             })
             if attempt:
                 record["chosen_cluster"], record["chosen_key"] = cand.conn_id, cand.key
+            record["carbon_conn_id"] = cand.carbon_conn_id or self._carbon_options["carbon_conn_id"]
             ti.xcom_push(key=XCOM_KEY, value=record)
             try:
-                return super().execute(context)
-            except TaskDeferred:
+                result = super().execute(context)
+            except TaskDeferred:  # KPO's own deferrable mode: the outcome is recorded on re-entry
                 raise
             except Exception as exc:
                 if self.pod is not None:  # the pod was created: this is the pod's failure, not a refusal
+                    self._record_outcome(context, record, "failed")
                     raise
                 last_error = exc
                 fallbacks.append({"cluster": cand.conn_id, "error": _short(exc)})
@@ -351,10 +368,33 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
                     f"falling back to {nxt}" if nxt else "no candidate left",
                 )
                 record["reason"] = record.get("reason", "") + f"; {cand.conn_id} refused the pod ({_short(exc)})"
+            else:
+                self._record_outcome(context, record, "success")
+                return result
         record["phase"] = "failed"
         ti.xcom_push(key=XCOM_KEY, value=record)
+        self._record_decision(context, record, emit_metrics=False)
         assert last_error is not None
         raise last_error
+
+    # -- the ledger: never fails the task (it spools when the database is down) -------------
+
+    def _record_decision(self, context: Context, record: dict[str, Any], *, emit_metrics: bool = True) -> None:
+        try:
+            from airflow_carbon_provider.ledger import record_decision, run_key_from_context
+
+            record_decision(record, run_key_from_context(context), emit_metrics=emit_metrics)
+        except Exception as exc:  # the ledger is best effort by design
+            self.log.warning("Carbon ledger: decision not recorded (%s)", _short(exc))
+
+    def _record_outcome(self, context: Context, record: dict[str, Any], state: str) -> None:
+        try:
+            from airflow_carbon_provider.ledger import record_outcome, run_key_from_context
+
+            record_outcome(record, run_key_from_context(context), state=state,
+                           carbon_conn_id=record.get("carbon_conn_id"))
+        except Exception as exc:  # the ledger is best effort by design
+            self.log.warning("Carbon ledger: outcome not recorded (%s)", _short(exc))
 
 
 def _short(exc: BaseException) -> str:

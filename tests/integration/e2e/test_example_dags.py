@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +70,23 @@ def test_training_waits_for_the_window_and_moves_to_the_greenest_cluster(sandbox
     assert decision["expected_saving_pct"] > 75 and decision["fallbacks"] == []
     assert decision["power_source"] == "container_resources" and decision["expected_emissions_g"] > 0
     assert "Carbon-aware plan" in result.output and "Waiting for k8s_gb" in result.output
+    # the ledger recorded the run; the report reads it back (the DESIGN's report contract)
+    report = _report(sandbox)
+    row = next(r for r in report["rows"] if r["dag_id"] == "example_carbon_aware_training")
+    assert (row["task_id"], row["cluster"], row["zone"], row["deadline_met"]) == ("fine_tune", "k8s_gb", "GB", True)
+    assert row["run_id"] == result.data["run_id"]
+    assert row["saving_g"] == pytest.approx(row["baseline_emissions_g"] - row["emissions_g"])
+    assert row["emissions_g"] < row["baseline_emissions_g"]
+
+
+def _report(sandbox):
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow-carbon")), "report", "--format", "json",
+         "--ledger-url", f"sqlite:///{sandbox.home / 'carbon_ledger.db'}"],
+        capture_output=True, text=True, timeout=120, env=sandbox.base_env(),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_batch_inference_in_kpo_deferrable_mode_uses_the_chosen_namespace(sandbox, clusters):

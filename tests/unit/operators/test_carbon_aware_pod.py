@@ -94,7 +94,10 @@ def test_a_failed_or_timed_out_window_trigger_still_starts_the_pod(monkeypatch):
 
 
 def test_a_failure_that_is_not_the_window_trigger_fails_as_kpo_would():
-    from airflow.sdk.exceptions import TaskDeferralError
+    try:
+        from airflow.sdk.exceptions import TaskDeferralError
+    except ImportError:  # Airflow 3.1
+        from airflow.exceptions import TaskDeferralError
 
     op = _op()
     running = {"phase": "running", "chosen_cluster": "k8s_se"}

@@ -1,0 +1,24 @@
+"""Errors of the ledger and the report (standard library only: the CLI imports them at start-up)."""
+
+from __future__ import annotations
+
+__all__ = ["LedgerError", "LedgerUnavailableError", "ReportError"]
+
+
+class LedgerError(Exception):
+    """Raised for a ledger that cannot be configured or used."""
+
+
+class LedgerUnavailableError(LedgerError):
+    """Raised when the ledger database cannot be reached; the message masks any password.
+
+    :param url: the ledger URL with its password masked.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class ReportError(LedgerError):
+    """Raised for report input that cannot be used (unknown group, bad date, bad objective)."""

@@ -1,0 +1,133 @@
+"""SQLAlchemy 2 models of the ledger: one decision and one outcome per task try.
+
+Both tables are keyed by (dag_id, run_id, task_id, map_index, try_number). The queried
+fields are columns; everything else the decision holds is kept in the ``details`` JSON
+column. Table names carry a ``carbon_`` prefix (and the migration history its own version
+table) so the ledger can share a database with Airflow's metadata.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["KEY_COLUMNS", "Base", "DecisionRecord", "OutcomeRecord", "UTCDateTime"]
+
+KEY_COLUMNS = ("dag_id", "run_id", "task_id", "map_index", "try_number")
+UTC = timezone.utc
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store an aware datetime as naive UTC; read it back aware (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Convert to naive UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the ledger stores UTC instants only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Mark as UTC."""
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the ledger's tables."""
+
+
+class _Keyed:
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    task_id: Mapped[str] = mapped_column(String(250))
+    map_index: Mapped[int] = mapped_column(Integer, default=-1)
+    try_number: Mapped[int] = mapped_column(Integer, default=1)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DecisionRecord(_Keyed, Base):
+    """What the operator decided (the XCom ``carbon_decision``) for one task try."""
+
+    __tablename__ = "carbon_decisions"
+    __table_args__ = (
+        UniqueConstraint(*KEY_COLUMNS, name="uq_carbon_decisions_key"),
+        Index("ix_carbon_decisions_decided_at", "decided_at"),
+    )
+
+    phase: Mapped[str | None] = mapped_column(String(32))
+    policy: Mapped[str | None] = mapped_column(String(64))
+    chosen_cluster: Mapped[str | None] = mapped_column(String(250))
+    zone: Mapped[str | None] = mapped_column(String(100))
+    home_cluster: Mapped[str | None] = mapped_column(String(250))
+    home_zone: Mapped[str | None] = mapped_column(String(100))
+    arrival: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    planned_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    latest_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    waited: Mapped[bool | None] = mapped_column(Boolean)
+    fail_open: Mapped[bool | None] = mapped_column(Boolean)
+    expected_intensity: Mapped[float | None] = mapped_column(Float)
+    baseline_intensity: Mapped[float | None] = mapped_column(Float)
+    expected_saving_pct: Mapped[float | None] = mapped_column(Float)
+    power_watts: Mapped[float | None] = mapped_column(Float)
+    expected_duration_s: Mapped[float | None] = mapped_column(Float)
+    expected_emissions_g: Mapped[float | None] = mapped_column(Float)
+    baseline_emissions_g: Mapped[float | None] = mapped_column(Float)
+    expected_saving_g: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class OutcomeRecord(_Keyed, Base):
+    """How one task try ran: where, when, what it emitted and what it saved."""
+
+    __tablename__ = "carbon_outcomes"
+    __table_args__ = (
+        UniqueConstraint(*KEY_COLUMNS, name="uq_carbon_outcomes_key"),
+        Index("ix_carbon_outcomes_actual_start", "actual_start"),
+    )
+
+    state: Mapped[str | None] = mapped_column(String(32))
+    cluster: Mapped[str | None] = mapped_column(String(250))
+    zone: Mapped[str | None] = mapped_column(String(100))
+    home_cluster: Mapped[str | None] = mapped_column(String(250))
+    home_zone: Mapped[str | None] = mapped_column(String(100))
+    arrival: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    actual_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    actual_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    latest_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    delay_s: Mapped[float | None] = mapped_column(Float)
+    power_watts: Mapped[float | None] = mapped_column(Float)
+    energy_kwh: Mapped[float | None] = mapped_column(Float)
+    realised_intensity: Mapped[float | None] = mapped_column(Float)
+    baseline_intensity: Mapped[float | None] = mapped_column(Float)
+    emissions_g: Mapped[float | None] = mapped_column(Float)
+    baseline_emissions_g: Mapped[float | None] = mapped_column(Float)
+    saving_g: Mapped[float | None] = mapped_column(Float)
+    intensity_source: Mapped[str | None] = mapped_column(String(32))
+    started_by_latest_start: Mapped[bool | None] = mapped_column(Boolean)
+    deadline_met: Mapped[bool | None] = mapped_column(Boolean)
+    fallback_used: Mapped[bool | None] = mapped_column(Boolean)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

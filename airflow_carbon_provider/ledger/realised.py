@@ -1,0 +1,182 @@
+"""Realised emissions after a run: measured intensity where the task ran, and the counterfactual.
+
+Emissions are ``power x duration x mean realised intensity`` over ``[actual_start, actual_end]``
+in the zone the task ran in. The baseline is the same task, with the same power and duration,
+on the home cluster at its original arrival: the home zone's mean realised intensity over
+``[arrival, arrival + duration]``. The saving is the difference.
+
+Both sides always come from the same kind of data. When the history of either zone is
+unavailable, both use the forecast values the decision was made with and the outcome says
+``intensity_source = "forecast"``; without those either, no baseline and no saving are
+claimed (``"none"``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow_carbon_provider.core.emissions import emissions_g, energy_kwh
+
+__all__ = ["START_GRACE", "realised_outcome"]
+
+log = logging.getLogger(__name__)
+UTC = timezone.utc
+START_GRACE = timedelta(seconds=60)
+"""A start this close after the latest start still counts as on time (pod scheduling jitter)."""
+MIN_COVERAGE = 0.9
+"""History must cover this share of a window for its mean to stand for the whole window."""
+
+
+def _instant(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _zone_of(decision: Mapping[str, Any], cluster: str | None, fallback: str | None) -> str | None:
+    for row in decision.get("candidates") or []:
+        if isinstance(row, Mapping) and row.get("cluster") == cluster and row.get("zone"):
+            return str(row["zone"])
+    return fallback
+
+
+def _history_mean(hook_for: Callable[[str], Any], conn_id: str, zone: str, start: datetime,
+                  end: datetime) -> tuple[float | None, str | None]:
+    """Return (mean realised intensity, None) or (None, why not)."""
+    try:
+        series = hook_for(conn_id).get_history(zone, start, end)
+        lo, hi = max(series.start, start), min(series.end, end)
+        covered = (hi - lo).total_seconds() / (end - start).total_seconds() if hi > lo else 0.0
+        if covered < MIN_COVERAGE:
+            return None, f"history of {zone} covers {100 * covered:.0f} % of the run"
+        return float(series.mean(lo, hi)), None
+    except Exception as exc:  # any source failure: fall back to forecasts, never fail the task
+        return None, f"history of {zone} unavailable ({type(exc).__name__}: {str(exc)[:160]})"
+
+
+def _default_hook(conn_id: str) -> Any:
+    from airflow_carbon_provider.hooks._registry import carbon_hook
+
+    return carbon_hook(conn_id)
+
+
+def realised_outcome(
+    decision: Mapping[str, Any],
+    actual_end: datetime,
+    *,
+    actual_start: datetime | None = None,
+    carbon_conn_id: str | None = None,
+    state: str = "success",
+    hook_for: Callable[[str], Any] | None = None,
+    power_watts: float | None = None,
+) -> dict[str, Any]:
+    """Return the outcome of a finished run (JSON-safe: instants as ISO strings).
+
+    :param decision: the ``carbon_decision`` the operator pushed (its ``actual_start``,
+        ``cluster``, ``arrival``, ``power_watts`` and forecast intensities are read).
+    :param actual_end: when the task finished (aware).
+    :param actual_start: when it started (default: the decision's ``actual_start``).
+    :param carbon_conn_id: the carbon connection whose history is fetched (default: the
+        decision's ``carbon_conn_id``, else ``carbontrace_default``).
+    :param state: how the task ended (``success``, ``failed``...).
+    :param hook_for: ``conn_id -> hook`` (default :func:`~airflow_carbon_provider.hooks._registry.carbon_hook`).
+    :param power_watts: override the decision's power estimate.
+    """
+    hook_for = hook_for or _default_hook
+    conn_id = carbon_conn_id or str(decision.get("carbon_conn_id") or "carbontrace_default")
+    end = _instant(actual_end)
+    start = _instant(actual_start) or _instant(decision.get("actual_start")) or _instant(decision.get("planned_start"))
+    arrival = _instant(decision.get("arrival")) or start
+    if end is None or start is None or arrival is None:
+        raise ValueError("an outcome needs actual_start (or the decision's), actual_end and an arrival")
+    if end < start:
+        raise ValueError(f"actual_end {_iso(end)} is before actual_start {_iso(start)}")
+    cluster = decision.get("cluster") or decision.get("chosen_cluster")
+    zone = _zone_of(decision, cluster, decision.get("zone"))
+    home_cluster = decision.get("home_cluster")
+    home_zone = decision.get("home_zone") or _zone_of(decision, home_cluster, None)
+    watts = power_watts if power_watts is not None else decision.get("power_watts")
+    duration = end - start
+    latest = _instant(decision.get("latest_start"))
+    deadline = _instant(decision.get("deadline"))
+    fallbacks = list(decision.get("fallbacks") or [])
+    notes: list[str] = []
+
+    realised = baseline = None
+    source = "none"
+    if duration > timedelta(0) and zone and home_zone:
+        realised, why = _history_mean(hook_for, conn_id, zone, start, end)
+        if why:
+            notes.append(why)
+        if realised is not None:
+            baseline, why = _history_mean(hook_for, conn_id, home_zone, arrival, arrival + duration)
+            if why:
+                notes.append(why)
+        if realised is not None and baseline is not None:
+            source = "history"
+    if source != "history":
+        realised = baseline = None
+        expected, base = decision.get("expected_intensity"), decision.get("baseline_intensity")
+        if expected is not None and base is not None:
+            realised, baseline, source = float(expected), float(base), "forecast"
+            notes.append("forecast intensities used for both the run and the baseline")
+        else:
+            notes.append("no intensity for both sides: no emissions or saving claimed")
+
+    energy = emissions = base_emissions = saving = None
+    if watts is not None:
+        energy = energy_kwh(float(watts), duration)
+        if realised is not None and baseline is not None:
+            emissions = emissions_g(float(watts), duration, realised)
+            base_emissions = emissions_g(float(watts), duration, baseline)
+            saving = base_emissions - emissions
+    else:
+        notes.append("no power estimate: no emissions computed")
+
+    on_time = None if latest is None else start <= latest + START_GRACE
+    finished_in_time = None if deadline is None else end <= deadline
+    deadline_met = None if on_time is None else bool(on_time and finished_in_time is not False)
+
+    def r(value: float | None, digits: int = 3) -> float | None:
+        return None if value is None else round(value, digits)
+
+    return {
+        "state": state,
+        "cluster": cluster,
+        "zone": zone,
+        "home_cluster": home_cluster,
+        "home_zone": home_zone,
+        "arrival": _iso(arrival),
+        "actual_start": _iso(start),
+        "actual_end": _iso(end),
+        "latest_start": _iso(latest),
+        "deadline": _iso(deadline),
+        "duration_s": round(duration.total_seconds(), 3),
+        "delay_s": round((start - arrival).total_seconds(), 3),
+        "power_watts": r(None if watts is None else float(watts)),
+        "power_source": decision.get("power_source"),
+        "energy_kwh": r(energy, 6),
+        "realised_intensity": r(realised),
+        "baseline_intensity": r(baseline),
+        "emissions_g": r(emissions),
+        "baseline_emissions_g": r(base_emissions),
+        "saving_g": r(saving),
+        "intensity_source": source,
+        "carbon_conn_id": conn_id,
+        "started_by_latest_start": on_time,
+        "finished_by_deadline": finished_in_time,
+        "deadline_met": deadline_met,
+        "fallback_used": bool(fallbacks),
+        "fallbacks": fallbacks,
+        "fail_open": bool(decision.get("fail_open")),
+        "policy": decision.get("policy"),
+        "notes": notes,
+    }

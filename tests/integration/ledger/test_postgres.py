@@ -1,0 +1,193 @@
+"""The ledger on a real PostgreSQL server, started here from Debian's binaries.
+
+Migrations on first use from several processes at once, concurrent idempotent upserts, and
+a server stopped mid-use then restarted: the records written meanwhile are spooled and
+replayed by the next successful write.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import OperationalError
+
+from airflow_carbon_provider.ledger import flush_spool, record_decision, record_outcome
+from airflow_carbon_provider.ledger.store import Ledger, RunKey
+from tests.unit.ledger.conftest import sample_decision
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL server on loopback."""
+
+    bindir: Path
+    data: Path
+    port: int
+    as_user: list[str]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://carbon@127.0.0.1:{self.port}/postgres"
+
+    def ctl(self, *args: str) -> None:
+        cmd = [*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30", *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"pg_ctl {args[0]} failed: {done.stdout}{done.stderr}"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data.parent} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self.ctl("-o", options, "-l", str(self.data.parent / "server.log"), "start")
+
+    def stop(self) -> None:
+        self.ctl("-m", "fast", "stop")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    """Start PostgreSQL in a temporary folder (as the ``postgres`` user when the tests run as root)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL server binaries are missing (/usr/lib/postgresql/*/bin/initdb): .ci/run should have "
+                    "installed Debian's postgresql package; install it with: apt-get install -y postgresql")
+    bindir = Path(found[-1]).parent
+    base = Path(tempfile.mkdtemp(prefix="carbon-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.fail("tests run as root but there is no 'postgres' user to run the server as; "
+                        "Debian's postgresql package creates it (.ci/run installs it)")
+        os.chown(base, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = base / "data"
+    done = subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "carbon", "--auth=trust",
+                           "-E", "UTF8", "--no-sync"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    server = Postgres(bindir, data, _free_port(), as_user)
+    server.start()
+    try:
+        yield server
+    finally:
+        try:
+            server.stop()
+        except AssertionError:
+            pass
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def ledger(postgres: Postgres, tmp_path: Path) -> Iterator[Ledger]:
+    led = Ledger(postgres.url, spool_path=tmp_path / "spool.jsonl", connect_timeout=3)
+    yield led
+    with led.engine.begin() as conn:
+        conn.execute(text("DELETE FROM carbon_decisions"))
+        conn.execute(text("DELETE FROM carbon_outcomes"))
+    led.dispose()
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from airflow_carbon_provider.ledger import record_decision
+    from airflow_carbon_provider.ledger.store import Ledger, RunKey
+    from tests.unit.ledger.conftest import sample_decision
+    url, spool, n = sys.argv[1], sys.argv[2], sys.argv[3]
+    led = Ledger(url, spool_path=spool)
+    for i in range(10):
+        ok1 = record_decision(sample_decision(reason=f"proc {n} round {i}"), RunKey("shared", "r", "t"), ledger=led,
+                              emit_metrics=False)
+        ok2 = record_decision(sample_decision(), RunKey("own", f"r{n}", "t", try_number=i + 1), ledger=led,
+                              emit_metrics=False)
+        assert ok1 and ok2, "a write was spooled"
+    print("ok")
+""")
+
+
+def test_processes_migrate_and_upsert_concurrently(postgres, ledger, tmp_path):
+    # a brand-new database: every process races to migrate it first
+    with ledger.engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS carbon_decisions, carbon_outcomes, carbon_ledger_alembic_version"))
+    from airflow_carbon_provider.ledger import store
+
+    store._migrated.discard(ledger.url)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AIRFLOW_HOME": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, postgres.url, str(tmp_path / f"spool{n}.jsonl"), str(n)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for n in range(4)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0 and "ok" in out, err[-3000:]
+    assert {"carbon_decisions", "carbon_outcomes", "carbon_ledger_alembic_version"} <= set(
+        inspect(ledger.engine).get_table_names())
+    rows = ledger.read("decision")
+    assert len([r for r in rows if r["dag_id"] == "shared"]) == 1
+    assert len([r for r in rows if r["dag_id"] == "own"]) == 40
+    assert not any((tmp_path / f"spool{n}.jsonl").exists() for n in range(4))
+
+
+def test_threads_upsert_one_key(ledger):
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(10):
+                assert record_decision(sample_decision(reason=f"{n}/{i}"), RunKey("threads", "r", "t"), ledger=ledger,
+                                       emit_metrics=False)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(ledger.read("decision", dag_id="threads")) == 1
+
+
+def test_server_stopped_mid_use_then_restarted(postgres, ledger):
+    key = RunKey("train", "r1", "fine_tune")
+    assert record_decision(sample_decision(phase="waiting"), key, ledger=ledger, emit_metrics=False)
+    postgres.stop()
+    try:
+        assert record_decision(sample_decision(phase="running"), key, ledger=ledger, emit_metrics=False) is False
+        outcome = record_outcome(sample_decision(), key, ledger=ledger, hook_for=lambda _: None, emit_metrics=False,
+                                 actual_end=datetime(2026, 11, 27, 4, tzinfo=timezone.utc))
+        assert outcome is not None
+        assert ledger.spool.pending() == 3
+        with pytest.raises(OperationalError):
+            flush_spool(ledger)
+        assert ledger.spool.pending() == 3
+    finally:
+        postgres.start()
+    other = RunKey("train", "r2", "fine_tune")
+    assert record_decision(sample_decision(), other, ledger=ledger, emit_metrics=False)  # replays the spool first
+    assert ledger.spool.pending() == 0
+    decisions = {r["run_id"]: r for r in ledger.read("decision", dag_id="train")}
+    assert decisions["r1"]["phase"] == "running" and set(decisions) == {"r1", "r2"}
+    outcomes = ledger.read("outcome", dag_id="train")
+    assert len(outcomes) == 1 and outcomes[0]["intensity_source"] == "forecast"
+    assert flush_spool(ledger).replayed == 0

@@ -1,0 +1,74 @@
+"""Metrics reach a real StatsD receiver (a UDP socket) through Airflow's own Stats."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+SCRIPT = textwrap.dedent("""
+    from airflow_carbon_provider import metrics
+    from tests.unit.ledger.conftest import sample_decision
+    from airflow_carbon_provider.ledger.realised import realised_outcome
+    from datetime import datetime, timezone
+
+    decision = sample_decision(errors={"k8s_fr": "CarbonServerError 503"}, fail_open=True,
+                               fallbacks=[{"cluster": "k8s_fr", "error": "ApiException 403"}])
+    metrics.emit_decision(decision, dag_id="train", task_id="fine.tune")
+    def offline(_):
+        raise RuntimeError("offline")
+    outcome = realised_outcome(decision, datetime(2026, 11, 27, 4, tzinfo=timezone.utc), hook_for=offline)
+    metrics.emit_outcome(outcome, dag_id="train", task_id="fine.tune")
+    print("emitted")
+""")
+
+
+def test_metric_lines_arrive_at_a_statsd_receiver(tmp_path):
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(20)
+    env = {
+        **os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(receiver.getsockname()[1]),
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow", "PYTHONPATH": str(ROOT),
+    }
+    try:
+        done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0 and "emitted" in done.stdout, done.stderr[-2000:]
+        lines = set()
+        receiver.settimeout(0.5)  # everything was sent before the child exited
+        try:
+            while True:
+                lines.update(receiver.recv(65536).decode().splitlines())
+        except TimeoutError:
+            pass
+    finally:
+        receiver.close()
+    expected = {
+        "airflow.carbon.intensity.GB:100.0|g",
+        "airflow.carbon.intensity.DE:400.0|g",
+        "airflow.carbon.decision.expected_saving_pct.train.fine_tune:75.0|g",
+        "airflow.carbon.api_errors.train.fine_tune:1|c",
+        "airflow.carbon.fail_open.train.fine_tune:1|c",
+        "airflow.carbon.task.emissions_g.train.fine_tune:40.0|g",
+        "airflow.carbon.task.baseline_emissions_g.train.fine_tune:160.0|g",
+        "airflow.carbon.task.saving_g.train.fine_tune:120.0|g",
+        "airflow.carbon.cluster.runs.k8s_gb:1|c",
+        "airflow.carbon.fallbacks.k8s_fr:1|c",
+    }
+    assert expected <= lines, sorted(lines)
+    delay = [line for line in lines if line.startswith("airflow.carbon.task.delay.train.fine_tune:")]
+    assert len(delay) == 1 and delay[0].endswith("|ms") and float(delay[0].split(":")[1][:-3]) == 7_200_000
+
+
+def test_metrics_without_a_backend_are_silent():
+    from airflow_carbon_provider import metrics
+
+    metrics.emit_outcome({"emissions_g": "not a number"}, dag_id="d", task_id="t")  # never raises

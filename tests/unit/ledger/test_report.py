@@ -1,0 +1,152 @@
+"""``airflow-carbon report``: table, JSON (schema), CSV (header), PNG, filters and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
+
+import jsonschema
+import pytest
+
+from airflow_carbon_provider.cli import main
+from airflow_carbon_provider.ledger import record_decision, record_outcome
+from airflow_carbon_provider.ledger.report import CSV_FIELDS
+from airflow_carbon_provider.ledger.store import RunKey
+from tests.unit.ledger.conftest import closed_port, sample_decision
+
+UTC = timezone.utc
+DESIGN_KEYS = ["dag_id", "task_id", "run_id", "cluster", "zone", "actual_start", "emissions_g",
+               "baseline_emissions_g", "saving_g", "deadline_met"]
+VERDICT = {"type": "object", "required": ["name", "target", "actual", "met", "runs"],
+           "properties": {"met": {"type": ["boolean", "null"]}}}
+SCHEMA = {
+    "type": "object",
+    "required": ["rows", "groups", "objectives", "objectives_met", "totals", "group_by"],
+    "properties": {
+        "rows": {"type": "array", "items": {"type": "object", "required": DESIGN_KEYS,
+                                            "properties": {"deadline_met": {"type": ["boolean", "null"]},
+                                                           "emissions_g": {"type": ["number", "null"]}}}},
+        "groups": {"type": "array", "items": {"type": "object",
+                                              "required": ["group", "runs", "emissions_g", "baseline_emissions_g",
+                                                           "saving_g", "objectives", "objectives_met"],
+                                              "properties": {"objectives": {"type": "array", "items": VERDICT}}}},
+        "objectives": {"type": "array", "items": VERDICT},
+    },
+}
+
+
+def no_history(_conn_id):
+    raise RuntimeError("offline")
+
+
+@pytest.fixture
+def filled(ledger, monkeypatch):
+    """Three finished runs over two days and two DAGs, one still waiting (forecast intensities)."""
+    for var in ("AIRFLOW__CARBON__SLO_ON_TIME_PCT", "AIRFLOW__CARBON__SLO_REDUCTION_PCT",
+                "AIRFLOW__CARBON__SLO_LOW_CARBON_PCT", "AIRFLOW__CARBON__SLO_LOW_CARBON_BELOW"):
+        monkeypatch.delenv(var, raising=False)
+    day2 = {"arrival": "2026-11-28T00:00:00Z", "actual_start": "2026-11-28T01:00:00Z",
+            "latest_start": "2026-11-28T00:30:00Z"}  # started late
+    runs = [
+        (RunKey("train", "r1", "fine_tune"), sample_decision(), datetime(2026, 11, 27, 4, tzinfo=UTC)),
+        (RunKey("train", "r2", "fine_tune"), sample_decision(**day2, cluster="k8s_de", chosen_cluster="k8s_de",
+                                                             zone="DE", expected_intensity=400.0),
+         datetime(2026, 11, 28, 2, tzinfo=UTC)),
+        (RunKey("embed", "r1", "refresh"), sample_decision(), datetime(2026, 11, 27, 3, tzinfo=UTC)),
+    ]
+    for key, decision, end in runs:
+        record_outcome(decision, key, actual_end=end, ledger=ledger, hook_for=no_history, emit_metrics=False)
+    record_decision(sample_decision(phase="waiting", actual_start=None, cluster=None), RunKey("embed", "r2", "refresh"),
+                    ledger=ledger, emit_metrics=False)
+    return ledger
+
+
+def run(argv, capsys):
+    out = io.StringIO()
+    status = main(argv, out)
+    return status, out.getvalue(), capsys.readouterr().err
+
+
+def test_json_has_rows_groups_and_objectives(filled, capsys):
+    status, out, _ = run(["report", "--ledger-url", filled.url, "--format", "json", "--slo-reduction", "60"], capsys)
+    assert status == 0
+    report = json.loads(out)
+    jsonschema.validate(report, SCHEMA)
+    assert len(report["rows"]) == 4
+    waiting = next(r for r in report["rows"] if r["run_id"] == "r2" and r["dag_id"] == "embed")
+    assert waiting["state"] == "waiting" and waiting["emissions_g"] is None
+    groups = {g["group"]: g for g in report["groups"]}
+    assert set(groups) == {"embed", "train"}
+    # train: r1 2 h at 200 W, 40 g vs 160 g; r2 1 h at home, 80 g vs 80 g, started late: 50 % less
+    assert groups["train"]["emissions_g"] == 120.0 and groups["train"]["baseline_emissions_g"] == 240.0
+    verdicts = {v["name"]: v for v in groups["train"]["objectives"]}
+    assert verdicts["on_time"]["met"] is False and verdicts["reduction"]["actual"] == 50.0
+    assert verdicts["reduction"]["met"] is False
+    embed = {v["name"]: v["met"] for v in groups["embed"]["objectives"]}
+    assert embed == {"on_time": True, "reduction": True}
+    assert report["objectives_met"] is False
+
+
+def test_csv_rows_carry_the_group_verdicts(filled, capsys):
+    status, out, _ = run(["report", "--ledger-url", filled.url, "--format", "csv", "--group-by", "day"], capsys)
+    assert status == 0
+    reader = csv.DictReader(io.StringIO(out))
+    assert tuple(reader.fieldnames or ()) == CSV_FIELDS
+    assert reader.fieldnames[:3] == ["dag_id", "task_id", "run_id"] and set(DESIGN_KEYS) <= set(CSV_FIELDS)
+    rows = list(reader)
+    late = next(r for r in rows if r["run_id"] == "r2" and r["dag_id"] == "train")
+    assert late["group"] == "2026-11-28" and late["group_objectives"] == "on_time=MISSED"
+    assert late["deadline_met"] == "False" and late["intensity_source"] == "forecast"
+
+
+def test_table_marks_objectives_and_filters_apply(filled, capsys):
+    status, out, _ = run(["report", "--ledger-url", filled.url, "--dag-id", "train", "--group-by", "cluster",
+                          "--slo-on-time", "50", "--slo-low-carbon", "40", "--slo-low-carbon-below", "200"], capsys)
+    assert status == 0
+    assert "k8s_gb" in out and "k8s_de" in out and "embed" not in out
+    assert "[MET] at least 50 % of runs started by their latest start: actual 50.0 %" in out
+    assert "[MET] at least 40 % of compute-hours below 200 g/kWh: actual 66.7 %" in out
+    status, out, _ = run(["report", "--ledger-url", filled.url, "--format", "json", "--since", "2026-11-28",
+                          "--cluster", "k8s_de"], capsys)
+    assert [r["run_id"] for r in json.loads(out)["rows"]] == ["r2"]
+
+
+def test_plot(filled, tmp_path, capsys):
+    png = tmp_path / "report.png"
+    status, out, _ = run(["report", "--ledger-url", filled.url, "--plot", str(png), "--slo-reduction", "10"], capsys)
+    assert status == 0 and f"plot written to {png}" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--group-by", "week"], "invalid choice: 'week'"),
+    (["--since", "last tuesday"], "is not an ISO date"),
+    (["--since", "2026-11-28", "--until", "2026-11-27"], "is not before --until"),
+    (["--slo-reduction", "150"], "between 0 and 100"),
+    (["--slo-low-carbon", "50"], "both a share"),
+])  # fmt: skip
+def test_bad_input_is_one_line_exit_2(ledger, capsys, argv, message):
+    try:
+        status, _, err = run(["report", "--ledger-url", ledger.url, *argv], capsys)
+    except SystemExit as exc:  # argparse's own errors
+        status, err = exc.code, capsys.readouterr().err
+    assert status == 2 and message in err and err.count("\n") == 1
+
+
+def test_unreachable_ledger_masks_the_password(capsys):
+    url = f"postgresql://carbon:hunter2pw@127.0.0.1:{closed_port()}/ledger"
+    status, _, err = run(["report", "--ledger-url", url], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert "hunter2pw" not in err and "carbon:***@127.0.0.1" in err and "cannot read the ledger" in err
+
+
+def test_report_replays_the_spool_first(ledger, capsys, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_SPOOL", str(ledger.spool.path))
+    record = {"kind": "decision", "key": RunKey("late", "r1", "t").as_dict(),
+              "recorded_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(), "data": sample_decision()}
+    ledger.spool.append(record)
+    status, out, _ = run(["report", "--ledger-url", ledger.url, "--format", "json"], capsys)
+    assert status == 0 and [r["dag_id"] for r in json.loads(out)["rows"]] == ["late"]
+    assert ledger.spool.pending() == 0

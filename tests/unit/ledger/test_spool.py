@@ -1,0 +1,102 @@
+"""A ledger that is down never fails the task: records are logged, spooled and replayed."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from airflow_carbon_provider.ledger import flush_spool, record_decision, record_outcome
+from airflow_carbon_provider.ledger.store import Ledger
+from tests.unit.ledger.conftest import KEY, sample_decision
+
+UTC = timezone.utc
+END = datetime(2026, 11, 27, 4, tzinfo=UTC)
+
+
+def no_history(conn_id):
+    raise RuntimeError("no carbon API in this test")
+
+
+class _NoHistoryHook:
+    def get_history(self, zone, start, end):
+        raise RuntimeError("history endpoint down")
+
+
+def test_down_then_back_replays_everything_once(down_ledger, tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    assert record_decision(sample_decision(phase="waiting"), KEY, ledger=down_ledger, emit_metrics=False) is False
+    outcome = record_outcome(sample_decision(), KEY, actual_end=END, ledger=down_ledger,
+                             hook_for=lambda _: _NoHistoryHook(), emit_metrics=False)
+    assert outcome is not None and outcome["intensity_source"] == "forecast"
+    assert down_ledger.spool.pending() == 3  # the waiting decision, the final decision, the outcome
+    logged = [r.getMessage() for r in caplog.records if "spooled" in r.getMessage()]
+    assert len(logged) == 3 and "hunter2pw" not in caplog.text and "***" in caplog.text
+    line = logged[-1][logged[-1].index(": {") + 2:]
+    assert json.loads(line)["kind"] == "outcome"  # the whole record, as one JSON line
+
+    with pytest.raises(OperationalError):
+        flush_spool(down_ledger)
+    assert down_ledger.spool.pending() == 3  # nothing lost while still down
+
+    back = Ledger(f"sqlite:///{tmp_path / 'back.db'}", spool_path=down_ledger.spool.path)
+    result = flush_spool(back)
+    assert (result.replayed, result.remaining, result.corrupt) == (3, 0, 0)
+    assert not down_ledger.spool.path.exists()
+    decisions, outcomes = back.read("decision"), back.read("outcome")
+    assert len(decisions) == 1 and decisions[0]["phase"] == "running"  # replayed in order: newest wins
+    assert len(outcomes) == 1 and outcomes[0]["saving_g"] == pytest.approx(120.0)  # 0.4 kWh x (400 - 100)
+    assert flush_spool(back).replayed == 0  # a second flush is a no-op
+    back.dispose()
+
+
+def test_the_next_successful_write_replays_the_spool_first(down_ledger, tmp_path):
+    record_decision(sample_decision(phase="waiting"), KEY, ledger=down_ledger, emit_metrics=False)
+    back = Ledger(f"sqlite:///{tmp_path / 'back.db'}", spool_path=down_ledger.spool.path)
+    other = KEY.as_dict() | {"task_id": "other"}
+    assert record_decision(sample_decision(), other, ledger=back, emit_metrics=False)
+    assert {r["task_id"] for r in back.read("decision")} == {"fine_tune", "other"}
+    assert back.spool.pending() == 0
+    back.dispose()
+
+
+def test_replaying_a_duplicate_is_idempotent(ledger):
+    record_decision(sample_decision(), KEY, ledger=ledger, emit_metrics=False)
+    row = ledger.read("decision")[0]
+    record = {"kind": "decision", "key": KEY.as_dict(), "recorded_at": row["recorded_at"].isoformat(),
+              "data": sample_decision()}
+    ledger.spool.append(record)
+    ledger.spool.append(record)
+    assert flush_spool(ledger).replayed == 2
+    assert len(ledger.read("decision")) == 1
+
+
+def test_a_corrupt_line_is_set_aside_with_a_warning(ledger, caplog):
+    good = {"kind": "decision", "key": KEY.as_dict(), "recorded_at": datetime.now(UTC).isoformat(),
+            "data": sample_decision()}
+    ledger.spool.append(good)
+    with open(ledger.spool.path, "a") as handle:
+        handle.write('{"kind": "decision", "key": {"dag_id": 1}\n')  # truncated by a crash
+        handle.write("not json at all\n")
+    ledger.spool.append(good | {"key": KEY.as_dict() | {"task_id": "second"}})
+    result = flush_spool(ledger)
+    assert (result.replayed, result.remaining, result.corrupt) == (2, 0, 2)
+    assert "not a valid record" in caplog.text
+    assert ledger.spool.corrupt_path.read_text().count("\n") == 2
+    assert len(ledger.read("decision")) == 2
+
+
+def test_an_unwritable_spool_still_does_not_raise(down_ledger, tmp_path, caplog):
+    down_ledger.spool.path = tmp_path / "missing-dir" / "sub"
+    down_ledger.spool.path.parent.mkdir()
+    down_ledger.spool.path.mkdir()  # a directory where the spool file should be
+    assert record_decision(sample_decision(), KEY, ledger=down_ledger, emit_metrics=False) is False
+    assert "only in this log" in caplog.text
+
+
+def test_an_undecidable_outcome_is_logged_not_raised(ledger, caplog):
+    assert record_outcome({"zone": "GB"}, KEY, ledger=ledger, emit_metrics=False) is None
+    assert "not computable" in caplog.text

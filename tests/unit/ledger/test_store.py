@@ -1,0 +1,99 @@
+"""The store: migrations, idempotent upserts, newest-wins, no secrets."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import inspect
+
+from airflow_carbon_provider.ledger import record_decision
+from airflow_carbon_provider.ledger.config import mask_url, resolve_ledger_url
+from airflow_carbon_provider.ledger.store import Ledger, RunKey
+from tests.unit.ledger.conftest import KEY, sample_decision
+
+UTC = timezone.utc
+
+
+def test_first_use_migrates_to_head(ledger):
+    ledger.migrate()
+    tables = set(inspect(ledger.engine).get_table_names())
+    assert {"carbon_decisions", "carbon_outcomes", "carbon_ledger_alembic_version"} <= tables
+    assert "alembic_version" not in tables  # never clashes with Airflow's own history
+    columns = {c["name"] for c in inspect(ledger.engine).get_columns("carbon_outcomes")}
+    assert {"emissions_g", "baseline_emissions_g", "saving_g", "delay_s", "deadline_met", "intensity_source",
+            "fallback_used", "energy_kwh", "power_watts", "realised_intensity"} <= columns
+
+
+def test_same_key_twice_is_one_row_with_the_newest_data(ledger):
+    assert record_decision(sample_decision(phase="waiting"), KEY, ledger=ledger, emit_metrics=False)
+    assert record_decision(sample_decision(phase="running"), KEY, ledger=ledger, emit_metrics=False)
+    assert record_decision(sample_decision(phase="running"), KEY, ledger=ledger, emit_metrics=False)
+    rows = ledger.read("decision")
+    assert len(rows) == 1 and rows[0]["phase"] == "running"
+    assert rows[0]["planned_start"] == datetime(2026, 11, 27, 2, tzinfo=UTC)
+    other = RunKey(KEY.dag_id, KEY.run_id, KEY.task_id, KEY.map_index, try_number=2)
+    record_decision(sample_decision(), other, ledger=ledger, emit_metrics=False)
+    assert len(ledger.read("decision")) == 2
+
+
+def test_an_older_record_never_replaces_a_newer_one(ledger):
+    now = datetime.now(UTC)
+    key = KEY.as_dict()
+    ledger.write("decision", key, sample_decision(phase="running"), now)
+    ledger.write("decision", key, sample_decision(phase="waiting"), now - timedelta(minutes=5))  # a late replay
+    assert ledger.read("decision")[0]["phase"] == "running"
+
+
+def test_a_clean_decision_is_stored_unchanged(ledger):
+    decision = sample_decision(reason="moved to k8s_gb: 75 % cleaner", errors={"k8s_fr": "CarbonServerError 503"})
+    record_decision(decision, KEY, ledger=ledger, emit_metrics=False)
+    assert ledger.read("decision")[0]["details"] == decision
+
+
+def test_secret_looking_keys_are_dropped_and_values_masked(ledger, caplog):
+    decision = sample_decision(
+        api_key="em-abc123", auth={"password": "pw1", "user": "me"}, access_token="tok",
+        errors={"k8s_fr": "401 for https://api.example/v3?token=SEKRET1&zone=FR"},
+        candidates=[{"cluster": "k8s_de", "zone": "DE", "client_secret": "zzz"}],
+        reason="header was Bearer abcdefghijkl",
+    )
+    record_decision(decision, KEY, ledger=ledger, emit_metrics=False)
+    stored = ledger.read("decision")[0]["details"]
+    text = repr(stored) + caplog.text
+    for secret in ("em-abc123", "pw1", "tok'", "SEKRET1", "zzz", "abcdefghijkl"):
+        assert secret not in text
+    assert "api_key" not in stored and "access_token" not in stored and stored["auth"] == {"user": "me"}
+    assert stored["candidates"] == [{"cluster": "k8s_de", "zone": "DE"}]
+    assert "token=***" in stored["errors"]["k8s_fr"] and "dropped" in caplog.text
+
+
+def test_concurrent_writers_on_one_key_leave_one_row(ledger):
+    ledger.migrate()
+
+    def write(i: int) -> None:
+        for j in range(5):
+            record_decision(sample_decision(reason=f"writer {i} round {j}"), KEY, ledger=ledger, emit_metrics=False)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ledger.read("decision")) == 1
+    assert not ledger.spool.pending()
+
+
+def test_where_the_ledger_lives(monkeypatch, tmp_path):
+    for name in ("AIRFLOW_CARBON_LEDGER_URL", "AIRFLOW_CARBON_LEDGER_CONN_ID", "AIRFLOW__CARBON__LEDGER_CONN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    assert resolve_ledger_url() == f"sqlite:///{tmp_path / 'carbon_ledger.db'}"
+    monkeypatch.setenv("AIRFLOW_CONN_MY_LEDGER", "postgres://carbon:pw%40x@db.internal:5432/ledger")
+    monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_CONN_ID", "my_ledger")
+    url = Ledger().url
+    assert url.startswith("postgresql+psycopg") and url.endswith("@db.internal:5432/ledger")
+    assert "pw" not in mask_url(url)
+    monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_URL", "sqlite:///x.db")
+    assert resolve_ledger_url() == "sqlite:///x.db"
+    assert resolve_ledger_url("sqlite:///y.db") == "sqlite:///y.db"
