@@ -52,13 +52,18 @@ def run_demo(fmt: str = "table", out: TextIO | None = None, err: TextIO | None =
         say(f"  carbon data  : real Electricity Maps data (ODbL) replayed from {_iso(DEMO_MOMENT - LEAD)}: at "
             f"{DEMO_MOMENT:%H:%M} UTC on {DEMO_MOMENT:%Y-%m-%d} Great Britain's grid fell from 139 to 101 "
             "gCO2eq/kWh while Germany stayed near 500, so waiting and moving both pay")
+        # The Airflow database may be temporary, but the run goes to the ledger that a later
+        # `airflow-carbon report` in this environment reads.
+        ledger_url = os.environ.get("AIRFLOW_CARBON_LEDGER_URL") or _default_ledger_url()
+        say(f"  ledger       : {_masked(ledger_url)} (read it afterwards with: airflow-carbon report)")
         say("  preparing the Airflow database ...")
         sandbox.migrate()
         timing = KubeletTiming(schedule_delay=0.1, start_delay=0.3, run_duration=2.0)
         with start_clusters(DEMO_CLUSTERS, timing=timing) as clusters:
             now = datetime.now(UTC)
             conf = {"expected_duration": "1m", "finish_by": _iso(now + timedelta(minutes=4))}
-            env = {**connections_env(clusters), **replay_connection_env(lead=LEAD, now=now)}
+            env = {**connections_env(clusters), **replay_connection_env(lead=LEAD, now=now),
+                   "AIRFLOW_CARBON_LEDGER_URL": ledger_url}
             say(f"  running the DAG with conf {json.dumps(conf)}; the window opens in {LEAD.total_seconds():.0f} s ...")
             result = sandbox.run_dag(DEMO_DAG_ID, conf, env=env)
             pods = {name: [p.name for p in emulator.pods()] for name, emulator in clusters.items()}
@@ -74,6 +79,19 @@ def run_demo(fmt: str = "table", out: TextIO | None = None, err: TextIO | None =
         return 0
     finally:
         sandbox.close()
+
+
+def _default_ledger_url() -> str:
+    """Return where ``airflow-carbon report`` looks by default, creating its folder."""
+    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'carbon_ledger.db'}"
+
+
+def _masked(url: str) -> str:
+    from airflow_carbon_provider.ledger.config import mask_url
+
+    return mask_url(url)
 
 
 def _report(data: dict[str, Any], pods: dict[str, list[str]]) -> dict[str, Any]:
