@@ -42,6 +42,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_carbon_provider.triggers.carbon_window"],
             }
         ],
+        "extra-links": ["airflow_carbon_provider.links.carbon.CarbonDecisionLink"],
         "hooks": [
             {
                 "integration-name": "Carbon-aware scheduling",

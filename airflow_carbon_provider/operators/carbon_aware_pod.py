@@ -35,6 +35,7 @@ except ImportError:  # Airflow 3.1
 from airflow_carbon_provider.core.emissions import PowerModel, ResourceError, emissions_g
 from airflow_carbon_provider.core.planner import Candidate, Option
 from airflow_carbon_provider.exceptions import CarbonDataError
+from airflow_carbon_provider.links.carbon import CarbonDecisionLink
 from airflow_carbon_provider.scheduling import (
     DEFAULT_CARBON_CONN_ID,
     XCOM_KEY,
@@ -86,6 +87,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
     template_fields: Sequence[str] = (
         *KubernetesPodOperator.template_fields, "expected_duration", "max_delay", "deadline",
     )
+    operator_extra_links = (*KubernetesPodOperator.operator_extra_links, CarbonDecisionLink())
 
     def __init__(
         self,

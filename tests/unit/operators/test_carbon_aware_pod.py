@@ -111,3 +111,9 @@ def test_an_undefined_kubernetes_connection_is_a_config_error_not_a_data_error(m
     monkeypatch.delenv("AIRFLOW_CONN_K8S_NOWHERE", raising=False)
     with pytest.raises(ScheduleConfigError, match="Kubernetes connection 'k8s_nowhere' is not defined"):
         op.carbon_schedule.resolve()
+
+
+def test_the_carbon_decision_link_sits_beside_kpos_own_links():
+    names = [link.name for link in _op().operator_extra_links]
+    assert "Carbon decision" in names
+    assert all(link.name in names for link in KubernetesPodOperator.operator_extra_links)

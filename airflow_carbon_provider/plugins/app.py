@@ -1,0 +1,176 @@
+"""The Carbon FastAPI app, mounted by the plugin under the API server at ``/carbon``.
+
+JSON under ``/carbon/api/``, HTML under ``/carbon/ui/``. Every route needs an authenticated
+Airflow user, through the same dependency the core REST API uses (``get_user``: a JWT in an
+``Authorization: Bearer`` header, or the UI's ``_token`` cookie); anonymous requests get 401.
+Ledger rows are shown only for DAGs whose task instances the user may read, and clusters only
+for connections the user may read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import GetUserDep, get_user
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from airflow_carbon_provider.plugins import data, views
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _auth_manager() -> Any:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager()
+
+
+def dag_filter(user: Any) -> Callable[[str], bool]:
+    """Return ``dag_id -> may this user read that DAG's task instances`` (answers cached per request)."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    manager = _auth_manager()
+    answers: dict[str, bool] = {}
+
+    def allowed(dag_id: str) -> bool:
+        if dag_id not in answers:
+            answers[dag_id] = bool(manager.is_authorized_dag(
+                method="GET", access_entity=DagAccessEntity.TASK_INSTANCE, details=DagDetails(id=dag_id), user=user))
+        return answers[dag_id]
+
+    return allowed
+
+
+def _connection_filter(user: Any) -> Callable[[str], bool]:
+    from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails
+
+    manager = _auth_manager()
+    return lambda conn_id: bool(manager.is_authorized_connection(
+        method="GET", details=ConnectionDetails(conn_id=conn_id), user=user))
+
+
+def _db_connections(session: Session) -> list[tuple[str, str | None, dict[str, Any]]]:
+    from airflow.models.connection import Connection
+    from sqlalchemy import select
+
+    found: list[tuple[str, str | None, dict[str, Any]]] = []
+    for conn in session.scalars(select(Connection).where(Connection.conn_type == "kubernetes")):
+        try:
+            extras = conn.extra_dejson or {}
+        except Exception as exc:  # an undecryptable extra: skip that connection, keep the page
+            log.warning("Carbon UI: extras of connection %r unreadable: %s", conn.conn_id, type(exc).__name__)
+            continue
+        found.append((conn.conn_id, conn.conn_type, extras))
+    return found
+
+
+def _read_connection(conn_id: str) -> Any:
+    from airflow.models.connection import Connection
+
+    return Connection.get_connection_from_secrets(conn_id)
+
+
+def _clusters(user: Any, session: Session) -> dict[str, Any]:
+    clusters = data.configured_clusters(_db_connections(session), read_connection=_read_connection)
+    may_read = _connection_filter(user)
+    allowed = {c.conn_id for c in clusters if may_read(c.conn_id)}
+    return data.cluster_intensities(clusters, allowed=allowed)
+
+
+def _ledger_error(exc: Exception) -> HTTPException:
+    return HTTPException(status_code=503, detail=str(exc))
+
+
+def create_app() -> FastAPI:
+    """Build the Carbon app (imports Airflow's API-server modules: call it in the API server only)."""
+    from airflow_carbon_provider.ledger.errors import LedgerError
+
+    app = FastAPI(title="Carbon-aware scheduling", description="Emissions, savings and grid intensity.",
+                  dependencies=[Depends(get_user)])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        path = str(request.scope.get("path", ""))
+        if "/ui/" in path or path.endswith("/ui"):
+            return HTMLResponse(views.error_page(exc.status_code, str(exc.detail)), status_code=exc.status_code,
+                                headers=getattr(exc, "headers", None))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    # -- JSON ------------------------------------------------------------------------------
+
+    @app.get("/api/summary")
+    def api_summary(user: GetUserDep) -> dict[str, Any]:
+        """Return savings per DAG, totals and objectives (SLO attainment) over the DAGs the user may read."""
+        try:
+            return data.summary(dag_filter(user))
+        except LedgerError as exc:
+            raise _ledger_error(exc) from None
+
+    @app.get("/api/runs")
+    def api_runs(user: GetUserDep, dag_id: str | None = None,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        """Return ledger rows, one per task try, newest first."""
+        try:
+            return data.runs(dag_filter(user), dag_id=dag_id, limit=limit)
+        except LedgerError as exc:
+            raise _ledger_error(exc) from None
+
+    @app.get("/api/task")
+    def api_task(user: GetUserDep, dag_id: str, run_id: str, task_id: str,
+                 map_index: str | None = None) -> dict[str, Any]:
+        """Return one task instance's decision and outcome (its latest try)."""
+        if not dag_filter(user)(dag_id):
+            raise HTTPException(status_code=403, detail="Forbidden")
+        try:
+            return data.task_record(dag_id, run_id, task_id, data.parse_map_index(map_index))
+        except LedgerError as exc:
+            raise _ledger_error(exc) from None
+
+    @app.get("/api/clusters")
+    def api_clusters(user: GetUserDep, session: SessionDep) -> dict[str, Any]:
+        """Return current intensity and forecast per configured cluster; a failing source is an error entry."""
+        return _clusters(user, session)
+
+    # -- HTML ------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("ui/")
+
+    @app.get("/ui/", response_class=HTMLResponse)
+    def ui_overview(user: GetUserDep, session: SessionDep) -> HTMLResponse:
+        """Render the Carbon page."""
+        allowed = dag_filter(user)
+        summary = recent = error = None
+        try:
+            summary, recent = data.summary(allowed), data.runs(allowed, limit=20)
+        except LedgerError as exc:
+            error = str(exc)
+        clusters = _clusters(user, session)
+        return HTMLResponse(views.overview_page(summary, recent, clusters, ledger_error=error))
+
+    @app.get("/ui/task", response_class=HTMLResponse)
+    def ui_task(user: GetUserDep, dag_id: str, run_id: str, task_id: str,
+                map_index: str | None = None) -> HTMLResponse:
+        """Render the task-instance page: task's decision and outcome."""
+        if not dag_filter(user)(dag_id):
+            raise HTTPException(status_code=403, detail="Forbidden")
+        index = data.parse_map_index(map_index)
+        try:
+            record = data.task_record(dag_id, run_id, task_id, index)
+        except LedgerError as exc:
+            record = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": index}
+            return HTMLResponse(views.task_page(record, ledger_error=str(exc)), status_code=503)
+        return HTMLResponse(views.task_page(record))
+
+    return app

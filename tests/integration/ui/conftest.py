@@ -1,0 +1,171 @@
+"""A real Airflow API server with the Carbon plugin, authentication required, and a filled ledger.
+
+The ledger (SQLite) is filled through the ledger's public API, with a stub carbon source whose
+realised history is constant per zone, so every figure the pages show is known exactly:
+
+* ``nightly_training.fine_tune``: moved from DE (400 g/kWh) to GB (100 g/kWh), 1 kW for 2 h:
+  200 g emitted, 800 g baseline, 600 g (75 %) saved, started on time;
+* ``batch_inference.score``: stayed in DE, 0.5 kW for 1 h, started after its latest start:
+  200 g emitted, 200 g baseline, nothing saved, deadline missed;
+* ``nightly_training.evaluate`` (map index 2): decided, not run yet.
+
+Objectives: every run on time (the default) and at least 50 % below the baseline. Clusters:
+``k8s_gb`` (GB, environment variable) and ``k8s_de`` (DE, in the database, added through the
+REST API by the test) replay the bundled trace; ``k8s_broken``'s carbon connection points at a
+trace file that does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_carbon_provider.core.signals import IntensitySeries
+from airflow_carbon_provider.ledger import Ledger, RunKey, record_decision, record_outcome
+from tests.integration.e2e.airflow_stack import AirflowStack, base_env, free_port, migrate
+
+UTC = timezone.utc
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "ui"
+HISTORY = {"DE": 400.0, "GB": 100.0}
+RUN_TRAINING = "scheduled__2026-03-10T00:00:00+00:00"
+RUN_INFERENCE = "manual__2026-03-11T12:00:00+00:00"
+
+
+def at(day: int, hour: int, minute: int = 0) -> datetime:
+    """Return 2026-03-<day> <hour>:<minute> UTC."""
+    return datetime(2026, 3, day, hour, minute, tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    """Return ``moment`` as ISO-8601 with a Z."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class ConstantHistory:
+    """A carbon source whose realised history is :data:`HISTORY` per zone, hour by hour."""
+
+    def get_history(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
+        """Return constant hourly values covering ``[start, end)``."""
+        first = start.replace(minute=0, second=0, microsecond=0)
+        hours = int((end - first).total_seconds() // 3600) + 1
+        points = [(first + timedelta(hours=i), HISTORY[zone]) for i in range(hours)]
+        return IntensitySeries.from_points(zone, "average", points, resolution=timedelta(hours=1), source="stub")
+
+
+def _decision(**fields: Any) -> dict[str, Any]:
+    base = {"policy": "carbon-aware", "home_cluster": "k8s_de", "home_zone": "DE",
+            "carbon_conn_id": "carbontrace_default", "candidates": [
+                {"cluster": "k8s_de", "zone": "DE"}, {"cluster": "k8s_gb", "zone": "GB"}]}
+    return {**base, **fields}
+
+
+def fill_ledger(url: str) -> None:
+    """Record the three task runs described in the module docstring."""
+    ledger = Ledger(url)
+    stub = ConstantHistory()
+    training = _decision(
+        chosen_cluster="k8s_gb", cluster="k8s_gb", zone="GB", arrival=iso(at(10, 0)), decided_at=iso(at(10, 0)),
+        planned_start=iso(at(10, 2)), actual_start=iso(at(10, 2)), latest_start=iso(at(10, 6)),
+        deadline=iso(at(10, 8)), waited=True, expected_intensity=110.0, baseline_intensity=390.0,
+        expected_saving_pct=71.8, power_watts=1000.0, reason="GB is cleanest, and cleaner after 02:00")
+    key = RunKey("nightly_training", RUN_TRAINING, "fine_tune")
+    assert record_decision(training, key, ledger=ledger, emit_metrics=False)
+    assert record_outcome(training, key, actual_end=at(10, 4), ledger=ledger, hook_for=lambda _c: stub,
+                          emit_metrics=False) is not None
+    inference = _decision(
+        chosen_cluster="k8s_de", cluster="k8s_de", zone="DE", arrival=iso(at(11, 12)), decided_at=iso(at(11, 12)),
+        planned_start=iso(at(11, 12)), actual_start=iso(at(11, 13)), latest_start=iso(at(11, 12, 30)),
+        deadline=iso(at(11, 15)), waited=False, expected_intensity=400.0, baseline_intensity=400.0,
+        expected_saving_pct=0.0, power_watts=500.0, reason="no cleaner window before the latest start")
+    key = RunKey("batch_inference", RUN_INFERENCE, "score")
+    assert record_decision(inference, key, ledger=ledger, emit_metrics=False)
+    assert record_outcome(inference, key, actual_end=at(11, 14), ledger=ledger, hook_for=lambda _c: stub,
+                          emit_metrics=False) is not None
+    waiting = _decision(
+        phase="waiting", chosen_cluster="k8s_gb", zone="GB", arrival=iso(at(10, 0)), decided_at=iso(at(10, 0)),
+        planned_start=iso(at(10, 5)), latest_start=iso(at(10, 6)), deadline=iso(at(10, 8)), waited=True,
+        expected_intensity=95.0, baseline_intensity=390.0, expected_saving_pct=75.6, power_watts=200.0,
+        reason="waiting for the GB night window")
+    assert record_decision(waiting, RunKey("nightly_training", RUN_TRAINING, "evaluate", map_index=2),
+                           ledger=ledger, emit_metrics=False)
+    ledger.dispose()
+
+
+@dataclass
+class CarbonUI:
+    """The running API server and how to talk to it."""
+
+    stack: AirflowStack
+    password: str
+
+    @property
+    def url(self) -> str:
+        """Return the API server's base URL."""
+        return self.stack.api_url
+
+    def token(self) -> str:
+        """Return a JWT for the admin user, from the auth manager's ``/auth/token``."""
+        response = httpx.post(f"{self.url}/auth/token", json={"username": "admin", "password": self.password},
+                              timeout=30)
+        assert response.status_code == 201, response.text
+        return str(response.json()["access_token"])
+
+    def get(self, path: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        """GET ``path`` on the API server, with ``token`` as a bearer token when given."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def carbon_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CarbonUI]:
+    """Start ``airflow api-server`` with the plugin (installed entry point) and a filled ledger."""
+    home = tmp_path_factory.mktemp("ui_home")
+    (home / "dags").mkdir()
+    ledger_url = f"sqlite:///{home / 'carbon_ledger.db'}"
+    fill_ledger(ledger_url)
+    password = secrets.token_urlsafe(12)
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({"admin": password}))
+    port = free_port()
+    env = base_env(home, api_port=port, extra={
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW_CARBON_LEDGER_URL": ledger_url,
+        "AIRFLOW_CARBON_LEDGER_SPOOL": str(home / "spool.jsonl"),
+        "AIRFLOW__CARBON__SLO_REDUCTION_PCT": "50",
+        "AIRFLOW_CONN_K8S_GB": json.dumps({"conn_type": "kubernetes", "extra": {"carbon_zone": "GB"}}),
+        "AIRFLOW_CONN_K8S_BROKEN": json.dumps(
+            {"conn_type": "kubernetes", "extra": {"carbon_zone": "DE", "carbon_conn_id": "carbon_broken"}}),
+        "AIRFLOW_CONN_CARBON_BROKEN": json.dumps(
+            {"conn_type": "carbontrace", "extra": {"path": str(home / "no-such-trace.csv")}}),
+    })
+    migrate(home, env)
+    stack = AirflowStack(home, env, port)
+    try:
+        api = stack.start("api-server", "api-server")
+        stack.wait_for("the API server", stack.health, timeout=120, must_run=(api,))
+        ui = CarbonUI(stack, password)
+        created = httpx.post(f"{ui.url}/api/v2/connections", timeout=30,
+                             headers={"Authorization": f"Bearer {ui.token()}"},
+                             json={"connection_id": "k8s_de", "conn_type": "kubernetes",
+                                   "extra": json.dumps({"carbon_zone": "DE", "in_cluster": False})})
+        assert created.status_code == 201, created.text
+        yield ui
+    finally:
+        stack.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Return ``test-artifacts/ui`` (created), where screenshots are kept."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

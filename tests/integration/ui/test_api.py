@@ -1,0 +1,122 @@
+"""The Carbon plugin's endpoints on a real API server: authentication, ledger figures, clusters."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.ui.conftest import RUN_INFERENCE, RUN_TRAINING, CarbonUI
+
+pytestmark = pytest.mark.integration
+
+PROTECTED = (
+    "/carbon/api/summary",
+    "/carbon/api/runs",
+    f"/carbon/api/task?dag_id=nightly_training&run_id={RUN_TRAINING}&task_id=fine_tune",
+    "/carbon/api/clusters",
+    "/carbon/ui/",
+    f"/carbon/ui/task?dag_id=nightly_training&run_id={RUN_TRAINING}&task_id=fine_tune",
+)
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+def test_anonymous_request_is_refused(carbon_ui: CarbonUI, path: str) -> None:
+    response = carbon_ui.get(path)
+    assert response.status_code == 401, response.text
+    assert "fine_tune" not in response.text and "nightly_training" not in response.text
+
+
+def test_forged_token_is_refused(carbon_ui: CarbonUI) -> None:
+    response = carbon_ui.get("/carbon/api/summary", token="eyJhbGciOiJIUzUxMiJ9.e30.forged")
+    assert response.status_code in (401, 403), response.text
+
+
+def test_refused_page_is_html_for_browsers(carbon_ui: CarbonUI) -> None:
+    response = carbon_ui.get("/carbon/ui/")
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Log in to Airflow" in response.text
+
+
+def test_plugin_is_registered_with_its_views(carbon_ui: CarbonUI) -> None:
+    plugins = carbon_ui.get("/api/v2/plugins", token=carbon_ui.token()).json()["plugins"]
+    carbon = next(p for p in plugins if p["name"] == "carbon")
+    views = {v["destination"]: v for v in carbon["external_views"]}
+    assert views["nav"]["href"] == "carbon/ui/"
+    assert views["task_instance"]["href"].startswith("carbon/ui/task?dag_id={DAG_ID}&run_id={RUN_ID}")
+    assert [a["url_prefix"] for a in carbon["fastapi_apps"]] == ["/carbon"]
+    errors = carbon_ui.get("/api/v2/plugins/importErrors", token=carbon_ui.token()).json()
+    assert errors["total_entries"] == 0, errors
+
+
+def test_summary_has_savings_per_dag_and_slo_attainment(carbon_ui: CarbonUI) -> None:
+    response = carbon_ui.get("/carbon/api/summary", token=carbon_ui.token())
+    assert response.status_code == 200, response.text
+    summary = response.json()
+    dags = {d["dag_id"]: d for d in summary["dags"]}
+    assert set(dags) == {"nightly_training", "batch_inference"}
+    training, inference = dags["nightly_training"], dags["batch_inference"]
+    assert (training["emissions_g"], training["baseline_emissions_g"], training["saving_g"]) == (200.0, 800.0, 600.0)
+    assert training["saving_pct"] == 75.0
+    assert training["runs"] == 2 and training["objectives_met"] is True
+    assert (inference["emissions_g"], inference["baseline_emissions_g"], inference["saving_g"]) == (200.0, 200.0, 0.0)
+    assert inference["objectives_met"] is False
+    totals = summary["totals"]
+    assert (totals["runs"], totals["saving_g"], totals["saving_pct"]) == (3, 600.0, 60.0)
+    verdicts = {v["name"]: v for v in summary["objectives"]}
+    assert verdicts["on_time"]["actual"] == 50.0 and verdicts["on_time"]["met"] is False
+    assert verdicts["reduction"]["target"] == 50.0 and verdicts["reduction"]["met"] is True
+    assert summary["objectives_met"] is False
+    assert summary["ledger"].startswith("sqlite:///")
+
+
+def test_runs_lists_every_try_newest_first(carbon_ui: CarbonUI) -> None:
+    body = carbon_ui.get("/carbon/api/runs", token=carbon_ui.token()).json()
+    assert body["total_entries"] == 3
+    first = body["rows"][0]
+    assert (first["dag_id"], first["task_id"], first["cluster"], first["deadline_met"]) == (
+        "batch_inference", "score", "k8s_de", False)
+    only = carbon_ui.get("/carbon/api/runs", token=carbon_ui.token(), params={"dag_id": "nightly_training"}).json()
+    assert {(r["task_id"], r["map_index"]) for r in only["rows"]} == {("fine_tune", -1), ("evaluate", 2)}
+
+
+def test_task_decision_and_outcome(carbon_ui: CarbonUI) -> None:
+    params = {"dag_id": "nightly_training", "run_id": RUN_TRAINING, "task_id": "fine_tune", "map_index": "-1"}
+    record = carbon_ui.get("/carbon/api/task", token=carbon_ui.token(), params=params).json()
+    assert record["found"] is True and record["tries"] == [1]
+    assert record["decision"]["chosen_cluster"] == "k8s_gb"
+    assert record["decision"]["reason"] == "GB is cleanest, and cleaner after 02:00"
+    outcome = record["outcome"]
+    assert (outcome["cluster"], outcome["zone"], outcome["realised_intensity"]) == ("k8s_gb", "GB", 100.0)
+    assert (outcome["emissions_g"], outcome["saving_g"], outcome["saving_pct"]) == (200.0, 600.0, 75.0)
+    assert outcome["deadline_met"] is True and outcome["intensity_source"] == "history"
+
+
+def test_task_mapped_and_unknown(carbon_ui: CarbonUI) -> None:
+    token = carbon_ui.token()
+    mapped = carbon_ui.get("/carbon/api/task", token=token, params={
+        "dag_id": "nightly_training", "run_id": RUN_TRAINING, "task_id": "evaluate", "map_index": "2"}).json()
+    assert mapped["found"] is True and mapped["outcome"] is None
+    assert mapped["decision"]["phase"] == "waiting"
+    # Airflow's UI leaves the {MAP_INDEX} placeholder for an unmapped task: read as -1.
+    unmapped = carbon_ui.get("/carbon/api/task", token=token, params={
+        "dag_id": "batch_inference", "run_id": RUN_INFERENCE, "task_id": "score", "map_index": "{MAP_INDEX}"}).json()
+    assert unmapped["found"] is True and unmapped["map_index"] == -1
+    unknown = carbon_ui.get("/carbon/api/task", token=token, params={
+        "dag_id": "batch_inference", "run_id": RUN_INFERENCE, "task_id": "no_such_task"})
+    assert unknown.status_code == 200 and unknown.json()["found"] is False
+
+
+def test_clusters_have_forecasts_and_a_broken_source_is_an_error_entry(carbon_ui: CarbonUI) -> None:
+    response = carbon_ui.get("/carbon/api/clusters", token=carbon_ui.token())
+    assert response.status_code == 200, response.text
+    clusters = {c["conn_id"]: c for c in response.json()["clusters"]}
+    assert set(clusters) == {"k8s_broken", "k8s_de", "k8s_gb"}
+    for conn_id, zone in (("k8s_gb", "GB"), ("k8s_de", "DE")):
+        cluster = clusters[conn_id]
+        assert cluster["status"] == "ok", cluster
+        assert cluster["zone"] == zone and cluster["carbon_conn_id"] == "carbontrace_default"
+        assert cluster["kind"] == "average" and cluster["current"]["value"] > 0
+        assert len(cluster["forecast"]) >= 24 and all(p["value"] > 0 for p in cluster["forecast"])
+    broken = clusters["k8s_broken"]
+    assert broken["status"] == "error" and "no-such-trace.csv" in broken["error"]
+    assert "forecast" not in broken

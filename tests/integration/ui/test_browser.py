@@ -1,0 +1,82 @@
+"""The Carbon pages in real headless Chromium (Debian's), against the running API server.
+
+The browser carries the JWT in the ``_token`` cookie, as Airflow's UI does after a login. It
+opens the Carbon page and the task page on their own, then Airflow's own UI with the Carbon
+view in it, and keeps a screenshot of each under ``test-artifacts/ui/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.integration.ui.cdp import Browser, chromium_path
+from tests.integration.ui.conftest import RUN_TRAINING, CarbonUI
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = chromium_path()
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None and not __import__("os").environ.get("CI"),
+    reason="Debian's chromium is not installed (.ci/run installs it; apt-get install -y chromium)",
+)
+
+TEXT = "document.body ? document.body.innerText : ''"
+
+
+@needs_chromium
+async def test_carbon_pages_in_chromium(carbon_ui: CarbonUI, artifacts: Path) -> None:
+    assert CHROMIUM is not None, "chromium must be installed on CI (.ci/run installs it)"
+    async with Browser(CHROMIUM) as browser:
+        # Without the cookie the page is refused.
+        assert await browser.open(f"{carbon_ui.url}/carbon/ui/") == 401
+        assert "Log in to Airflow" in await browser.evaluate(TEXT)
+
+        await browser.set_cookie(carbon_ui.url, "_token", carbon_ui.token())
+        assert await browser.open(f"{carbon_ui.url}/carbon/ui/") == 200
+        text = await browser.evaluate(TEXT)
+        for expected in ("Savings per DAG", "nightly_training", "batch_inference", "600.0 g", "60.0 %",
+                         "75.0 %", "k8s_gb", "k8s_de", "k8s_broken", "no-such-trace.csv"):
+            assert expected in text, f"{expected!r} not on the Carbon page:\n{text}"
+        marks = await browser.evaluate(
+            "Array.from(document.querySelectorAll('#carbon-dags tr[data-dag]')).map("
+            "r => [r.dataset.dag, r.querySelector('[data-slo]').dataset.slo])")
+        assert sorted(marks) == [["batch_inference", "missed"], ["nightly_training", "met"]]
+        chart = await browser.evaluate(
+            "(() => { const s = document.querySelector('svg#carbon-intensity-chart'); if (!s) return null;"
+            " const b = s.getBoundingClientRect(); return {lines: Array.from(s.querySelectorAll('polyline.forecast'))"
+            ".map(p => p.dataset.cluster), dots: s.querySelectorAll('circle.current').length,"
+            " width: b.width, height: b.height}; })()")
+        assert chart is not None, "the intensity chart is missing"
+        assert sorted(chart["lines"]) == ["k8s_de", "k8s_gb"] and chart["dots"] == 2
+        assert chart["width"] > 300 and chart["height"] > 150
+        await browser.screenshot(artifacts / "carbon-page.png")
+
+        query = urlencode({"dag_id": "nightly_training", "run_id": RUN_TRAINING, "task_id": "fine_tune",
+                           "map_index": "{MAP_INDEX}"})
+        assert await browser.open(f"{carbon_ui.url}/carbon/ui/task?{query}") == 200
+        text = await browser.evaluate(TEXT)
+        for expected in ("Carbon decision: nightly_training · fine_tune", "k8s_gb", "GB is cleanest",
+                         "600.0 g", "75.0 %", "MET"):
+            assert expected in text, f"{expected!r} not on the task page:\n{text}"
+        fields = await browser.evaluate(
+            "Object.fromEntries(Array.from(document.querySelectorAll('#carbon-outcome dd'))"
+            ".map(d => [d.dataset.field, d.innerText]))")
+        assert fields["emissions_g"] == "200.000" and fields["saving_g"] == "600.000"
+        assert fields["deadline_met"] == "yes" and fields["intensity_source"] == "history"
+        await browser.screenshot(artifacts / "task-page.png")
+
+        # Airflow's own UI: the Carbon entry of the navigation shows the page in an iframe.
+        await browser.open(f"{carbon_ui.url}/plugin/carbon")
+        frame_text = await browser.wait_for(
+            "(() => { const f = document.querySelector('iframe[title=\"Carbon\"]');"
+            " const d = f && f.contentDocument; const t = d && d.body ? d.body.innerText : '';"
+            " return t.includes('Savings per DAG') ? t : ''; })()")
+        assert "nightly_training" in frame_text
+        await browser.screenshot(artifacts / "airflow-ui-carbon.png", full_page=False)
+        in_nav = await browser.evaluate(
+            "Array.from(document.querySelectorAll('a, button')).some(e => (e.innerText || '').trim() === 'Carbon'"
+            " || e.getAttribute('aria-label') === 'Carbon' || e.getAttribute('title') === 'Carbon')")
+        assert in_nav, "no 'Carbon' entry in Airflow's navigation"
