@@ -117,3 +117,16 @@ def test_the_carbon_decision_link_sits_beside_kpos_own_links():
     names = [link.name for link in _op().operator_extra_links]
     assert "Carbon decision" in names
     assert all(link.name in names for link in KubernetesPodOperator.operator_extra_links)
+
+
+def test_the_carbon_decision_link_opens_the_task_page(monkeypatch):
+    from airflow_carbon_provider.links.carbon import CarbonDecisionLink, carbon_task_url
+
+    key = SimpleNamespace(dag_id="nightly", run_id="manual__2026-11-27T20:00:00+00:00", task_id="train",
+                          map_index=3)
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.org/")
+    url = CarbonDecisionLink().get_link(_op(), ti_key=key)
+    assert url.startswith("https://airflow.example.org/carbon/ui/task?")
+    assert "dag_id=nightly" in url and "task_id=train" in url and "map_index=3" in url
+    assert "run_id=manual__2026-11-27T20%3A00%3A00%2B00%3A00" in url
+    assert carbon_task_url("d", "r", "t", None, base_url="").startswith("/carbon/ui/task?")
