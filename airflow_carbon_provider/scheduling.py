@@ -417,6 +417,15 @@ class CarbonSchedule:
 
     # -- carbon data ----------------------------------------------------------------------
 
+    def source_of(self, cand: ClusterCandidate) -> tuple[str, str]:
+        """Return the (carbon connection, zone) whose forecast applies to ``cand``."""
+        return cand.carbon_conn_id or self.carbon_conn_id, cand.zone or ""
+
+    def planner_candidate(self, cand: ClusterCandidate) -> Candidate:
+        """Return ``cand`` as the planner sees it: its key, and its source as the "zone"."""
+        conn_id, zone = self.source_of(cand)
+        return Candidate(cand.key, f"{conn_id}|{zone}", cand.capacity)
+
     def resolve(self) -> list[ClusterCandidate]:
         """Fill in zones and carbon connections from the Kubernetes connections' extras.
 
@@ -453,7 +462,7 @@ class CarbonSchedule:
 
         series: dict[tuple[str, str], IntensitySeries] = {}
         errors: dict[tuple[str, str], str] = {}
-        for key in dict.fromkeys((c.carbon_conn_id or self.carbon_conn_id, c.zone or "") for c in candidates):
+        for key in dict.fromkeys(self.source_of(c) for c in candidates):
             conn_id, zone = key
             try:
                 hook = carbon_hook(conn_id, clock=lambda: now)
@@ -500,11 +509,7 @@ class CarbonSchedule:
     ) -> Decision:
         """Plan from fetched forecasts (pure apart from logging); shared by operator and trigger."""
         home = home or candidates[0]
-        per_candidate_errors = {
-            c.key: errors[(c.carbon_conn_id or self.carbon_conn_id, c.zone or "")]
-            for c in candidates
-            if (c.carbon_conn_id or self.carbon_conn_id, c.zone or "") in errors
-        }
+        per_candidate_errors = {c.key: errors[self.source_of(c)] for c in candidates if self.source_of(c) in errors}
         usable = [c for c in candidates if c.key not in per_candidate_errors]
 
         def fallback(why: str) -> Decision:
@@ -519,9 +524,8 @@ class CarbonSchedule:
         if home.key in per_candidate_errors:
             return fallback(f"carbon data for the home zone {home.zone} is unavailable "
                             f"({per_candidate_errors[home.key]})")
-        cands = [Candidate(c.key, f"{c.carbon_conn_id or self.carbon_conn_id}|{c.zone}", c.capacity) for c in usable]
-        forecasts = {f"{c.carbon_conn_id or self.carbon_conn_id}|{c.zone}":
-                     series[(c.carbon_conn_id or self.carbon_conn_id, c.zone or "")] for c in usable}
+        cands = [self.planner_candidate(c) for c in usable]
+        forecasts = {pc.zone: series[self.source_of(c)] for pc, c in zip(cands, usable)}
         try:
             result = plan(
                 cands, forecasts, now=now, duration=self.expected_duration, latest_start=latest,
@@ -586,6 +590,15 @@ class CarbonScheduledMixin:
 
     def _prefixed(self, exc: ScheduleConfigError) -> ScheduleConfigError:
         return ScheduleConfigError(f"{type(self).__name__} {self.task_id!r}: {exc}")
+
+    def _set_carbon_parameters(self, expected_duration: Any, max_delay: Any, deadline: Any,
+                               **options: Any) -> None:
+        """Keep the carbon parameters (templated ones as given) and check them at parse time."""
+        self.expected_duration = expected_duration
+        self.max_delay = max_delay
+        self.deadline = deadline
+        self._carbon_options = options
+        self._check_carbon_parameters()
 
     def _check_carbon_parameters(self) -> None:
         """Validate at parse time; Jinja strings are checked once rendered."""

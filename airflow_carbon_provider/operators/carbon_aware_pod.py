@@ -33,7 +33,7 @@ except ImportError:  # Airflow 3.1
     from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
 
 from airflow_carbon_provider.core.emissions import PowerModel, ResourceError, emissions_g
-from airflow_carbon_provider.core.planner import Candidate, Option
+from airflow_carbon_provider.core.planner import Option
 from airflow_carbon_provider.exceptions import CarbonDataError
 from airflow_carbon_provider.links.carbon import CarbonDecisionLink
 from airflow_carbon_provider.scheduling import (
@@ -112,20 +112,11 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         if cluster_conn_ids is None:
             cluster_conn_ids = [self.kubernetes_conn_id or "kubernetes_default"]
         self.cluster_conn_ids = cluster_conn_ids
-        self.expected_duration = expected_duration
-        self.max_delay = max_delay
-        self.deadline = deadline
-        self._carbon_options: dict[str, Any] = {
-            "policy": policy,
-            "min_saving_pct": min_saving_pct,
-            "min_saving_abs": min_saving_abs,
-            "carbon_conn_id": carbon_conn_id,
-            "fail_open": fail_open,
-            "replan_interval": replan_interval,
-            "beyond_horizon": beyond_horizon,
-            "allow_mixed_signals": allow_mixed_signals,
-        }
-        self._check_carbon_parameters()
+        self._set_carbon_parameters(
+            expected_duration, max_delay, deadline, policy=policy, min_saving_pct=min_saving_pct,
+            min_saving_abs=min_saving_abs, carbon_conn_id=carbon_conn_id, fail_open=fail_open,
+            replan_interval=replan_interval, beyond_horizon=beyond_horizon, allow_mixed_signals=allow_mixed_signals,
+        )
         if power_watts is not None and (
             not isinstance(power_watts, (int, float)) or not math.isfinite(power_watts) or power_watts < 0
         ):
@@ -286,8 +277,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             current = by_key.get(decision.get("chosen_key", decision["chosen_cluster"]))
             if current is None:
                 return
-            zone_key = f"{current.carbon_conn_id or schedule.carbon_conn_id}|{current.zone}"
-            incumbent = Option(Candidate(current.key, zone_key, current.capacity), now, 0.0)
+            incumbent = Option(schedule.planner_candidate(current), now, 0.0)
             fresh = schedule.decide(cands, series, errors, now=now, arrival=now, latest=now, finish_by=None,
                                     incumbent=incumbent)
         except (CarbonDataError, ScheduleConfigError, ValueError) as exc:

@@ -71,18 +71,11 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
             raise ScheduleConfigError(f"{self.task_id!r}: give zone='DE' or zones=['DE', 'FR'], not both or neither")
         chosen = [zone] if zone is not None else list(zones or [])
         self.zones = chosen
-        self.expected_duration = expected_duration
-        self.max_delay = max_delay
-        self.deadline = deadline
-        self._carbon_options: dict[str, Any] = {
-            "policy": policy,
-            "min_saving_pct": min_saving_pct,
-            "min_saving_abs": min_saving_abs,
-            "carbon_conn_id": carbon_conn_id,
-            "fail_open": fail_open,
-            "replan_interval": replan_interval,
-        }
-        self._check_carbon_parameters()
+        self._set_carbon_parameters(
+            expected_duration, max_delay, deadline, policy=policy, min_saving_pct=min_saving_pct,
+            min_saving_abs=min_saving_abs, carbon_conn_id=carbon_conn_id, fail_open=fail_open,
+            replan_interval=replan_interval,
+        )
         self.deferrable = deferrable
 
     def _carbon_candidates(self) -> Any:

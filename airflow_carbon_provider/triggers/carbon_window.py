@@ -25,7 +25,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_carbon_provider.core.planner import Candidate, Option
+from airflow_carbon_provider.core.planner import Option
 
 UTC = timezone.utc
 # Longest single sleep: the wall clock is re-read at least this often, so a clock jump or a
@@ -187,7 +187,7 @@ class CarbonWindowTrigger(BaseTrigger):
 
         series: dict[tuple[str, str], Any] = {}
         errors: dict[tuple[str, str], str] = {}
-        for key in dict.fromkeys((c.carbon_conn_id or self.carbon_conn_id, c.zone) for c in cands):
+        for key in dict.fromkeys(schedule.source_of(c) for c in cands):
             conn_id, zone = key
             try:
                 hook = await acarbon_hook(conn_id, clock=self.clock)
@@ -213,10 +213,8 @@ class CarbonWindowTrigger(BaseTrigger):
         self.api_errors += len(errors)
         if errors:
             self.log.warning("Re-plan at %s without data for %s", now.isoformat(), "; ".join(errors.values()))
-        key = f"{current.carbon_conn_id or self.carbon_conn_id}|{current.zone}"
-        incumbent = Option(Candidate(current.key, key, current.capacity), self.planned_start,
-                           self.planned_intensity)
-        if (current.carbon_conn_id or self.carbon_conn_id, current.zone) in errors:
+        incumbent = Option(schedule.planner_candidate(current), self.planned_start, self.planned_intensity)
+        if schedule.source_of(current) in errors:
             return None  # cannot re-score the plan in force: keep it
         schedule.fail_open = True
         decision = schedule.decide(
