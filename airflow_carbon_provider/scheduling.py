@@ -5,8 +5,9 @@ Operators in this package use it, and so can custom operators::
     schedule = CarbonSchedule(["k8s_de", "k8s_se"], expected_duration="4h", max_delay="12h")
     decision = schedule.plan(now=utcnow(), arrival=utcnow())
     if decision.waits:
-        self.defer(trigger=schedule.trigger(decision), method_name="execute_complete",
-                   kwargs={"decision": decision.to_dict()}, timeout=schedule.defer_timeout(decision))
+        self.defer(trigger=CarbonWindowTrigger.from_decision(schedule, decision),
+                   method_name="execute_complete", kwargs={"decision": decision.to_dict()},
+                   timeout=schedule.defer_timeout(decision))
 
 Everything here validates its inputs when it is constructed (at DAG parse time for
 operators) and reads connections and carbon data only when asked to plan (at run time).
@@ -20,23 +21,31 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from airflow_carbon_provider.core.durations import parse_duration
+from airflow_carbon_provider.core.durations import format_duration, parse_duration
 from airflow_carbon_provider.core.planner import POLICIES, Candidate, Option, Plan, PlanningError, plan
 from airflow_carbon_provider.core.signals import IntensitySeries, SignalError
 from airflow_carbon_provider.exceptions import CarbonDataError
-
-if TYPE_CHECKING:
-    from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
+from airflow_carbon_provider.fetching import (
+    MAX_PLANNING_TIMEOUT,
+    MIN_PLANNING_TIMEOUT,
+    fetch_sources,
+    planning_timeout_default,
+    splice_current,
+    until_for,
+)
 
 __all__ = [
     "DEFAULT_CARBON_CONN_ID",
     "CarbonSchedule",
     "ClusterCandidate",
     "Decision",
+    "PlanningOptions",
     "ScheduleConfigError",
+    "decide",
     "parse_candidates",
+    "splice_current",
 ]
 
 log = logging.getLogger(__name__)
@@ -44,7 +53,9 @@ UTC = timezone.utc
 DEFAULT_CARBON_CONN_ID = "carbontrace_default"
 ZONE_EXTRA = "carbon_zone"
 CARBON_CONN_EXTRA = "carbon_conn_id"
-_ZONE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_ZONE = re.compile(r"^[A-Z0-9][A-Z0-9_.\-]*$")
+#: The longest duration, delay or deadline distance a carbon-aware task may name.
+MAX_SPAN = timedelta(days=366)
 # A task whose best start is this close to now starts now rather than deferring (the
 # decision then records now as its planned start).
 START_TOLERANCE = timedelta(seconds=5)
@@ -74,6 +85,10 @@ class ClusterCandidate:
         Kubernetes connection's extra ``carbon_conn_id``, then the task's ``carbon_conn_id``).
     :param capacity: at most this many planned carbon-aware tasks overlap here.
     :param signal: ``average`` or ``marginal`` when known at parse time, to refuse a mix early.
+    :param config_file: a kubeconfig path for this candidate (KPO's ``config_file``); default
+        the connection's own configuration.
+    :param cluster_context: the kubeconfig context for this candidate (KPO's ``cluster_context``).
+    :param in_cluster: use the in-cluster configuration for this candidate (KPO's ``in_cluster``).
     """
 
     conn_id: str
@@ -84,14 +99,18 @@ class ClusterCandidate:
     carbon_conn_id: str | None = None
     capacity: int | None = None
     signal: str | None = None
+    config_file: str | None = None
+    cluster_context: str | None = None
+    in_cluster: bool | None = None
 
     @property
     def key(self) -> str:
-        """A unique name for this candidate (connection id, plus the node selector if any)."""
+        """A unique name for this candidate: connection id, ``@context`` and ``[node selector]`` if any."""
+        key = f"{self.conn_id}@{self.cluster_context}" if self.cluster_context else self.conn_id
         if self.node_selector:
             labels = ",".join(f"{k}={v}" for k, v in sorted(self.node_selector.items()))
-            return f"{self.conn_id}[{labels}]"
-        return self.conn_id
+            return f"{key}[{labels}]"
+        return key
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict (what the trigger's kwargs hold)."""
@@ -104,6 +123,10 @@ class ClusterCandidate:
 
 
 def _check_zone(zone: Any, where: str) -> str:
+    if isinstance(zone, str) and zone != zone.upper() and _ZONE.match(zone.upper()):
+        raise ScheduleConfigError(
+            f"{where}: zone {zone!r} is lower case; carbon sources name zones in upper case: use {zone.upper()!r}"
+        )
     if not isinstance(zone, str) or not _ZONE.match(zone):
         raise ScheduleConfigError(
             f"{where}: zone {zone!r} is not a zone key; use the key your carbon source names, "
@@ -136,7 +159,7 @@ def parse_candidates(cluster_conn_ids: Any, *, allow_mixed_signals: bool = False
             if not isinstance(spec, Mapping):
                 raise ScheduleConfigError(f"{where} must be a zone string or a dict with 'zone', got {spec!r}")
             known = {"zone", "namespace", "node_selector", "affinity", "carbon_conn_id", "capacity", "signal",
-                     "conn_id"}
+                     "conn_id", "config_file", "cluster_context", "in_cluster"}
             unknown = sorted(set(spec) - known)
             if unknown:
                 raise ScheduleConfigError(f"{where} has unknown key(s) {unknown}; allowed: {sorted(known)}")
@@ -150,6 +173,11 @@ def parse_candidates(cluster_conn_ids: Any, *, allow_mixed_signals: bool = False
             for key in ("node_selector", "affinity"):
                 if spec.get(key) is not None and not isinstance(spec[key], Mapping):
                     raise ScheduleConfigError(f"{where}: {key} must be a dict, got {type(spec[key]).__name__}")
+            for key in ("config_file", "cluster_context", "namespace", "carbon_conn_id"):
+                if spec.get(key) is not None and not isinstance(spec[key], str):
+                    raise ScheduleConfigError(f"{where}: {key} must be a string, got {type(spec[key]).__name__}")
+            if spec.get("in_cluster") is not None and not isinstance(spec["in_cluster"], bool):
+                raise ScheduleConfigError(f"{where}: in_cluster must be true or false, got {spec['in_cluster']!r}")
             candidates.append(
                 ClusterCandidate(
                     conn_id=str(spec.get("conn_id") or name),
@@ -160,6 +188,9 @@ def parse_candidates(cluster_conn_ids: Any, *, allow_mixed_signals: bool = False
                     carbon_conn_id=spec.get("carbon_conn_id"),
                     capacity=capacity,
                     signal=signal,
+                    config_file=spec.get("config_file"),
+                    cluster_context=spec.get("cluster_context"),
+                    in_cluster=spec.get("in_cluster"),
                 )
             )
     elif isinstance(cluster_conn_ids, Sequence):
@@ -195,14 +226,18 @@ def _duration(value: Any, name: str, *, allow_zero: bool) -> timedelta:
         delta = parse_duration(value, name) if isinstance(value, (str, timedelta)) else None
     except ValueError as exc:
         raise ScheduleConfigError(str(exc)) from None
+    except OverflowError:
+        delta = MAX_SPAN * 2  # refused below with the bound
     if delta is None:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            delta = timedelta(seconds=value)
+            delta = timedelta(seconds=value) if abs(value) <= 2 * MAX_SPAN.total_seconds() else MAX_SPAN * 2
         else:
             raise ScheduleConfigError(f"{name} must be a timedelta, seconds or a string like '4h', got {value!r}")
+    if delta > MAX_SPAN:
+        raise ScheduleConfigError(f"{name} {value!r} is longer than {MAX_SPAN.days} days; give a shorter duration")
     if delta < timedelta(0) or (delta == timedelta(0) and not allow_zero):
         bound = "zero or more" if allow_zero else "longer than zero"
-        raise ScheduleConfigError(f"{name} must be {bound}, got {delta}")
+        raise ScheduleConfigError(f"{name} must be {bound}, got {format_duration(delta)}")
     return delta
 
 
@@ -296,9 +331,7 @@ class Decision:
         rows = []
         for cand in self.candidates:
             option = best.get(cand.key)
-            row: dict[str, Any] = {"cluster": cand.conn_id, "zone": cand.zone}
-            if cand.node_selector:
-                row["node_selector"] = dict(cand.node_selector)
+            row: dict[str, Any] = {"cluster": cand.conn_id, "key": cand.key, **cand.to_dict()}
             if option is not None:
                 row["best_start"] = _iso(option.start)
                 row["forecast_mean"] = _round(option.mean_intensity)
@@ -335,6 +368,9 @@ class CarbonSchedule:
     :param replan_interval: how often the trigger re-plans while waiting (default 15 min).
     :param beyond_horizon: ``exclude`` or ``persist`` (see the planner).
     :param allow_mixed_signals: accept average and marginal candidates in one comparison.
+    :param planning_timeout: seconds one planning step (every carbon source at once) may take
+        before the task plans without the sources that have not answered, or falls open
+        (default ``[carbon] planning_timeout``, else 5).
     """
 
     def __init__(
@@ -352,6 +388,7 @@ class CarbonSchedule:
         replan_interval: Any = timedelta(minutes=15),
         beyond_horizon: str = "exclude",
         allow_mixed_signals: bool = False,
+        planning_timeout: Any = None,
     ) -> None:
         self.candidates = parse_candidates(cluster_conn_ids, allow_mixed_signals=allow_mixed_signals)
         self.expected_duration = _duration(expected_duration, "expected_duration", allow_zero=False)
@@ -388,6 +425,17 @@ class CarbonSchedule:
             raise ScheduleConfigError(f"beyond_horizon {beyond_horizon!r} is unknown; use 'exclude' or 'persist'")
         self.beyond_horizon = beyond_horizon
         self.allow_mixed_signals = bool(allow_mixed_signals)
+        self.planning_timeout = _planning_timeout(planning_timeout)
+
+    @property
+    def options(self) -> PlanningOptions:
+        """The planning parameters a waiting trigger needs too (no timing, no candidates)."""
+        return PlanningOptions(
+            policy=self.policy, min_saving_pct=self.min_saving_pct, min_saving_abs=self.min_saving_abs,
+            carbon_conn_id=self.carbon_conn_id, beyond_horizon=self.beyond_horizon,
+            allow_mixed_signals=self.allow_mixed_signals, fail_open=self.fail_open,
+            planning_timeout=self.planning_timeout,
+        )
 
     @classmethod
     def check_at_parse(cls, cluster_conn_ids: Any, **kwargs: Any) -> CarbonSchedule:
@@ -419,12 +467,11 @@ class CarbonSchedule:
 
     def source_of(self, cand: ClusterCandidate) -> tuple[str, str]:
         """Return the (carbon connection, zone) whose forecast applies to ``cand``."""
-        return cand.carbon_conn_id or self.carbon_conn_id, cand.zone or ""
+        return self.options.source_of(cand)
 
     def planner_candidate(self, cand: ClusterCandidate) -> Candidate:
         """Return ``cand`` as the planner sees it: its key, and its source as the "zone"."""
-        conn_id, zone = self.source_of(cand)
-        return Candidate(cand.key, f"{conn_id}|{zone}", cand.capacity)
+        return self.options.planner_candidate(cand)
 
     def resolve(self) -> list[ClusterCandidate]:
         """Fill in zones and carbon connections from the Kubernetes connections' extras.
@@ -457,23 +504,9 @@ class CarbonSchedule:
     def fetch_forecasts(
         self, candidates: Sequence[ClusterCandidate], now: datetime, until: datetime
     ) -> tuple[dict[tuple[str, str], IntensitySeries], dict[tuple[str, str], str]]:
-        """Fetch one forecast per (carbon connection, zone); return the series and the errors."""
-        from airflow_carbon_provider.hooks._registry import carbon_hook
-
-        series: dict[tuple[str, str], IntensitySeries] = {}
-        errors: dict[tuple[str, str], str] = {}
-        for key in dict.fromkeys(self.source_of(c) for c in candidates):
-            conn_id, zone = key
-            try:
-                hook = carbon_hook(conn_id, clock=lambda: now)
-                forecast = hook.get_forecast(zone, start=now, end=until)
-                if forecast.bounds[0] > now.timestamp():
-                    forecast = splice_current(hook.get_current(zone), forecast, now)
-                series[key] = forecast
-            except (CarbonDataError, SignalError, ScheduleConfigError) as exc:
-                errors[key] = f"{type(exc).__name__}: {exc}"
-                log.warning("Carbon data for zone %s from %s is unavailable: %s", zone, conn_id, exc)
-        return series, errors
+        """Fetch one forecast per (carbon connection, zone), all at once, within ``planning_timeout``."""
+        return fetch_sources((self.source_of(c) for c in candidates), now, until,
+                             budget=self.planning_timeout, clock=lambda: now)
 
     # -- planning -------------------------------------------------------------------------
 
@@ -485,11 +518,14 @@ class CarbonSchedule:
         deadline: Any = None,
         busy: Sequence[tuple[str, datetime, datetime]] = (),
     ) -> Decision:
-        """Choose cluster and start; on carbon-data failure fall open (or raise if ``fail_open`` is off)."""
+        """Choose cluster and start; on carbon-data failure fall open (or raise if ``fail_open`` is off).
+
+        Fetching takes at most ``planning_timeout`` seconds, whatever the carbon APIs do.
+        """
         latest, finish_by = self.latest_start(arrival, deadline)
         candidates = self.resolve()
         home = candidates[0]
-        series, errors = self.fetch_forecasts(candidates, now, max(latest, now) + self.expected_duration)
+        series, errors = self.fetch_forecasts(candidates, now, until_for(latest, now, self.expected_duration))
         return self.decide(candidates, series, errors, now=now, arrival=arrival, latest=latest,
                            finish_by=finish_by, busy=busy, home=home)
 
@@ -498,75 +534,109 @@ class CarbonSchedule:
         candidates: Sequence[ClusterCandidate],
         series: Mapping[tuple[str, str], IntensitySeries],
         errors: Mapping[tuple[str, str], str],
-        *,
-        now: datetime,
-        arrival: datetime,
-        latest: datetime,
-        finish_by: datetime | None,
-        busy: Sequence[tuple[str, datetime, datetime]] = (),
-        home: ClusterCandidate | None = None,
-        incumbent: Option | None = None,
+        **kwargs: Any,
     ) -> Decision:
-        """Plan from fetched forecasts (pure apart from logging); shared by operator and trigger."""
-        home = home or candidates[0]
-        per_candidate_errors = {c.key: errors[self.source_of(c)] for c in candidates if self.source_of(c) in errors}
-        usable = [c for c in candidates if c.key not in per_candidate_errors]
+        """Plan from fetched forecasts: :func:`decide` with this schedule's options and duration."""
+        return decide(self.options, self.expected_duration, candidates, series, errors, **kwargs)
 
-        def fallback(why: str) -> Decision:
-            if not self.fail_open:
-                raise CarbonPlanningFailed(why)
-            return Decision(
-                self.policy, list(candidates), home, home, now, finish_by, latest, arrival, now, None, None,
-                f"{why}; running now on the home cluster {home.conn_id} (fail_open)", None, True,
-                per_candidate_errors,
-            )
 
-        if home.key in per_candidate_errors:
-            return fallback(f"carbon data for the home zone {home.zone} is unavailable "
-                            f"({per_candidate_errors[home.key]})")
-        cands = [self.planner_candidate(c) for c in usable]
-        forecasts = {pc.zone: series[self.source_of(c)] for pc, c in zip(cands, usable)}
-        try:
-            result = plan(
-                cands, forecasts, now=now, duration=self.expected_duration, latest_start=latest,
-                policy=self.policy, min_saving_pct=self.min_saving_pct, min_saving_abs=self.min_saving_abs,
-                incumbent=incumbent, busy=busy, beyond_horizon=self.beyond_horizon,
-                allow_mixed_signals=self.allow_mixed_signals,
-            )
-        except (PlanningError, SignalError) as exc:
-            return fallback(f"the planner could not plan ({exc})")
-        by_key = {c.key: c for c in usable}
-        chosen = by_key[result.chosen.candidate.cluster_id]
-        planned_start = result.chosen.start if result.chosen.start - now > START_TOLERANCE else now
-        reason = _readable(result, chosen, home, by_key)
-        if per_candidate_errors:
-            reason += f" (left out for lack of data: {', '.join(sorted(per_candidate_errors))})"
+@dataclass(frozen=True)
+class PlanningOptions:
+    """The planner parameters a task and its waiting trigger share (JSON-safe, no secrets)."""
+
+    policy: str = "carbon-aware"
+    min_saving_pct: float = 5.0
+    min_saving_abs: float = 0.0
+    carbon_conn_id: str = DEFAULT_CARBON_CONN_ID
+    beyond_horizon: str = "exclude"
+    allow_mixed_signals: bool = False
+    fail_open: bool = True
+    planning_timeout: float = 5.0
+
+    def source_of(self, cand: ClusterCandidate) -> tuple[str, str]:
+        """Return the (carbon connection, zone) whose forecast applies to ``cand``."""
+        return cand.carbon_conn_id or self.carbon_conn_id, cand.zone or ""
+
+    def planner_candidate(self, cand: ClusterCandidate) -> Candidate:
+        """Return ``cand`` as the planner sees it: its key, and its source as the "zone"."""
+        conn_id, zone = self.source_of(cand)
+        return Candidate(cand.key, f"{conn_id}|{zone}", cand.capacity)
+
+
+def decide(
+    options: PlanningOptions,
+    duration: timedelta,
+    candidates: Sequence[ClusterCandidate],
+    series: Mapping[tuple[str, str], IntensitySeries],
+    errors: Mapping[tuple[str, str], str],
+    *,
+    now: datetime,
+    arrival: datetime,
+    latest: datetime,
+    finish_by: datetime | None,
+    busy: Sequence[tuple[str, datetime, datetime]] = (),
+    home: ClusterCandidate | None = None,
+    incumbent: Option | None = None,
+    fail_open: bool | None = None,
+) -> Decision:
+    """Plan from fetched forecasts (pure apart from logging); shared by the worker and the trigger.
+
+    :param fail_open: override ``options.fail_open`` (a waiting trigger always keeps its plan).
+    """
+    home = home or candidates[0]
+    source_of = options.source_of
+    per_candidate_errors = {c.key: errors[source_of(c)] for c in candidates if source_of(c) in errors}
+    usable = [c for c in candidates if c.key not in per_candidate_errors]
+    may_fall_open = options.fail_open if fail_open is None else fail_open
+
+    def fallback(why: str) -> Decision:
+        if not may_fall_open:
+            raise CarbonPlanningFailed(why)
         return Decision(
-            self.policy, list(candidates), home, chosen, planned_start, finish_by, latest, arrival, now,
-            result.chosen.mean_intensity, result.baseline.mean_intensity, reason, result, False,
+            options.policy, list(candidates), home, home, now, finish_by, latest, arrival, now, None, None,
+            f"{why}; running now on the home cluster {home.conn_id} (fail_open)", None, True,
             per_candidate_errors,
-            {"signal": result.signal.value, "horizon_limited": result.horizon_limited},
         )
 
-    def trigger(self, decision: Decision) -> CarbonWindowTrigger:
-        """Return the trigger that waits for ``decision``'s window and re-plans on the way."""
-        from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
-
-        return CarbonWindowTrigger(
-            candidates=[c.to_dict() for c in decision.candidates],
-            planned_cluster=decision.chosen.key,
-            planned_start=decision.planned_start,
-            planned_intensity=decision.expected_intensity or 0.0,
-            latest_start=decision.latest_start,
-            duration_seconds=self.expected_duration.total_seconds(),
-            policy=self.policy,
-            min_saving_pct=self.min_saving_pct,
-            min_saving_abs=self.min_saving_abs,
-            carbon_conn_id=self.carbon_conn_id,
-            replan_interval_seconds=self.replan_interval.total_seconds(),
-            beyond_horizon=self.beyond_horizon,
-            allow_mixed_signals=self.allow_mixed_signals,
+    if home.key in per_candidate_errors:
+        return fallback(f"carbon data for the home zone {home.zone} is unavailable "
+                        f"({per_candidate_errors[home.key]})")
+    cands = [options.planner_candidate(c) for c in usable]
+    forecasts = {pc.zone: series[source_of(c)] for pc, c in zip(cands, usable)}
+    try:
+        result = plan(
+            cands, forecasts, now=now, duration=duration, latest_start=latest,
+            policy=options.policy, min_saving_pct=options.min_saving_pct, min_saving_abs=options.min_saving_abs,
+            incumbent=incumbent, busy=busy, beyond_horizon=options.beyond_horizon,
+            allow_mixed_signals=options.allow_mixed_signals,
         )
+    except (PlanningError, SignalError) as exc:
+        return fallback(f"the planner could not plan ({exc})")
+    by_key = {c.key: c for c in usable}
+    chosen = by_key[result.chosen.candidate.cluster_id]
+    planned_start = result.chosen.start if result.chosen.start - now > START_TOLERANCE else now
+    reason = _readable(result, chosen, home, by_key)
+    if per_candidate_errors:
+        reason += f" (left out for lack of data: {', '.join(sorted(per_candidate_errors))})"
+    return Decision(
+        options.policy, list(candidates), home, chosen, planned_start, finish_by, latest, arrival, now,
+        result.chosen.mean_intensity, result.baseline.mean_intensity, reason, result, False,
+        per_candidate_errors,
+        {"signal": result.signal.value, "horizon_limited": result.horizon_limited},
+    )
+
+
+def _planning_timeout(value: Any) -> float:
+    if value is None:
+        return planning_timeout_default()
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if (not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds)
+            or not MIN_PLANNING_TIMEOUT <= seconds <= MAX_PLANNING_TIMEOUT):
+        raise ScheduleConfigError(
+            f"planning_timeout must be seconds between {MIN_PLANNING_TIMEOUT:g} and {MAX_PLANNING_TIMEOUT:g}, "
+            f"got {value!r}"
+        )
+    return float(seconds)
 
 
 XCOM_KEY = "carbon_decision"
@@ -646,19 +716,6 @@ class CarbonPlanningFailed(CarbonDataError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, provider="planner")
-
-
-def splice_current(current: IntensitySeries, forecast: IntensitySeries, now: datetime) -> IntensitySeries:
-    """Cover ``now`` by prefixing a forecast that starts later with the current interval's value."""
-    t = now.timestamp()
-    start = forecast.bounds[0]
-    if start <= t:
-        return forecast
-    value = current.values[-1]
-    return IntensitySeries.from_arrays(
-        forecast.zone, forecast.kind, [t, *forecast.bounds], [value, *forecast.values],
-        source=forecast.source, issued_at=forecast.issued_at, is_forecast=True,
-    )
 
 
 def _readable(result: Plan, chosen: ClusterCandidate, home: ClusterCandidate,

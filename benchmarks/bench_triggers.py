@@ -348,6 +348,7 @@ def _ticks_between(start: datetime, end: datetime, period: float) -> int:
 def plan_once(zones: Sequence[str], lead: float, slack: float) -> dict[str, Any]:
     """Plan once through CarbonSchedule (sync hooks, via the server); return the trigger kwargs."""
     from airflow_carbon_provider.scheduling import CarbonSchedule
+    from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
 
     schedule = CarbonSchedule(
         {f"k8s_{z.lower()}": {"zone": z} for z in zones},
@@ -360,7 +361,7 @@ def plan_once(zones: Sequence[str], lead: float, slack: float) -> dict[str, Any]
     decision = schedule.plan(now, now)
     if decision.fail_open:
         raise RuntimeError(f"the set-up plan failed open: {decision.reason}")
-    return schedule.trigger(decision).serialize()[1]
+    return CarbonWindowTrigger.from_decision(schedule, decision).serialize()[1]
 
 
 async def _fire(trigger: Any) -> tuple[Any, datetime]:

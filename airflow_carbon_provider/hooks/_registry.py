@@ -118,22 +118,21 @@ async def acarbon_hook(conn_id: str, clock: Callable[[], datetime] | None = None
     if hook is not None:
         return hook
     flight = _flights.get(key)
-    if flight is not None and flight.get_loop() is loop:
-        return await asyncio.shield(flight)
-    flight = loop.create_future()
-    flight.add_done_callback(lambda f: f.cancelled() or f.exception())  # no "never retrieved" noise
-    _flights[key] = flight
-    try:
-        hook = await _aresolve(conn_id, clock)
-    except BaseException as exc:
-        flight.set_exception(exc)
-        raise
-    else:
-        _remember(key, hook)
-        flight.set_result(hook)
-        return hook
-    finally:
-        _flights.pop(key, None)
+    if flight is None or flight.get_loop() is not loop:
+        # The read runs in a task of its own, so a caller that is cancelled (one trigger of
+        # many) cancels only its own wait: the others, shielded, still get the hook.
+        flight = loop.create_task(_aresolve(conn_id, clock))
+        flight.add_done_callback(lambda f: f.cancelled() or f.exception())  # no "never retrieved" noise
+        _flights[key] = flight
+
+        def settle(done: asyncio.Future[Any]) -> None:
+            if _flights.get(key) is done:
+                _flights.pop(key, None)
+            if not done.cancelled() and done.exception() is None:
+                _remember(key, done.result())
+
+        flight.add_done_callback(settle)
+    return await asyncio.shield(flight)
 
 
 async def _aresolve(conn_id: str, clock: Callable[[], datetime] | None) -> Any:

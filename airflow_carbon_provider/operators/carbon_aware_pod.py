@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -35,6 +37,7 @@ except ImportError:  # Airflow 3.1
 from airflow_carbon_provider.core.emissions import PowerModel, ResourceError, emissions_g
 from airflow_carbon_provider.core.planner import Option
 from airflow_carbon_provider.exceptions import CarbonDataError
+from airflow_carbon_provider.fetching import run_bounded
 from airflow_carbon_provider.links.carbon import CarbonDecisionLink
 from airflow_carbon_provider.scheduling import (
     DEFAULT_CARBON_CONN_ID,
@@ -42,10 +45,13 @@ from airflow_carbon_provider.scheduling import (
     CarbonPlanningFailed,
     CarbonScheduledMixin,
     ClusterCandidate,
+    Decision,
     ScheduleConfigError,
+    parse_candidates,
     pull_decision,
     utcnow,
 )
+from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -53,21 +59,45 @@ if TYPE_CHECKING:
 __all__ = ["XCOM_KEY", "CarbonAwareKubernetesPodOperator"]
 
 TRIGGER_FAIL = "__fail__"
+#: KPO parameters that choose the cluster inside KPO's hook, over the connection's own.
+PLACEMENT_OVERRIDES = ("config_file", "cluster_context", "in_cluster")
+#: The candidate fields that travel with the decision and rebuild the candidate later.
+_CANDIDATE_FIELDS = frozenset(ClusterCandidate.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """The operator's own placement, as rendered, before any candidate is applied."""
+
+    namespace: str | None
+    node_selector: dict[str, str]
+    affinity: Any
+    config_file: str | None
+    cluster_context: str | None
+    in_cluster: bool | None
 
 
 class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperator):
     """Run a pod on the greenest candidate cluster, in the lowest-carbon window before its deadline.
 
     All of :class:`~airflow.providers.cncf.kubernetes.operators.pod.KubernetesPodOperator`'s
-    parameters are accepted and behave as there. Carbon-aware parameters:
+    parameters are accepted and behave as there, except that where the pod runs follows the
+    chosen candidate: ``kubernetes_conn_id``, ``namespace``, ``node_selector``, ``affinity``,
+    ``config_file``, ``cluster_context`` and ``in_cluster`` are the operator's own values plus
+    the chosen candidate's, afresh for every cluster tried. With several candidates,
+    ``config_file``, ``cluster_context`` and ``in_cluster`` on the operator are refused (they
+    would send every candidate's pod to one cluster): give them per candidate. Carbon-aware
+    parameters:
 
     :param cluster_conn_ids: candidate Kubernetes connection ids, home first; or a mapping of
         connection id to zone, or to a dict with ``zone``, ``namespace``, ``node_selector``,
-        ``affinity``, ``carbon_conn_id``, ``capacity``, ``conn_id`` (see
+        ``affinity``, ``carbon_conn_id``, ``capacity``, ``conn_id``, ``config_file``,
+        ``cluster_context``, ``in_cluster`` (see
         :func:`~airflow_carbon_provider.scheduling.parse_candidates`). Default: just
         ``kubernetes_conn_id`` (time-shifting only).
     :param expected_duration: how long the pod runs, e.g. ``"4h"`` (templated).
-    :param max_delay: how long after the task is ready it may start, e.g. ``"12h"`` (templated).
+    :param max_delay: how long after the task's first try started it may start, e.g. ``"12h"``
+        (templated). Retries share it: a retry plans within what is left.
     :param deadline: when the pod must have finished (templated; ISO-8601 with timezone).
         Give ``max_delay`` or ``deadline``.
     :param policy: planner policy (default ``carbon-aware``: joint choice of cluster and time).
@@ -82,6 +112,10 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
     :param replan_interval: how often the waiting trigger re-plans (default 15 minutes).
     :param beyond_horizon: ``exclude`` (default) or ``persist``; see the planner docs.
     :param allow_mixed_signals: accept average and marginal candidates in one comparison.
+    :param planning_timeout: seconds that planning, the re-check before the pod starts, the
+        search for an earlier try's pod and the realised-intensity fetch after the run may
+        each take (default ``[carbon] planning_timeout``, else 5). When carbon data has not
+        come in time the task plans without it, or falls open.
     """
 
     template_fields: Sequence[str] = (
@@ -106,17 +140,38 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         replan_interval: Any = timedelta(minutes=15),
         beyond_horizon: str = "exclude",
         allow_mixed_signals: bool = False,
+        planning_timeout: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        task = kwargs.get("task_id", "?")
         if cluster_conn_ids is None:
             cluster_conn_ids = [self.kubernetes_conn_id or "kubernetes_default"]
+        elif kwargs.get("kubernetes_conn_id") is not None:
+            try:
+                conn_ids = {c.conn_id for c in parse_candidates(cluster_conn_ids)}
+            except ScheduleConfigError:
+                conn_ids = set()  # reported below with the parameter's own message
+            if conn_ids and kwargs["kubernetes_conn_id"] not in conn_ids:
+                raise ScheduleConfigError(
+                    f"{type(self).__name__} {task!r}: kubernetes_conn_id {kwargs['kubernetes_conn_id']!r} is not "
+                    "among cluster_conn_ids; the pod runs on the chosen candidate, so drop kubernetes_conn_id "
+                    "or list it in cluster_conn_ids (first = home)"
+                )
         self.cluster_conn_ids = cluster_conn_ids
         self._set_carbon_parameters(
             expected_duration, max_delay, deadline, policy=policy, min_saving_pct=min_saving_pct,
             min_saving_abs=min_saving_abs, carbon_conn_id=carbon_conn_id, fail_open=fail_open,
             replan_interval=replan_interval, beyond_horizon=beyond_horizon, allow_mixed_signals=allow_mixed_signals,
+            planning_timeout=planning_timeout,
         )
+        overrides = [name for name in PLACEMENT_OVERRIDES if kwargs.get(name) is not None]
+        if overrides and len(self.carbon_schedule.candidates) > 1:
+            raise ScheduleConfigError(
+                f"{type(self).__name__} {task!r}: {', '.join(overrides)} on the operator would send every "
+                "candidate's pod to one cluster; give them per candidate in cluster_conn_ids "
+                "(e.g. {'k8s_se': {'cluster_context': 'se'}}) or in each Kubernetes connection's extras"
+            )
         if power_watts is not None and (
             not isinstance(power_watts, (int, float)) or not math.isfinite(power_watts) or power_watts < 0
         ):
@@ -166,8 +221,11 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         """Plan; run now on the chosen cluster, or defer to the low-carbon window."""
         now = utcnow()
         ti = context["ti"]
-        arrival = getattr(ti, "start_date", None) or now
         schedule = self.carbon_schedule
+        arrival = self._arrival(context, now)
+        adopted = self._adopt_earlier_pod(context)
+        if adopted is not None:
+            return self._start_pod(context, adopted)
         try:
             decision = schedule.plan(now, arrival)
         except CarbonPlanningFailed as exc:  # fail_open is off and the data failed
@@ -181,7 +239,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             record["phase"] = "waiting"
             ti.xcom_push(key=XCOM_KEY, value=record)
             self.defer(
-                trigger=schedule.trigger(decision),
+                trigger=CarbonWindowTrigger.from_decision(schedule, decision),
                 method_name="execute_complete",
                 kwargs={"decision": record},
                 timeout=schedule.defer_timeout(decision, now),
@@ -224,7 +282,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         """Resume KPO's own deferral on the cluster the pod was placed on (not the home one)."""
         record = self._pulled_decision(context)
         if record is not None:
-            self._place(self._candidate_from_record(record), record)
+            self._place(self._candidate_from_record(record))
         try:
             result = super().trigger_reentry(context, event)
         except TaskDeferred:  # KPO re-defers to stream logs: not finished yet
@@ -237,6 +295,128 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             self._record_outcome(context, record, "success")
         return result
 
+    def invoke_defer_method(self, last_log_time: Any = None, context: Context | None = None) -> None:
+        """Defer to KPO's pod trigger with ``execution_timeout`` counted from the pod's start.
+
+        KPO anchors the deadline on the task instance's ``start_date``, which for a carbon-aware
+        task lies before its wait for the low-carbon window; the wait must not count against
+        the pod's run time.
+        """
+        if context is not None and self.execution_timeout is not None:
+            started = _parse_instant((self._pulled_decision(context) or {}).get("actual_start"))
+            if started is not None:
+                context = _ContextWithStart(context, started)  # type: ignore[assignment]
+        super().invoke_defer_method(last_log_time=last_log_time, context=context)
+
+    # -- tries ------------------------------------------------------------------------------
+
+    def _arrival(self, context: Context, now: datetime) -> datetime:
+        """Return when the first try of this task instance started (``max_delay`` counts from it).
+
+        Kept in Airflow's task state store (3.3+), which outlives tries; before 3.3, or if the
+        store cannot be read, each try counts from its own start.
+        """
+        ti = context["ti"]
+        own = getattr(ti, "start_date", None) or now
+        store = context.get("task_state_store")
+        if store is None:
+            return own
+        try:
+            first = _parse_instant(store.get(ARRIVAL_KEY))
+            if first is not None and first <= own:
+                return first
+            store.set(ARRIVAL_KEY, _iso(own))
+        except Exception as exc:  # the store is a convenience: never fail the task on it
+            self.log.warning("Could not read or keep the first try's start in the task state store (%s)", _short(exc))
+        return own
+
+    def _adopt_earlier_pod(self, context: Context) -> dict[str, Any] | None:
+        """On a retry, find a live pod of an earlier try on any candidate: one pod per task instance.
+
+        With ``reattach_on_restart`` (KPO's default) the task reattaches to it on its cluster
+        and does not plan; otherwise the earlier pods are deleted before planning. Clusters that
+        do not answer within ``planning_timeout`` are logged and passed over.
+        """
+        if int(getattr(context["ti"], "try_number", 1) or 1) <= 1:
+            return None
+        try:
+            candidates = self.carbon_schedule.resolve()
+        except ScheduleConfigError:
+            return None  # planning reports the configuration error with its own message
+        found = self._live_pods(context, candidates)
+        if not found:
+            return None
+        if not getattr(self, "reattach_on_restart", True):
+            for cand, pod in found:
+                self.log.warning("Deleting live pod %s of an earlier try on %s (reattach_on_restart is off)",
+                                 pod.metadata.name, cand.conn_id)
+                self._delete_pod(cand, pod)
+            return None
+        found.sort(key=lambda item: item[1].metadata.creation_timestamp or datetime.min, reverse=True)
+        (cand, pod), extra = found[0], found[1:]
+        for other_cand, other in extra:
+            self.log.warning("Deleting extra live pod %s of an earlier try on %s", other.metadata.name,
+                             other_cand.conn_id)
+            self._delete_pod(other_cand, other)
+        now = utcnow()
+        reason = (f"a live pod of an earlier try ({pod.metadata.name}) runs on {cand.conn_id}; reattached to it "
+                  "instead of planning again (one pod per task instance)")
+        self.log.info("%s", reason)
+        decision = Decision(
+            self.carbon_schedule.policy, list(candidates), candidates[0], cand, now, None, now, now, now,
+            None, None, reason,
+        )
+        record = decision.to_dict()
+        record["reattached_pod"] = pod.metadata.name
+        self._record_decision(context, record)
+        return record
+
+    def _live_pods(self, context: Context, candidates: list[ClusterCandidate]) -> list[tuple[ClusterCandidate, Any]]:
+        budget = self.carbon_schedule.planning_timeout
+        selector = self._build_find_pod_label_selector(context, exclude_checked=True)
+        listers = []
+        seen = set()
+        for cand in candidates:
+            self._place(cand)
+            hook = self.hook
+            where = (cand.conn_id, cand.config_file, cand.cluster_context, cand.in_cluster)
+            try:
+                namespace = self.namespace or hook.get_namespace() or "default"
+            except Exception as exc:
+                self.log.warning("Cannot read the namespace of %s (%s); not searched", cand.conn_id, _short(exc))
+                continue
+            if (where, namespace) in seen:
+                continue
+            seen.add((where, namespace))
+            listers.append((cand, hook, namespace))
+
+        def search(hook: Any, namespace: str) -> list[Any]:
+            return hook.core_v1_client.list_namespaced_pod(
+                namespace, label_selector=selector, _request_timeout=budget).items
+
+        found = []
+        for cand, hook, namespace in listers:  # sequential, bounded: retries are rare
+            try:
+                pods = run_bounded(partial(search, hook, namespace), budget, f"pod search on {cand.conn_id}")
+            except Exception as exc:
+                self.log.warning("Could not search %s for a pod of an earlier try (%s)", cand.conn_id, _short(exc))
+                continue
+            for pod in pods:
+                phase = pod.status.phase if pod.status else None
+                if phase not in ("Succeeded", "Failed") and pod.metadata.deletion_timestamp is None:
+                    found.append((cand, pod))
+        return found
+
+    def _delete_pod(self, cand: ClusterCandidate, pod: Any) -> None:
+        self._place(cand)
+        hook = self.hook
+        try:
+            run_bounded(lambda: hook.core_v1_client.delete_namespaced_pod(
+                pod.metadata.name, pod.metadata.namespace, _request_timeout=self.carbon_schedule.planning_timeout),
+                self.carbon_schedule.planning_timeout, "pod deletion")
+        except Exception as exc:
+            self.log.warning("Could not delete pod %s on %s (%s)", pod.metadata.name, cand.conn_id, _short(exc))
+
     # -- placement --------------------------------------------------------------------------
 
     def _pulled_decision(self, context: Context) -> dict[str, Any] | None:
@@ -245,29 +425,41 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
     def _candidates(self) -> list[ClusterCandidate]:
         return self.carbon_schedule.resolve()
 
+    def _recorded_candidates(self, record: dict[str, Any]) -> list[ClusterCandidate]:
+        """Return the candidates as resolved when the decision was made (zones and carbon sources)."""
+        rows = [r for r in record.get("candidates") or [] if isinstance(r, dict) and r.get("conn_id")]
+        if rows:
+            return [ClusterCandidate.from_dict({k: v for k, v in r.items() if k in _CANDIDATE_FIELDS}) for r in rows]
+        return list(self.carbon_schedule.candidates)
+
     def _candidate_from_record(self, record: dict[str, Any]) -> ClusterCandidate:
         key = record.get("chosen_key", record.get("chosen_cluster"))
-        for cand in self.carbon_schedule.candidates:
-            if cand.key == key or cand.conn_id == key:
+        for cand in self._recorded_candidates(record):
+            if cand.key == key:
+                return cand
+        for cand in self._recorded_candidates(record):
+            if cand.conn_id == key:
                 return cand
         return ClusterCandidate(str(record.get("chosen_cluster")))
 
     def _apply_trigger_choice(self, decision: dict[str, Any], event: dict[str, Any]) -> None:
         key = event.get("cluster")
-        cands = {c.key: c for c in self.carbon_schedule.candidates}
+        cands = {c.key: c for c in self._recorded_candidates(decision)}
         if key in cands and key != decision.get("chosen_key", decision["chosen_cluster"]):
             cand = cands[key]
             self.log.info("While waiting, re-planning moved the task to %s", key)
             decision["chosen_cluster"], decision["chosen_key"] = cand.conn_id, cand.key
-            decision["zone"] = next((r["zone"] for r in decision.get("candidates", [])
-                                     if r.get("cluster") == cand.conn_id), decision.get("zone"))
+            decision["zone"] = cand.zone or decision.get("zone")
         if event.get("planned_start"):
             decision["planned_start"] = str(event["planned_start"]).replace("+00:00", "Z")
         if event.get("expected_intensity") is not None and decision.get("expected_intensity") is not None:
             decision["expected_intensity"] = round(float(event["expected_intensity"]), 3)
 
     def _recheck(self, decision: dict[str, Any]) -> None:
-        """Re-check the spatial choice with fresh data just before starting; keep it on any failure."""
+        """Re-check the spatial choice with fresh data just before starting; keep it on any failure.
+
+        Bounded by ``planning_timeout``: a carbon API that hangs delays the pod by that much at most.
+        """
         now = utcnow()
         try:
             cands = self._candidates()
@@ -279,7 +471,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
                 return
             incumbent = Option(schedule.planner_candidate(current), now, 0.0)
             fresh = schedule.decide(cands, series, errors, now=now, arrival=now, latest=now, finish_by=None,
-                                    incumbent=incumbent)
+                                    incumbent=incumbent, fail_open=True)
         except (CarbonDataError, ScheduleConfigError, ValueError) as exc:
             self.log.warning("Could not re-check the cluster before starting (%s); keeping %s", exc,
                              decision["chosen_cluster"])
@@ -296,30 +488,60 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             decision["expected_intensity"] = fresh.to_dict()["expected_intensity"]
             decision["reason"] += f"; at start, fresh data moved it to {fresh.chosen.conn_id}"
 
-    def _place(self, cand: ClusterCandidate, record: dict[str, Any]) -> None:
-        """Point KPO at ``cand``: connection, namespace, node selector, affinity; drop cached clients."""
+    def _base_placement(self) -> _Placement:
+        """Return the operator's own placement, captured before the first candidate is applied."""
+        base = self.__dict__.get("_carbon_base_placement")
+        if base is None:
+            base = _Placement(self.namespace, dict(self.node_selector or {}), self.affinity, self.config_file,
+                              self.cluster_context, self.in_cluster)
+            self.__dict__["_carbon_base_placement"] = base
+        return base
+
+    def _place(self, cand: ClusterCandidate) -> None:
+        """Point KPO at ``cand``: the operator's own placement plus the candidate's, nothing else.
+
+        Connection, namespace, node selector, affinity, kubeconfig file, context and in-cluster
+        flag; cached clients are dropped. Each call starts from the operator's own values, so a
+        refused candidate leaves nothing behind for the next.
+        """
+        base = self._base_placement()
         self.kubernetes_conn_id = cand.conn_id
-        if cand.namespace:
-            self.namespace = cand.namespace
-        if cand.node_selector:
-            self.node_selector = {**(self.node_selector or {}), **cand.node_selector}
+        self.namespace = cand.namespace or base.namespace
+        self.node_selector = {**base.node_selector, **(cand.node_selector or {})}
         if cand.affinity:
             from kubernetes.client import ApiClient
 
             self.affinity = ApiClient()._ApiClient__deserialize(cand.affinity, "V1Affinity")
+        else:
+            self.affinity = base.affinity
+        self.config_file = cand.config_file or base.config_file
+        self.cluster_context = cand.cluster_context or base.cluster_context
+        self.in_cluster = cand.in_cluster if cand.in_cluster is not None else base.in_cluster
         for name in ("hook", "client", "pod_manager"):
             self.__dict__.pop(name, None)
 
+    def convert_config_file_to_dict(self) -> None:
+        """Load the chosen candidate's kubeconfig for KPO's trigger; ``$KUBECONFIG`` only for a lone cluster.
+
+        KPO falls back to ``$KUBECONFIG`` and hands it to its trigger, where it wins over the
+        connection: with several candidates that would run every pod on one cluster.
+        """
+        if self.config_file or len(self.carbon_schedule.candidates) == 1:
+            super().convert_config_file_to_dict()
+        else:
+            self._config_dict = None
+
     def _fallback_order(self, record: dict[str, Any]) -> list[ClusterCandidate]:
-        cands = self.carbon_schedule.candidates
-        chosen_key = record.get("chosen_key", record["chosen_cluster"])
-        chosen = next((c for c in cands if c.key == chosen_key or c.conn_id == chosen_key), cands[0])
+        cands = self._recorded_candidates(record)
+        chosen = self._candidate_from_record(record)
         means = {}
         for row in record.get("candidates", []):
             if row.get("forecast_mean") is not None:
-                means[row["cluster"]] = row["forecast_mean"]
-        rest = [c for c in cands if c is not chosen]
-        rest.sort(key=lambda c: (means.get(c.conn_id, math.inf), cands.index(c)))
+                means[row.get("key", row.get("cluster"))] = row["forecast_mean"]
+        rest = [c for c in cands if c.key != chosen.key]
+        rest.sort(key=lambda c: (means.get(c.key, math.inf), cands.index(c)))
+        if record.get("reattached_pod"):
+            return [chosen]  # the pod runs there: never start a second one elsewhere
         return [chosen, *rest]
 
     def _start_pod(self, context: Context, record: dict[str, Any]) -> Any:
@@ -331,17 +553,18 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         order = self._fallback_order(record)
         last_error: BaseException | None = None
         for attempt, cand in enumerate(order):
-            self._place(cand, record)
+            self._place(cand)
             self.pod = None
             self.pod_request_obj = None
             record.update({
                 "phase": "running",
                 "cluster": cand.conn_id,
-                "actual_start": utcnow().isoformat().replace("+00:00", "Z"),
+                "actual_start": _iso(utcnow()),
                 "fallbacks": fallbacks,
             })
             if attempt:
                 record["chosen_cluster"], record["chosen_key"] = cand.conn_id, cand.key
+                record["zone"] = cand.zone or record.get("zone")
             record["carbon_conn_id"] = cand.carbon_conn_id or self._carbon_options["carbon_conn_id"]
             ti.xcom_push(key=XCOM_KEY, value=record)
             try:
@@ -380,13 +603,64 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             self.log.warning("Carbon ledger: decision not recorded (%s)", _short(exc))
 
     def _record_outcome(self, context: Context, record: dict[str, Any], state: str) -> None:
+        """Record the outcome; the realised-intensity fetch gets ``planning_timeout``, then forecasts stand in."""
+        budget = self.carbon_schedule.planning_timeout
         try:
             from airflow_carbon_provider.ledger import record_outcome, run_key_from_context
 
             record_outcome(record, run_key_from_context(context), state=state,
-                           carbon_conn_id=record.get("carbon_conn_id"))
+                           carbon_conn_id=record.get("carbon_conn_id"), hook_for=_bounded_history(budget))
         except Exception as exc:  # the ledger is best effort by design
             self.log.warning("Carbon ledger: outcome not recorded (%s)", _short(exc))
+
+
+ARRIVAL_KEY = "carbon_first_try_start"
+
+
+class _ContextWithStart(dict):
+    """A task context whose ``ti.start_date`` reads as the pod's start (for KPO's deadline)."""
+
+    def __init__(self, context: Any, started: datetime) -> None:
+        super().__init__(context)
+        self["ti"] = self["task_instance"] = _StartedAt(context["ti"], started)
+
+
+class _StartedAt:
+    def __init__(self, ti: Any, started: datetime) -> None:
+        self._ti, self.start_date = ti, started
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ti, name)
+
+
+class _BoundedHistoryHook:
+    def __init__(self, conn_id: str, budget: float) -> None:
+        self.conn_id, self.budget = conn_id, budget
+
+    def get_history(self, zone: str, start: datetime, end: datetime) -> Any:
+        from airflow_carbon_provider.hooks._registry import carbon_hook
+
+        return run_bounded(lambda: carbon_hook(self.conn_id).get_history(zone, start, end), self.budget,
+                           f"history of {zone}")
+
+
+def _bounded_history(budget: float) -> Any:
+    """Return ``conn_id -> hook`` whose history fetch gives up after ``budget`` seconds."""
+    return lambda conn_id: _BoundedHistoryHook(conn_id, budget)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _parse_instant(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _short(exc: BaseException) -> str:

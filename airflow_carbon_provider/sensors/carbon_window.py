@@ -9,7 +9,7 @@ the downstream task to use.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -23,6 +23,7 @@ from airflow_carbon_provider.scheduling import (
     pull_decision,
     utcnow,
 )
+from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -69,6 +70,10 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
         super().__init__(**kwargs)
         if (zone is None) == (zones is None):
             raise ScheduleConfigError(f"{self.task_id!r}: give zone='DE' or zones=['DE', 'FR'], not both or neither")
+        if isinstance(zones, str):
+            raise ScheduleConfigError(
+                f"{self.task_id!r}: zones={zones!r} is one string; give a list, zones=[{zones!r}], or zone={zones!r}"
+            )
         chosen = [zone] if zone is not None else list(zones or [])
         self.zones = chosen
         self._set_carbon_parameters(
@@ -82,10 +87,20 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
         zones = self.zones
         return {z: {"zone": z} for z in zones} if all(isinstance(z, str) for z in zones) else zones
 
+    def _arrival(self, context: Context, now: datetime) -> datetime:
+        """Return when the sensor first started: in reschedule mode, its first poke, not this one."""
+        ti = context["ti"]
+        first = None
+        if getattr(self, "reschedule", False) or self.mode == "reschedule":
+            try:
+                first = ti.get_first_reschedule_date(context)
+            except Exception as exc:  # an older task runner: anchor on this poke and say so
+                self.log.warning("Could not read the first reschedule date (%s); max_delay counts from now", exc)
+        return first or getattr(ti, "start_date", None) or now
+
     def _decide(self, context: Context, schedule: CarbonSchedule) -> Any:
         now = utcnow()
-        arrival = getattr(context["ti"], "start_date", None) or now
-        decision = schedule.plan(now, arrival)
+        decision = schedule.plan(now, self._arrival(context, now))
         self.log.info("%s", decision.sentence())
         return decision
 
@@ -99,7 +114,7 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
         if decision.waits:
             context["ti"].xcom_push(key=XCOM_KEY, value={**record, "phase": "waiting"})
             self.defer(
-                trigger=schedule.trigger(decision),
+                trigger=CarbonWindowTrigger.from_decision(schedule, decision),
                 method_name="execute_complete",
                 kwargs={"decision": record},
                 timeout=schedule.defer_timeout(decision),
@@ -126,6 +141,19 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
         else:
             self.log.warning("Window trigger sent no usable event (%r); the window is open anyway", event)
         return self._opened(context, record)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Open anyway if the window trigger failed or timed out, and say why: never hold work past its deadline."""
+        if next_method == "__fail__":
+            record = pull_decision(context["ti"], self.task_id)
+            if record is not None and record.get("phase") == "waiting":
+                error = str((next_kwargs or {}).get("error", "unknown"))
+                self.log.warning("The carbon window trigger ended without firing (%s); opening the window now", error)
+                record["trigger"] = {"status": "trigger_failed", "error": error}
+                record["reason"] = f"{record.get('reason', '')}; the window trigger ended without firing ({error}), " \
+                                   "so the window opened at once"
+                return self._opened(context, record)
+        return super().resume_execution(next_method, next_kwargs, context)
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Re-plan at each poke; done when the planned start has come."""

@@ -21,16 +21,23 @@ import math
 import zlib
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_carbon_provider.core.planner import Option
+from airflow_carbon_provider.fetching import DEFAULT_PLANNING_TIMEOUT, afetch_sources
+from airflow_carbon_provider.scheduling import ClusterCandidate, PlanningOptions, decide
+
+if TYPE_CHECKING:
+    from airflow_carbon_provider.scheduling import CarbonSchedule, Decision
 
 UTC = timezone.utc
 # Longest single sleep: the wall clock is re-read at least this often, so a clock jump or a
 # suspended host cannot make the trigger oversleep its start by more than this.
 MAX_SLEEP = 60.0
+# A trigger that fires more than this many seconds after its planned start says so.
+LATE_AFTER = 2 * MAX_SLEEP
 
 
 def _utcnow() -> datetime:
@@ -63,6 +70,8 @@ class CarbonWindowTrigger(BaseTrigger):
     :param beyond_horizon: planner horizon mode.
     :param allow_mixed_signals: planner signal-mix switch.
     :param replans: how many re-plans earlier incarnations made (carried for reporting).
+    :param planning_timeout_seconds: how long one re-plan may wait for carbon data (all
+        sources at once); absent from triggers serialized before 0.2.0, which get the default.
     """
 
     # Injectable for tests; never serialized.
@@ -86,6 +95,7 @@ class CarbonWindowTrigger(BaseTrigger):
         beyond_horizon: str = "exclude",
         allow_mixed_signals: bool = False,
         replans: int = 0,
+        planning_timeout_seconds: float = DEFAULT_PLANNING_TIMEOUT,
     ) -> None:
         super().__init__()
         if not candidates:
@@ -111,7 +121,28 @@ class CarbonWindowTrigger(BaseTrigger):
         self.beyond_horizon = beyond_horizon
         self.allow_mixed_signals = bool(allow_mixed_signals)
         self.replans = int(replans)
+        self.planning_timeout_seconds = float(planning_timeout_seconds)
         self.api_errors = 0
+
+    @classmethod
+    def from_decision(cls, schedule: CarbonSchedule, decision: Decision) -> CarbonWindowTrigger:
+        """Return the trigger that waits for ``decision``'s window and re-plans on the way."""
+        return cls(
+            candidates=[c.to_dict() for c in decision.candidates],
+            planned_cluster=decision.chosen.key,
+            planned_start=decision.planned_start,
+            planned_intensity=decision.expected_intensity or 0.0,
+            latest_start=decision.latest_start,
+            duration_seconds=schedule.expected_duration.total_seconds(),
+            policy=schedule.policy,
+            min_saving_pct=schedule.min_saving_pct,
+            min_saving_abs=schedule.min_saving_abs,
+            carbon_conn_id=schedule.carbon_conn_id,
+            replan_interval_seconds=schedule.replan_interval.total_seconds(),
+            beyond_horizon=schedule.beyond_horizon,
+            allow_mixed_signals=schedule.allow_mixed_signals,
+            planning_timeout_seconds=schedule.planning_timeout,
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the classpath (derived, not hard-coded) and JSON-friendly kwargs."""
@@ -132,27 +163,19 @@ class CarbonWindowTrigger(BaseTrigger):
                 "beyond_horizon": self.beyond_horizon,
                 "allow_mixed_signals": self.allow_mixed_signals,
                 "replans": self.replans,
+                "planning_timeout_seconds": self.planning_timeout_seconds,
             },
         )
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _schedule(self) -> Any:
-        from airflow_carbon_provider.scheduling import CarbonSchedule, ClusterCandidate
-
-        cands = [ClusterCandidate.from_dict(c) for c in self.candidates]
-        return CarbonSchedule(
-            cands,
-            expected_duration=timedelta(seconds=self.duration_seconds),
-            max_delay=timedelta(0),
-            policy=self.policy,
-            min_saving_pct=self.min_saving_pct,
-            min_saving_abs=self.min_saving_abs,
-            carbon_conn_id=self.carbon_conn_id,
-            replan_interval=timedelta(seconds=max(self.replan_interval_seconds, 60.0)),
-            beyond_horizon=self.beyond_horizon,
-            allow_mixed_signals=self.allow_mixed_signals,
-        ), cands
+    def _options(self) -> PlanningOptions:
+        return PlanningOptions(
+            policy=self.policy, min_saving_pct=self.min_saving_pct, min_saving_abs=self.min_saving_abs,
+            carbon_conn_id=self.carbon_conn_id, beyond_horizon=self.beyond_horizon,
+            allow_mixed_signals=self.allow_mixed_signals, fail_open=True,
+            planning_timeout=self.planning_timeout_seconds,
+        )
 
     def _phase(self) -> float:
         """Return this trigger's fixed offset into each refresh period, in seconds.
@@ -180,46 +203,28 @@ class CarbonWindowTrigger(BaseTrigger):
                 return
             await self.sleep(min(remaining, MAX_SLEEP))
 
-    async def _fetch(self, schedule: Any, cands: list[Any], now: datetime, until: datetime) -> tuple[dict, dict]:
-        from airflow_carbon_provider.exceptions import CarbonDataError
-        from airflow_carbon_provider.hooks._registry import acarbon_hook
-        from airflow_carbon_provider.scheduling import splice_current
-
-        series: dict[tuple[str, str], Any] = {}
-        errors: dict[tuple[str, str], str] = {}
-        for key in dict.fromkeys(schedule.source_of(c) for c in cands):
-            conn_id, zone = key
-            try:
-                hook = await acarbon_hook(conn_id, clock=self.clock)
-                forecast = await hook.aget_forecast(zone, start=now, end=until)
-                if forecast.bounds[0] > now.timestamp():
-                    forecast = splice_current(await hook.aget_current(zone), forecast, now)
-                series[key] = forecast
-            except (CarbonDataError, ValueError) as exc:
-                errors[key] = f"{type(exc).__name__}: {exc}"
-        return series, errors
-
     async def _replan(self, now: datetime) -> str | None:
         """Re-plan once; return a log line if the plan changed, None otherwise. Never raises."""
-        schedule, cands = self._schedule()
-        by_key = {c.key: c for c in cands}
-        current = by_key.get(self.planned_cluster)
+        options = self._options()
+        cands = [ClusterCandidate.from_dict(c) for c in self.candidates]
+        current = next((c for c in cands if c.key == self.planned_cluster), None)
         if current is None:
             self.log.warning("Planned cluster %s is not among the candidates; keeping the plan", self.planned_cluster)
             return None
         until = self.latest_start + timedelta(seconds=self.duration_seconds)
-        series, errors = await self._fetch(schedule, cands, now, until)
+        series, errors = await afetch_sources(
+            (options.source_of(c) for c in cands), now, until, budget=self.planning_timeout_seconds, clock=self.clock,
+        )
         self.replans += 1
         self.api_errors += len(errors)
         if errors:
             self.log.warning("Re-plan at %s without data for %s", now.isoformat(), "; ".join(errors.values()))
-        incumbent = Option(schedule.planner_candidate(current), self.planned_start, self.planned_intensity)
-        if schedule.source_of(current) in errors:
+        if options.source_of(current) in errors:
             return None  # cannot re-score the plan in force: keep it
-        schedule.fail_open = True
-        decision = schedule.decide(
-            cands, series, errors, now=now, arrival=now, latest=self.latest_start, finish_by=None,
-            incumbent=incumbent,
+        incumbent = Option(options.planner_candidate(current), self.planned_start, self.planned_intensity)
+        decision = decide(
+            options, timedelta(seconds=self.duration_seconds), cands, series, errors, now=now, arrival=now,
+            latest=self.latest_start, finish_by=None, incumbent=incumbent, fail_open=True,
         )
         if decision.fail_open or decision.plan is None:
             return None
@@ -234,6 +239,20 @@ class CarbonWindowTrigger(BaseTrigger):
             return (f"Re-plan moved the start from {previous[0]} at {previous[1].isoformat()} to {chosen} at "
                     f"{start.isoformat()}: {decision.reason}")
         return None
+
+    def _status(self, now: datetime) -> str:
+        """Say what happened when firing at ``now``.
+
+        ``start``: the planned start came (a plan at the latest start included);
+        ``late_start``: it came, but the trigger ran more than :data:`LATE_AFTER` late (a
+        triggerer that was down); ``deadline_reached``: the latest start came before the
+        planned start (no plan points past it; kept for triggers from older releases).
+        """
+        if self.planned_start > self.latest_start:
+            return "deadline_reached"
+        if (now - self.planned_start).total_seconds() > LATE_AFTER:
+            return "late_start"
+        return "start"
 
     def _event(self, status: str, now: datetime) -> TriggerEvent:
         return TriggerEvent({
@@ -255,11 +274,8 @@ class CarbonWindowTrigger(BaseTrigger):
         )
         while True:
             now = self.clock()
-            if now >= self.latest_start:
-                yield self._event("deadline_reached" if now > self.planned_start else "start", now)
-                return
-            if now >= self.planned_start:
-                yield self._event("start", now)
+            if now >= min(self.planned_start, self.latest_start):
+                yield self._event(self._status(now), now)
                 return
             wake = min(self.planned_start, self.latest_start, self._next_refresh(now))
             await self._sleep_until(wake)

@@ -13,6 +13,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_carbon_provider.scheduling import XCOM_KEY, CarbonSchedule, pull_decision, utcnow
+from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
 
 
 class CarbonAwareJobOperator(BaseOperator):
@@ -35,7 +36,7 @@ class CarbonAwareJobOperator(BaseOperator):
         if decision.waits:
             # Keep a copy in XCom: a resume that brings the event only can still find the plan.
             context["ti"].xcom_push(key=XCOM_KEY, value=record)
-            self.defer(trigger=schedule.trigger(decision), method_name="execute_complete",
+            self.defer(trigger=CarbonWindowTrigger.from_decision(schedule, decision), method_name="execute_complete",
                        kwargs={"decision": record}, timeout=schedule.defer_timeout(decision, now))
         return self.run_job(record, decision.chosen.key)
 

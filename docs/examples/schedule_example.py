@@ -15,6 +15,7 @@ import os
 from datetime import datetime, timezone
 
 from airflow_carbon_provider.scheduling import CarbonSchedule
+from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
 
 # A carbontrace connection whose wall clock is the trace's own time (replay_start == anchor):
 # planning "at" 2023-03-15T22:50Z reads what the bundled trace recorded around that instant.
@@ -37,7 +38,7 @@ for now in (datetime(2023, 3, 10, 3, 0, tzinfo=timezone.utc), datetime(2023, 3, 
     if not decision.waits:
         print(f"  run now on {decision.chosen.conn_id}")
         continue
-    classpath, kwargs = schedule.trigger(decision).serialize()
+    classpath, kwargs = CarbonWindowTrigger.from_decision(schedule, decision).serialize()
     print(f"  defer to {classpath.rsplit('.', 1)[1]} for {decision.chosen.key}, "
           f"timeout {schedule.defer_timeout(decision, now)}")
     print(f"  trigger kwargs: {sorted(kwargs)}")

@@ -44,7 +44,7 @@ def _schedule(**kw) -> CarbonSchedule:
 
 
 def _trigger(decision, schedule, fake: FakeTime, **overrides) -> CarbonWindowTrigger:
-    trigger = schedule.trigger(decision)
+    trigger = CarbonWindowTrigger.from_decision(schedule, decision)
     if overrides:
         _, kwargs = trigger.serialize()
         kwargs.update(overrides)
@@ -92,7 +92,7 @@ async def test_still_waiting_before_the_start():
     """With the clock standing still, the trigger keeps sleeping and yields nothing."""
     schedule = _schedule()
     decision = schedule.plan(T0, T0)
-    trigger = schedule.trigger(decision)
+    trigger = CarbonWindowTrigger.from_decision(schedule, decision)
     trigger.clock = lambda: T0
 
     async def short_sleep(seconds: float) -> None:
@@ -117,17 +117,36 @@ async def test_a_replan_moves_a_poor_plan_when_the_gain_beats_hysteresis(plan):
     assert datetime.fromisoformat(event.payload["planned_start"]) == decision.planned_start
 
 
-async def test_after_a_restart_past_the_planned_start_it_fires_at_once(plan):
+async def test_after_a_restart_past_the_planned_start_it_fires_at_once_and_says_it_is_late(plan):
     schedule, decision = plan
     fake = FakeTime(decision.planned_start + timedelta(minutes=7))
     event = await _first_event(_trigger(decision, schedule, fake))
-    assert event.payload["status"] == "start" and fake.sleeps == []
+    assert event.payload["status"] == "late_start" and fake.sleeps == []
 
 
-async def test_after_a_restart_past_the_latest_start_it_reports_the_deadline(plan):
+async def test_after_a_restart_past_the_latest_start_it_fires_at_once_late(plan):
     schedule, decision = plan
     fake = FakeTime(decision.latest_start + timedelta(hours=1))
     event = await _first_event(_trigger(decision, schedule, fake))
+    assert event.payload["status"] == "late_start" and fake.sleeps == []
+
+
+@pytest.mark.parametrize("overslept", [timedelta(0), timedelta(seconds=1), timedelta(seconds=30)])
+async def test_a_plan_at_the_latest_start_that_comes_true_is_a_start_not_a_deadline(plan, overslept):
+    """Planned start == latest start, and the trigger wakes at (or just after) it: status start."""
+    schedule, decision = plan
+    fake = FakeTime(decision.latest_start + overslept)
+    trigger = _trigger(decision, schedule, fake, planned_start=decision.latest_start)
+    event = await _first_event(trigger)
+    assert event.payload["status"] == "start"
+
+
+async def test_only_a_plan_past_the_latest_start_reports_the_deadline(plan):
+    """A trigger serialized by an older release with a start past its latest start is cut short."""
+    schedule, decision = plan
+    fake = FakeTime(decision.latest_start)
+    trigger = _trigger(decision, schedule, fake, planned_start=decision.latest_start + timedelta(hours=1))
+    event = await _first_event(trigger)
     assert event.payload["status"] == "deadline_reached" and fake.sleeps == []
 
 
@@ -139,7 +158,7 @@ async def test_carbon_api_down_keeps_the_plan_and_still_fires_on_time(monkeypatc
         "extra": {"timeout": 0.5, "max_retries": 0}}))
     fake = FakeTime(T0)
     trigger = _trigger(decision, schedule, fake, carbon_conn_id="em_down",
-                       candidates=[{**c, "carbon_conn_id": "em_down"} for c in schedule.trigger(decision).candidates])
+                       candidates=[{**c, "carbon_conn_id": "em_down"} for c in CarbonWindowTrigger.from_decision(schedule, decision).candidates])
     event = await _first_event(trigger)
     assert event.payload["status"] == "start"
     assert datetime.fromisoformat(event.payload["fired_at"]) == decision.planned_start
@@ -180,7 +199,7 @@ def test_serialize_round_trip_through_airflow_and_no_secret_in_kwargs(monkeypatc
     schedule = CarbonSchedule(["k8s_de", "k8s_gb"], expected_duration="3h", max_delay="12h",
                               carbon_conn_id="carbon_em")
     decision = schedule.plan(T0, T0)
-    trigger = schedule.trigger(decision)
+    trigger = CarbonWindowTrigger.from_decision(schedule, decision)
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_carbon_provider.triggers.carbon_window.CarbonWindowTrigger"
     from airflow.serialization.serialized_objects import BaseSerialization
@@ -202,7 +221,7 @@ def test_serialize_round_trip_through_airflow_and_no_secret_in_kwargs(monkeypatc
 )
 def test_bad_kwargs(override, message, plan):
     schedule, decision = plan
-    _, kwargs = schedule.trigger(decision).serialize()
+    _, kwargs = CarbonWindowTrigger.from_decision(schedule, decision).serialize()
     kwargs.update(override)
     with pytest.raises(ValueError, match=message):
         CarbonWindowTrigger(**kwargs)
