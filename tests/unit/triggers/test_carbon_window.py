@@ -225,3 +225,15 @@ def test_bad_kwargs(override, message, plan):
     kwargs.update(override)
     with pytest.raises(ValueError, match=message):
         CarbonWindowTrigger(**kwargs)
+
+
+async def test_a_trigger_serialized_by_the_previous_release_still_runs(plan):
+    """0.1.0 wrote no planning_timeout_seconds: a trigger waiting in the database through an upgrade."""
+    schedule, decision = plan
+    _, kwargs = CarbonWindowTrigger.from_decision(schedule, decision).serialize()
+    old_kwargs = {k: v for k, v in kwargs.items() if k != "planning_timeout_seconds"}
+    fake = FakeTime(decision.planned_start)
+    trigger = CarbonWindowTrigger(**old_kwargs)
+    trigger.clock, trigger.sleep = fake.clock, fake.sleep
+    event = await _first_event(trigger)
+    assert event.payload["status"] == "start" and trigger.planning_timeout_seconds > 0
