@@ -692,6 +692,30 @@ class CarbonScheduledMixin:
             raise self._prefixed(exc) from None
 
 
+def refresh_expected_figures(record: dict[str, Any], watts: float | None = None,
+                             duration: timedelta | None = None) -> None:
+    """Derive a decision's expected saving (and emissions, given power and duration) from its intensities.
+
+    The one place these figures come from: called again whenever a re-plan, the re-check or a
+    fallback changes the expected intensity, so no figure keeps an earlier plan's value.
+    """
+    expected, baseline = record.get("expected_intensity"), record.get("baseline_intensity")
+    record["expected_saving_pct"] = (
+        None if expected is None or not baseline else round(100.0 * (baseline - expected) / baseline, 2)
+    )
+    if watts is None or duration is None:
+        return
+    from airflow_carbon_provider.core.emissions import emissions_g
+
+    record["expected_duration_s"] = duration.total_seconds()
+    exp_g = None if expected is None else emissions_g(watts, duration, expected)
+    base_g = None if baseline is None else emissions_g(watts, duration, baseline)
+    # Unrounded: the ledger and the report round only for display.
+    record["expected_emissions_g"] = exp_g
+    record["baseline_emissions_g"] = base_g
+    record["expected_saving_g"] = None if exp_g is None or base_g is None else base_g - exp_g
+
+
 def pull_decision(ti: Any, task_id: str) -> dict[str, Any] | None:
     """Return the ``carbon_decision`` this task instance pushed to XCom, or None.
 

@@ -34,7 +34,7 @@ try:
 except ImportError:  # Airflow 3.1
     from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
 
-from airflow_carbon_provider.core.emissions import PowerModel, ResourceError, emissions_g
+from airflow_carbon_provider.core.emissions import PowerModel, ResourceError
 from airflow_carbon_provider.core.planner import Option
 from airflow_carbon_provider.exceptions import CarbonDataError
 from airflow_carbon_provider.fetching import run_bounded
@@ -49,6 +49,7 @@ from airflow_carbon_provider.scheduling import (
     ScheduleConfigError,
     parse_candidates,
     pull_decision,
+    refresh_expected_figures,
     utcnow,
 )
 from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
@@ -204,16 +205,27 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         return watts, "container_resources"
 
     def _add_emissions(self, decision: dict[str, Any]) -> None:
+        """Derive every expected figure from the decision's current intensities (call after each change)."""
         watts, source = self.estimated_power_watts()
-        duration = self.carbon_schedule.expected_duration
-        decision["power_watts"] = round(watts, 3)
+        decision["power_watts"] = watts
         decision["power_source"] = source
-        decision["expected_duration_s"] = duration.total_seconds()
-        for key, out in (("expected_intensity", "expected_emissions_g"), ("baseline_intensity", "baseline_emissions_g")):
-            value = decision.get(key)
-            decision[out] = None if value is None else round(emissions_g(watts, duration, value), 3)
-        if decision.get("expected_emissions_g") is not None and decision.get("baseline_emissions_g") is not None:
-            decision["expected_saving_g"] = round(decision["baseline_emissions_g"] - decision["expected_emissions_g"], 3)
+        refresh_expected_figures(decision, watts, self.carbon_schedule.expected_duration)
+
+    def _expected_now(self, cand: ClusterCandidate) -> float | None:
+        """Return ``cand``'s forecast mean for a run starting now, or None if its source has none in time."""
+        schedule = self.carbon_schedule
+        now = utcnow()
+        end = now + schedule.expected_duration
+        series, errors = schedule.fetch_forecasts([cand], now, end)
+        forecast = series.get(schedule.source_of(cand))
+        if forecast is None:
+            self.log.warning("No forecast for %s to state the fallback's expected intensity (%s)", cand.key,
+                             "; ".join(errors.values()))
+            return None
+        try:
+            return round(float(forecast.mean(now, min(end, forecast.end))), 3)
+        except ValueError:
+            return None
 
     # -- execution --------------------------------------------------------------------------
 
@@ -454,6 +466,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             decision["planned_start"] = str(event["planned_start"]).replace("+00:00", "Z")
         if event.get("expected_intensity") is not None and decision.get("expected_intensity") is not None:
             decision["expected_intensity"] = round(float(event["expected_intensity"]), 3)
+        self._add_emissions(decision)
 
     def _recheck(self, decision: dict[str, Any]) -> None:
         """Re-check the spatial choice with fresh data just before starting; keep it on any failure.
@@ -487,6 +500,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             decision["zone"] = fresh.chosen.zone
             decision["expected_intensity"] = fresh.to_dict()["expected_intensity"]
             decision["reason"] += f"; at start, fresh data moved it to {fresh.chosen.conn_id}"
+            self._add_emissions(decision)
 
     def _base_placement(self) -> _Placement:
         """Return the operator's own placement, captured before the first candidate is applied."""
@@ -565,6 +579,9 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             if attempt:
                 record["chosen_cluster"], record["chosen_key"] = cand.conn_id, cand.key
                 record["zone"] = cand.zone or record.get("zone")
+                # The expected figures are the cluster's it runs on, for a run starting now.
+                record["expected_intensity"] = self._expected_now(cand)
+                self._add_emissions(record)
             record["carbon_conn_id"] = cand.carbon_conn_id or self._carbon_options["carbon_conn_id"]
             ti.xcom_push(key=XCOM_KEY, value=record)
             try:

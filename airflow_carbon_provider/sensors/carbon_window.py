@@ -21,6 +21,7 @@ from airflow_carbon_provider.scheduling import (
     CarbonScheduledMixin,
     ScheduleConfigError,
     pull_decision,
+    refresh_expected_figures,
     utcnow,
 )
 from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
@@ -138,6 +139,7 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
             record["trigger"] = {k: event.get(k) for k in ("status", "fired_at", "replans", "api_errors")}
             if event.get("expected_intensity") is not None:
                 record["expected_intensity"] = round(float(event["expected_intensity"]), 3)
+            refresh_expected_figures(record)
         else:
             self.log.warning("Window trigger sent no usable event (%r); the window is open anyway", event)
         return self._opened(context, record)
