@@ -2,7 +2,9 @@
 
 Each line is ``{"kind": "decision"|"outcome", "key": {...}, "recorded_at": ISO, "data": {...}}``.
 Appends and replays hold an exclusive lock on ``<spool>.lock``, so several processes on one
-machine share a spool safely. A line that cannot be parsed is moved to ``<spool>.corrupt``
+machine share a spool safely. The spool and its companion files are readable by their owner
+only (0600), and a replay rewrites the spool through a temporary file made by
+:func:`tempfile.mkstemp` beside it, never through a predictable path. A line that cannot be parsed is moved to ``<spool>.corrupt``
 with a warning and never blocks the others.
 """
 
@@ -12,6 +14,8 @@ import contextlib
 import json
 import logging
 import os
+import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,11 +33,30 @@ except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
     fcntl = None  # type: ignore[assignment]
 
 
+PRIVATE = 0o600
+"""The mode of the spool, its lock and its quarantine: the owner's only."""
+
+
+def open_private(path: Path, flags: int) -> int:
+    """Open ``path`` with ``flags`` (plus O_CREAT), created 0600; tighten a looser existing file.
+
+    Return the file descriptor. A file left group- or world-readable by an older version is
+    made private on its next use.
+    """
+    fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), PRIVATE)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, PRIVATE)
+    except OSError:  # not our file to change (another owner): use it as it is
+        pass
+    return fd
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path`` (created if needed) for the block."""
+    """Hold an exclusive advisory lock on ``path`` (created 0600 if needed) for the block."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    with os.fdopen(open_private(path, os.O_RDWR | os.O_APPEND), "a+") as handle:
         if fcntl is not None:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
@@ -81,7 +104,7 @@ class Spool:
         """Append one record as a JSON line."""
         line = json.dumps(record, sort_keys=True, default=str)
         with file_lock(self.lock_path):
-            with open(self.path, "a", encoding="utf-8") as handle:
+            with os.fdopen(open_private(self.path, os.O_WRONLY | os.O_APPEND), "a", encoding="utf-8") as handle:
                 handle.write(line + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -131,7 +154,8 @@ class Spool:
                     continue
                 result.replayed += 1
             if corrupt:
-                with open(self.corrupt_path, "a", encoding="utf-8") as handle:
+                with os.fdopen(open_private(self.corrupt_path, os.O_WRONLY | os.O_APPEND), "a",
+                               encoding="utf-8") as handle:
                     handle.write("\n".join(corrupt) + "\n")
             self._rewrite(remaining)
             result.remaining, result.corrupt = len(remaining), len(corrupt)
@@ -143,9 +167,15 @@ class Spool:
         if not lines:
             self.path.unlink(missing_ok=True)
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        # mkstemp: a fresh name, O_EXCL and mode 0600, so nobody can plant the path beforehand
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write("\n".join(lines) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise

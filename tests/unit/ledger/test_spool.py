@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import datetime, timezone
 
 import pytest
@@ -100,3 +101,43 @@ def test_an_unwritable_spool_still_does_not_raise(down_ledger, tmp_path, caplog)
 def test_an_undecidable_outcome_is_logged_not_raised(ledger, caplog):
     assert record_outcome({"zone": "GB"}, KEY, ledger=ledger, emit_metrics=False) is None
     assert "not computable" in caplog.text
+
+
+def _mode(path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_spool_and_lock_files_are_private(down_ledger, tmp_path):
+    old = os.umask(0o022)
+    try:
+        record_decision(sample_decision(), KEY, ledger=down_ledger, emit_metrics=False)
+        spool = down_ledger.spool
+        assert spool.pending() == 1
+        assert _mode(spool.path) == 0o600 and _mode(spool.lock_path) == 0o600
+        # a spool (and lock) left world-readable by an older version is tightened on the next append
+        spool.path.chmod(0o644)
+        spool.lock_path.chmod(0o644)
+        record_decision(sample_decision(), KEY.as_dict() | {"task_id": "other"}, ledger=down_ledger,
+                        emit_metrics=False)
+        assert _mode(spool.path) == 0o600 and _mode(spool.lock_path) == 0o600
+        # a replay that keeps lines rewrites the spool, still private
+        with pytest.raises(OperationalError):
+            flush_spool(down_ledger)
+        assert spool.pending() == 2 and _mode(spool.path) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_the_rewritten_spool_goes_through_an_unpredictable_temporary_file(down_ledger, tmp_path):
+    spool = down_ledger.spool
+    record_decision(sample_decision(), KEY, ledger=down_ledger, emit_metrics=False)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    # another local user plants the path the old code wrote to
+    (spool.path.parent / (spool.path.name + ".tmp")).symlink_to(victim)
+    with pytest.raises(OperationalError):
+        flush_spool(down_ledger)  # the database is down: the line is kept, the spool rewritten
+    assert victim.read_text() == "precious\n"
+    assert spool.pending() == 1 and not spool.path.is_symlink()
+    leftovers = sorted(p.name for p in spool.path.parent.iterdir() if spool.path.name in p.name)
+    assert leftovers == [spool.path.name, spool.path.name + ".lock", spool.path.name + ".tmp"]
