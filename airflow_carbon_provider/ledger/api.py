@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_carbon_provider.ledger.config import default_spool_path
+from airflow_carbon_provider.ledger.errors import RecordRejectedError
 from airflow_carbon_provider.ledger.realised import realised_outcome
 from airflow_carbon_provider.ledger.secrets import redact_text, sanitize
 from airflow_carbon_provider.ledger.spool import Spool, SpoolResult
@@ -73,6 +74,17 @@ def _store(ledger: LedgerLike, kind: str, key: dict[str, Any], data: dict[str, A
             store.spool.replay(store.write_spooled)
         store.write(kind, key, data, recorded_at)
         return True
+    except RecordRejectedError as exc:  # no retry can store it: set it aside, never block the spool
+        line = json.dumps(record, sort_keys=True, default=str)
+        assert spool is not None
+        log.warning("Carbon ledger at %s rejected a %s record (%s); moved it to %s: %s", where, kind, exc,
+                    spool.rejected_path, line)
+        try:
+            spool.reject(line, str(exc))
+        except Exception as exc2:
+            log.error("Carbon ledger: %s not writable (%s); the record is only in this log", spool.rejected_path,
+                      _short(exc2))
+        return False
     except Exception as exc:
         spool = spool or Spool(default_spool_path())
         line = json.dumps(record, sort_keys=True, default=str)
@@ -169,7 +181,7 @@ def record_outcome(
 
 
 def flush_spool(ledger: LedgerLike = None, *, spool_path: Path | str | None = None) -> SpoolResult:
-    """Replay the spool into the ledger; return what was replayed, left and set aside.
+    """Replay the spool into the ledger; return what was replayed, left and set aside (``.rejected``).
 
     Raises the database error if the ledger is still down (the unreplayed records stay).
     """
