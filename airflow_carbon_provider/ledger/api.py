@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from airflow_carbon_provider.ledger.config import default_spool_path
+from airflow_carbon_provider.ledger.config import default_spool_path, redact_url_secrets
 from airflow_carbon_provider.ledger.errors import RecordRejectedError
 from airflow_carbon_provider.ledger.realised import realised_outcome
 from airflow_carbon_provider.ledger.secrets import redact_text, sanitize
@@ -65,11 +65,11 @@ def _store(ledger: LedgerLike, kind: str, key: dict[str, Any], data: dict[str, A
     """Write one record; on any failure log it and spool it. Return whether it reached the database."""
     recorded_at = datetime.now(UTC)
     record = {"kind": kind, "key": key, "recorded_at": recorded_at.isoformat(), "data": data}
-    where = "the configured ledger"
+    where, url = "the configured ledger", ""
     spool: Spool | None = None
     try:
         store = _ledger(ledger)
-        where, spool = store.masked_url, store.spool
+        where, url, spool = store.masked_url, store.url, store.spool
         if store.spool.pending():
             store.spool.replay(store.write_spooled)
         store.write(kind, key, data, recorded_at)
@@ -88,8 +88,8 @@ def _store(ledger: LedgerLike, kind: str, key: dict[str, Any], data: dict[str, A
     except Exception as exc:
         spool = spool or Spool(default_spool_path())
         line = json.dumps(record, sort_keys=True, default=str)
-        log.warning("Carbon ledger at %s unavailable (%s); record spooled to %s: %s", where, _short(exc),
-                    spool.path, line)
+        log.warning("Carbon ledger at %s unavailable (%s); record spooled to %s: %s", where,
+                    redact_url_secrets(_short(exc), url) if url else _short(exc), spool.path, line)
         try:
             spool.append(record)
         except Exception as exc2:  # the disk too: the log line above is all that is left

@@ -105,7 +105,10 @@ def collect_rows(
         decisions = {_key(r): r for r in ledger.read("decision", dag_id=dag_id, task_id=task_id)}
         outcomes = {_key(r): r for r in ledger.read("outcome", dag_id=dag_id, task_id=task_id)}
     except (SQLAlchemyError, OSError, ImportError) as exc:
-        text = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        from airflow_carbon_provider.ledger.config import redact_url_secrets
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = redact_url_secrets(first, ledger.url)
         raise LedgerUnavailableError(
             f"cannot read the ledger at {ledger.masked_url}: {type(exc).__name__}: {text[:200]}",
             url=ledger.masked_url,

@@ -23,7 +23,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
-from airflow_carbon_provider.ledger.config import default_spool_path, mask_url, resolve_ledger_url
+from airflow_carbon_provider.ledger.config import (
+    default_spool_path,
+    mask_url,
+    register_url_secrets,
+    resolve_ledger_url,
+)
 from airflow_carbon_provider.ledger.errors import RecordRejectedError
 from airflow_carbon_provider.ledger.models import KEY_COLUMNS, DecisionRecord, OutcomeRecord, UTCDateTime
 from airflow_carbon_provider.ledger.secrets import redact_text
@@ -146,12 +151,13 @@ class Ledger:
     def __init__(self, url: str | None = None, *, spool_path: Path | str | None = None,
                  connect_timeout: int = 5) -> None:
         self.url = _with_driver(resolve_ledger_url(url))
+        register_url_secrets(self.url)
         self.spool = Spool(Path(spool_path) if spool_path else default_spool_path())
         self.connect_timeout = connect_timeout
 
     @property
     def masked_url(self) -> str:
-        """Return the URL with its password masked (safe to log)."""
+        """Return the URL with its password and secret query values masked (safe to log and show)."""
         return mask_url(self.url)
 
     @property

@@ -128,10 +128,12 @@ def task_record(dag_id: str, run_id: str, task_id: str, map_index: int = -1, *,
                 if r["run_id"] == run_id and int(r["map_index"]) == map_index
             }
     except Exception as exc:
+        from airflow_carbon_provider.ledger.config import redact_url_secrets
         from airflow_carbon_provider.ledger.errors import LedgerUnavailableError
 
-        raise LedgerUnavailableError(f"cannot read the ledger at {ledger.masked_url}: {_short(exc)}",
-                                     url=ledger.masked_url) from None
+        raise LedgerUnavailableError(
+            f"cannot read the ledger at {ledger.masked_url}: {redact_url_secrets(_short(exc), ledger.url)}",
+            url=ledger.masked_url) from None
     tries = sorted(set(records["decision"]) | set(records["outcome"]))
     latest = tries[-1] if tries else None
     decision = _record(records["decision"].get(latest)) if latest is not None else None

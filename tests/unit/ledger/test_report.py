@@ -150,3 +150,21 @@ def test_report_replays_the_spool_first(ledger, capsys, monkeypatch):
     status, out, _ = run(["report", "--ledger-url", ledger.url, "--format", "json"], capsys)
     assert status == 0 and [r["dag_id"] for r in json.loads(out)["rows"]] == ["late"]
     assert ledger.spool.pending() == 0
+
+
+@pytest.mark.parametrize("secret_part", [
+    "carbon@127.0.0.1:{port}/ledger?password=hunter2pw",
+    "carbon:hunter2pw@127.0.0.1:{port}/ledger?sslmode=disable&sslpassword=hunter2pw",
+])  # fmt: skip
+def test_query_string_secrets_are_masked_in_cli_errors(capsys, secret_part):
+    url = "postgresql://" + secret_part.format(port=closed_port())
+    status, _, err = run(["report", "--ledger-url", url], capsys)
+    assert status == 2 and err.count("\n") == 1 and "cannot read the ledger" in err
+    assert "hunter2pw" not in err and "***" in err
+
+
+def test_a_password_with_an_unencoded_at_sign_is_not_shown_by_the_drivers_error(capsys):
+    """The driver reads 'pa@ssw0rd' as password 'pa' and host 'ssw0rd@127.0.0.1', and says so."""
+    status, _, err = run(["report", "--ledger-url", "postgresql://carbon:pa@ssw0rd@127.0.0.1:1/ledger"], capsys)
+    assert status == 2 and err.count("\n") == 1 and "cannot read the ledger" in err
+    assert "ssw0rd" not in err and "carbon:***@127.0.0.1" in err

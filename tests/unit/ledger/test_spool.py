@@ -203,3 +203,15 @@ def test_the_rewritten_spool_goes_through_an_unpredictable_temporary_file(down_l
     assert spool.pending() == 1 and not spool.path.is_symlink()
     leftovers = sorted(p.name for p in spool.path.parent.iterdir() if spool.path.name in p.name)
     assert leftovers == [spool.path.name, spool.path.name + ".lock", spool.path.name + ".tmp"]
+
+
+def test_query_string_secrets_of_the_ledger_url_are_not_logged(tmp_path, caplog):
+    from tests.unit.ledger.conftest import closed_port
+
+    caplog.set_level(logging.WARNING)
+    led = Ledger(f"postgresql://carbon@127.0.0.1:{closed_port()}/ledger?password=hunter2pw&sslpassword=keypass9",
+                 spool_path=tmp_path / "spool.jsonl", connect_timeout=2)
+    assert record_decision(sample_decision(), KEY, ledger=led, emit_metrics=False) is False
+    assert "spooled" in caplog.text and "password=***" in caplog.text
+    assert "hunter2pw" not in caplog.text and "keypass9" not in caplog.text
+    led.dispose()

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from airflow_carbon_provider.ledger import record_decision
+from airflow_carbon_provider.ledger.errors import LedgerUnavailableError
 from airflow_carbon_provider.ledger.store import Ledger
 from airflow_carbon_provider.plugins import data
 from tests.unit.ledger.conftest import KEY, sample_decision
@@ -44,3 +45,20 @@ def test_a_bad_spool_line_does_not_break_the_page(ledger):
     assert ledger.spool.pending() == 0
     [rejected] = ledger.spool.rejected_path.read_text().splitlines()
     assert json.loads(json.loads(rejected)["line"])["key"]["task_id"] == "bad"
+
+
+def test_the_ui_never_shows_the_ledger_urls_secrets(ledger, tmp_path):
+    from airflow_carbon_provider.plugins import views
+    from tests.unit.ledger.conftest import closed_port
+
+    record_decision(sample_decision(), KEY, ledger=ledger, emit_metrics=False)
+    url = f"{ledger.url}?token=t0ken-secret"  # pysqlite ignores the query (with a warning); shown, it is masked
+    summary = data.summary(everyone, ledger_url=url)
+    page = views.overview_page(summary, data.runs(everyone, ledger_url=url), {"clusters": []})
+    assert "t0ken-secret" not in summary["ledger"] + page and "token=***" in page
+    task = data.task_record(KEY.dag_id, KEY.run_id, KEY.task_id, ledger_url=url)
+    assert "t0ken-secret" not in views.task_page(task) and task["found"]
+    down = f"postgresql://carbon@127.0.0.1:{closed_port()}/ledger?password=hunter2pw"
+    with pytest.raises(LedgerUnavailableError) as error:
+        data.summary(everyone, ledger_url=down)
+    assert "hunter2pw" not in str(error.value) and "password=***" in str(error.value)
