@@ -138,11 +138,10 @@ def task_record(dag_id: str, run_id: str, task_id: str, map_index: int = -1, *,
     latest = tries[-1] if tries else None
     decision = _record(records["decision"].get(latest)) if latest is not None else None
     outcome = _record(records["outcome"].get(latest)) if latest is not None else None
-    saving_pct = None
-    if outcome and outcome.get("saving_g") is not None and outcome.get("baseline_emissions_g"):
-        saving_pct = round(100.0 * float(outcome["saving_g"]) / float(outcome["baseline_emissions_g"]), 2)
     if outcome is not None:
-        outcome["saving_pct"] = saving_pct
+        from airflow_carbon_provider.ledger.report import row_saving_pct
+
+        outcome["saving_pct"] = row_saving_pct(outcome)
     return {
         "dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index,
         "found": latest is not None, "try_number": latest, "tries": tries,

@@ -62,3 +62,15 @@ def test_the_ui_never_shows_the_ledger_urls_secrets(ledger, tmp_path):
     with pytest.raises(LedgerUnavailableError) as error:
         data.summary(everyone, ledger_url=down)
     assert "hunter2pw" not in str(error.value) and "password=***" in str(error.value)
+
+
+def test_the_task_page_shows_the_unrounded_saving_of_a_short_pod(ledger):
+    from airflow_carbon_provider.plugins import views
+    from tests.unit.ledger.test_report import _short_pod
+
+    _short_pod(ledger)
+    record = data.task_record("short", "r1", "tiny", ledger_url=ledger.url)
+    assert record["outcome"]["saving_pct"] == 47.0
+    assert "(47.0 %)" in views.task_page(record)
+    summary = data.summary(everyone, ledger_url=ledger.url)
+    assert summary["totals"]["saving_pct"] == 47.0 and summary["dags"][0]["saving_pct"] == 47.0
