@@ -208,6 +208,11 @@ def redact_url_secrets(text: str, url: str) -> str:
     return text
 
 
+MIN_MASKED = 5
+"""Airflow's default ``[logging] min_length_masked_secret``."""
+_registered: set[str] = set()
+
+
 def register_url_secrets(url: str) -> None:
     """Tell Airflow's secrets masker, where this process has Airflow, about the secrets in ``url``.
 
@@ -216,13 +221,15 @@ def register_url_secrets(url: str) -> None:
     """
     if "airflow" not in sys.modules:  # no Airflow logging in this process: nothing to tell
         return
-    secrets = url_secrets(url)
+    # Airflow will not mask shorter ones and warns instead: a line on the CLI's stderr each time
+    secrets = [s for s in url_secrets(url) if len(s) >= MIN_MASKED and s not in _registered]
     if not secrets:
         return
+    _registered.update(secrets)
     import importlib
     import warnings
 
-    registered = set()
+    functions = set()
     for module in ("airflow.sdk.log", "airflow._shared.secrets_masker", "airflow.sdk.execution_time.secrets_masker",
                    "airflow.utils.log.secrets_masker"):
         try:
@@ -231,9 +238,9 @@ def register_url_secrets(url: str) -> None:
                 mask_secret = importlib.import_module(module).mask_secret
         except Exception:  # this Airflow version has not got that module
             continue
-        if mask_secret in registered:
+        if mask_secret in functions:
             continue
-        registered.add(mask_secret)
+        functions.add(mask_secret)
         for secret in secrets:
             try:
                 mask_secret(secret)
