@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from airflow_carbon_provider.ledger.config import URL_ENV
 from airflow_carbon_provider.ledger.errors import LedgerError, LedgerUnavailableError, ReportError
 from airflow_carbon_provider.ledger.realised import saving_pct
 from airflow_carbon_provider.ledger.secrets import redact_text
@@ -341,7 +342,11 @@ def run_report(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> dict[str, Any]:
-    """Open the ledger, collect the rows and build the report (raises :class:`LedgerError` subclasses)."""
+    """Open the ledger, collect the rows and build the report (raises :class:`LedgerError` subclasses).
+
+    A SQLite ledger file that does not exist is an error (``no ledger at ...``): a report
+    never creates one.
+    """
     from airflow_carbon_provider.ledger.store import Ledger
 
     if group_by not in GROUPS:
@@ -361,6 +366,12 @@ def run_report(
     except Exception:
         raise ReportError(f"ledger URL {ledger.masked_url!r} is not a SQLAlchemy URL "
                           "(e.g. sqlite:////path/ledger.db or postgresql://user@host/db)") from None
+    missing = ledger.sqlite_file()
+    if missing is not None and not missing.exists():  # a report reads; it never creates a ledger
+        waiting = ledger.spool.pending()
+        spooled = f"; {waiting} record(s) wait in the spool {ledger.spool.path}" if waiting else ""
+        raise LedgerError(f"no ledger at {missing}: nothing has been recorded there yet, or the ledger URL "
+                          f"(--ledger-url, {URL_ENV}, [carbon] ledger_conn_id) names the wrong file{spooled}")
     try:
         rows = collect_rows(ledger, dag_id=dag_id, task_id=task_id, cluster=cluster, since=since, until=until)
     finally:

@@ -160,6 +160,18 @@ class Ledger:
         """Return the URL with its password and secret query values masked (safe to log and show)."""
         return mask_url(self.url)
 
+    def sqlite_file(self) -> Path | None:
+        """Return the file of a SQLite ledger (None for another database, in memory, or a ``file:`` URI)."""
+        try:
+            url = make_url(self.url)
+        except Exception:
+            return None
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        if str(url.query.get("uri", "")).lower() in ("true", "1") or url.database.startswith("file:"):
+            return None
+        return Path(url.database).expanduser()
+
     @property
     def engine(self) -> Engine:
         """Return the (process-wide, per URL) engine."""

@@ -144,12 +144,23 @@ def test_unreachable_ledger_masks_the_password(capsys):
 
 def test_report_replays_the_spool_first(ledger, capsys, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_SPOOL", str(ledger.spool.path))
+    ledger.migrate()  # the ledger exists (a report never creates one)
     record = {"kind": "decision", "key": RunKey("late", "r1", "t").as_dict(),
               "recorded_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(), "data": sample_decision()}
     ledger.spool.append(record)
     status, out, _ = run(["report", "--ledger-url", ledger.url, "--format", "json"], capsys)
     assert status == 0 and [r["dag_id"] for r in json.loads(out)["rows"]] == ["late"]
     assert ledger.spool.pending() == 0
+
+
+def test_no_ledger_yet_names_the_spooled_records(ledger, capsys, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_SPOOL", str(ledger.spool.path))
+    ledger.spool.append({"kind": "decision", "key": RunKey("late", "r1", "t").as_dict(),
+                         "recorded_at": datetime.now(UTC).isoformat(), "data": sample_decision()})
+    status, _, err = run(["report", "--ledger-url", ledger.url], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert f"no ledger at {ledger.sqlite_file()}" in err and "1 record(s) wait in the spool" in err
+    assert ledger.spool.pending() == 1 and not ledger.sqlite_file().exists()
 
 
 @pytest.mark.parametrize("secret_part", [
