@@ -76,7 +76,7 @@ def _store(ledger: LedgerLike, kind: str, key: dict[str, Any], data: dict[str, A
         return True
     except RecordRejectedError as exc:  # no retry can store it: set it aside, never block the spool
         line = json.dumps(record, sort_keys=True, default=str)
-        assert spool is not None
+        spool = spool or Spool(default_spool_path())
         log.warning("Carbon ledger at %s rejected a %s record (%s); moved it to %s: %s", where, kind, exc,
                     spool.rejected_path, line)
         try:
