@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -31,17 +33,93 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+MAX_DURATION = timedelta(days=3650)
+"""The longest duration a flag takes (10 years): longer ones only overflow dates downstream."""
+
+
 def _duration(what: str) -> Callable[[str], timedelta]:
     def parse(text: str) -> timedelta:
         from airflow_carbon_provider.core.durations import parse_duration
 
+        too_long = f"{what} {text!r} is too long; at most {MAX_DURATION.days}d (10 years)"
         try:
-            return parse_duration(text, what)
+            value = parse_duration(text, what)
+        except OverflowError:  # beyond what a timedelta holds
+            raise argparse.ArgumentTypeError(too_long) from None
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+        if value > MAX_DURATION:
+            raise argparse.ArgumentTypeError(too_long)
+        return value
 
     parse.__name__ = what
     return parse
+
+
+def show_duration(delta: timedelta) -> str:
+    """Format a duration as the flags take it, in whole hours where it can (``48h``, ``90m``, ``45s``)."""
+    seconds = delta.total_seconds()
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+# str(timedelta) as the core's messages print it: "2 days, 0:00:00", "0:00:00", "-1 day, 23:00:00"
+_TIMEDELTA = re.compile(r"(?<![\w:.+-])(?:(-?\d+) days?, )?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(?![\w:+.])")
+
+
+def _durations_as_flags(message: str) -> str:
+    """Return ``message`` with every ``str(timedelta)`` in it written as the flags take it (``48h``)."""
+
+    def repl(match: re.Match[str]) -> str:
+        days, hours, minutes, seconds, micro = match.groups()
+        delta = timedelta(days=int(days or 0), hours=int(hours), minutes=int(minutes), seconds=int(seconds),
+                          microseconds=int((micro or "0").ljust(6, "0")))
+        return show_duration(delta)
+
+    return _TIMEDELTA.sub(repl, message)
+
+
+def _negative_values_attached(argv: list[str]) -> list[str]:
+    """Return ``argv`` with ``--flag -4h`` written ``--flag=-4h``.
+
+    argparse takes ``-4h`` for an option and says "expected one argument"; attached, the value
+    reaches its parser, which says what is wrong with it. Only a dash followed by a digit is
+    attached (no option of ours looks like that).
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out += argv[i:]
+            break
+        if (arg.startswith("--") and "=" not in arg and i + 1 < len(argv)
+                and re.match(r"-\d", argv[i + 1])):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def _check_plot_target(path: Path) -> None:
+    """Refuse a ``--plot`` file that cannot be written, before any work is done."""
+    folder = path.parent
+    if path.is_dir():
+        raise CliError(f"cannot write --plot {path}: it is a folder; name a file in it, e.g. {path / 'plot.png'}")
+    if not folder.exists():
+        raise CliError(f"cannot write --plot {path}: folder {folder} does not exist; create it first")
+    if not folder.is_dir():
+        raise CliError(f"cannot write --plot {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CliError(f"cannot write --plot {path}: permission denied; choose a file you may write")
+
+
+def _plot_error(path: Path, exc: OSError) -> CliError:
+    return CliError(f"cannot write --plot {path}: {exc.strerror or type(exc).__name__}")
 
 
 def _instant(text: str) -> datetime:
@@ -128,7 +206,10 @@ def _report_instant(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO date or date-time (e.g. 2026-03-01 or 2026-03-01T06:00:00Z)"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:59:59-05:00 is in year 10000 in UTC
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: in UTC it must fall in the years 1 to 9999") from None
 
 
 def _report_pct(text: str) -> float:
@@ -203,6 +284,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
             raise CliError(
                 "--plot needs matplotlib; install it with: pip install 'airflow-carbon-provider[plot]'"
             ) from None
+        _check_plot_target(args.plot)
     objectives = Objectives.from_config(
         on_time_pct=args.slo_on_time, reduction_pct=args.slo_reduction,
         low_carbon_pct=args.slo_low_carbon, low_carbon_below=args.slo_low_carbon_below,
@@ -212,7 +294,10 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
         task_id=args.task_id, cluster=args.cluster, since=args.since, until=args.until,
     )
     if args.plot is not None:
-        plot_report(report, args.plot)
+        try:
+            plot_report(report, args.plot)
+        except OSError as exc:
+            raise _plot_error(args.plot, exc) from None
     if args.format == "json":
         out.write(json.dumps(report) + "\n")
     elif args.format == "csv":
@@ -260,6 +345,7 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO) -> int:
             raise CliError(
                 "--plot needs matplotlib; install it with: pip install 'airflow-carbon-provider[plot]'"
             ) from None
+        _check_plot_target(args.plot)  # before the run, not after minutes of it
     paths = args.trace or [bundled_trace_path()]
     actuals: dict[str, Any] = {}
     for path in paths:
@@ -296,7 +382,10 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO) -> int:
     if args.plot is not None:
         from airflow_carbon_provider.core.backtest_plot import plot_backtest
 
-        plot_backtest(result, actuals, args.plot)
+        try:
+            plot_backtest(result, actuals, args.plot)
+        except OSError as exc:
+            raise _plot_error(args.plot, exc) from None
     if args.format == "json":
         out.write(json.dumps(result.to_dict()) + "\n")
     else:
@@ -349,11 +438,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         CliError, BacktestError, DurationError, ForecastError, PlanningError, SignalError, TraceError, LedgerError,
     )
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_negative_values_attached(list(sys.argv[1:] if argv is None else argv)))
     try:
         return int(args.handler(args, out or sys.stdout))
     except expected as exc:  # typed errors whose message is the whole story
-        message = str(exc)
+        message = _durations_as_flags(str(exc))
+    except OverflowError as exc:  # a date pushed past year 9999 by the input
+        message = f"a date or duration is out of range ({exc}); use shorter durations or dates nearer today"
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130

@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from airflow_carbon_provider.ledger.config import default_spool_path
+from airflow_carbon_provider.ledger.config import default_spool_path, redact_url_secrets
+from airflow_carbon_provider.ledger.errors import RecordRejectedError
 from airflow_carbon_provider.ledger.realised import realised_outcome
 from airflow_carbon_provider.ledger.secrets import redact_text, sanitize
 from airflow_carbon_provider.ledger.spool import Spool, SpoolResult
@@ -64,20 +65,31 @@ def _store(ledger: LedgerLike, kind: str, key: dict[str, Any], data: dict[str, A
     """Write one record; on any failure log it and spool it. Return whether it reached the database."""
     recorded_at = datetime.now(UTC)
     record = {"kind": kind, "key": key, "recorded_at": recorded_at.isoformat(), "data": data}
-    where = "the configured ledger"
+    where, url = "the configured ledger", ""
     spool: Spool | None = None
     try:
         store = _ledger(ledger)
-        where, spool = store.masked_url, store.spool
+        where, url, spool = store.masked_url, store.url, store.spool
         if store.spool.pending():
             store.spool.replay(store.write_spooled)
         store.write(kind, key, data, recorded_at)
         return True
+    except RecordRejectedError as exc:  # no retry can store it: set it aside, never block the spool
+        line = json.dumps(record, sort_keys=True, default=str)
+        spool = spool or Spool(default_spool_path())
+        log.warning("Carbon ledger at %s rejected a %s record (%s); moved it to %s: %s", where, kind, exc,
+                    spool.rejected_path, line)
+        try:
+            spool.reject(line, str(exc))
+        except Exception as exc2:
+            log.error("Carbon ledger: %s not writable (%s); the record is only in this log", spool.rejected_path,
+                      _short(exc2))
+        return False
     except Exception as exc:
         spool = spool or Spool(default_spool_path())
         line = json.dumps(record, sort_keys=True, default=str)
-        log.warning("Carbon ledger at %s unavailable (%s); record spooled to %s: %s", where, _short(exc),
-                    spool.path, line)
+        log.warning("Carbon ledger at %s unavailable (%s); record spooled to %s: %s", where,
+                    redact_url_secrets(_short(exc), url) if url else _short(exc), spool.path, line)
         try:
             spool.append(record)
         except Exception as exc2:  # the disk too: the log line above is all that is left
@@ -169,7 +181,7 @@ def record_outcome(
 
 
 def flush_spool(ledger: LedgerLike = None, *, spool_path: Path | str | None = None) -> SpoolResult:
-    """Replay the spool into the ledger; return what was replayed, left and set aside.
+    """Replay the spool into the ledger; return what was replayed, left and set aside (``.rejected``).
 
     Raises the database error if the ledger is still down (the unreplayed records stay).
     """

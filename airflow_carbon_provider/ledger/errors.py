@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LedgerError", "LedgerUnavailableError", "ReportError"]
+__all__ = ["LedgerError", "LedgerUnavailableError", "RecordRejectedError", "ReportError"]
 
 
 class LedgerError(Exception):
@@ -18,6 +18,15 @@ class LedgerUnavailableError(LedgerError):
     def __init__(self, message: str, *, url: str | None = None) -> None:
         super().__init__(message)
         self.url = url
+
+
+class RecordRejectedError(LedgerError):
+    """Raised for a record the ledger can never store, whatever the database does.
+
+    A date that is not one (``2026-02-30``), a number that is not one, a value the database
+    refuses (too long for its column). Retrying cannot help, so the record is set aside in the
+    spool's ``.rejected`` file with this message as the reason, and the writes after it go on.
+    """
 
 
 class ReportError(LedgerError):

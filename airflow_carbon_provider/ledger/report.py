@@ -9,11 +9,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from airflow_carbon_provider.ledger.config import URL_ENV
 from airflow_carbon_provider.ledger.errors import LedgerError, LedgerUnavailableError, ReportError
+from airflow_carbon_provider.ledger.realised import saving_pct
 from airflow_carbon_provider.ledger.secrets import redact_text
 from airflow_carbon_provider.ledger.slo import Objectives, evaluate
 
-__all__ = ["GROUPS", "ROW_FIELDS", "build_report", "collect_rows", "format_csv", "format_table", "plot_report"]
+__all__ = ["GROUPS", "ROW_FIELDS", "build_report", "row_saving_pct", "collect_rows", "format_csv", "format_table", "plot_report"]
 
 UTC = timezone.utc
 GROUPS = ("dag", "task", "cluster", "day")
@@ -25,6 +27,39 @@ ROW_FIELDS = (
     "fallback_used", "fail_open", "expected_intensity", "expected_saving_pct",
 )  # fmt: skip
 CSV_FIELDS = (*ROW_FIELDS, "group", "group_objectives")
+FIGURES = ("power_watts", "energy_kwh", "realised_intensity", "baseline_intensity", "emissions_g",
+           "baseline_emissions_g", "saving_g")
+"""Row fields kept unrounded (to 12 significant digits): only the table and the UI round them."""
+
+
+def _figure(value: Any) -> Any:
+    """Return a figure to 12 significant digits: float noise gone (40.00000000000001), micrograms kept."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return float(f"{value:.12g}")
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def row_saving_pct(row: Mapping[str, Any]) -> float | None:
+    """Return a run's saving in percent of its baseline, to 0.01, or None when no saving is claimed.
+
+    A run's two sides share its power and duration, so the share saved is the share of
+    intensity avoided: taken from the realised and baseline intensities, never from grams
+    rounded on their own (rows recorded before grams were kept unrounded had a 47 % saving
+    read 0 % on a short pod). Without the intensities, from the grams.
+    """
+    saving, base_g = row.get("saving_g"), row.get("baseline_emissions_g")
+    if saving is None or base_g is None:
+        return None
+    pct = None
+    if _positive(row.get("power_watts")) and _positive(row.get("duration_s")):
+        pct = saving_pct(row.get("realised_intensity"), row.get("baseline_intensity"))
+    if pct is None and _positive(base_g):
+        pct = 100.0 * float(saving) / float(base_g)
+    return None if pct is None else round(pct, 2)
 
 
 def _iso(value: Any) -> Any:
@@ -77,8 +112,9 @@ def _merge(decision: Mapping[str, Any] | None, outcome: Mapping[str, Any] | None
         row["expected_saving_pct"] = decision.get("expected_saving_pct")
         if row.get("fail_open") is None:
             row["fail_open"] = details.get("fail_open")
-    base_g, saving = row.get("baseline_emissions_g"), row.get("saving_g")
-    row["saving_pct"] = round(100.0 * saving / base_g, 2) if saving is not None and base_g else None
+    for name in FIGURES:
+        row[name] = _figure(row.get(name))
+    row["saving_pct"] = row_saving_pct(row)
     return {name: _iso(row.get(name)) for name in ROW_FIELDS}
 
 
@@ -105,7 +141,10 @@ def collect_rows(
         decisions = {_key(r): r for r in ledger.read("decision", dag_id=dag_id, task_id=task_id)}
         outcomes = {_key(r): r for r in ledger.read("outcome", dag_id=dag_id, task_id=task_id)}
     except (SQLAlchemyError, OSError, ImportError) as exc:
-        text = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        from airflow_carbon_provider.ledger.config import redact_url_secrets
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = redact_url_secrets(first, ledger.url)
         raise LedgerUnavailableError(
             f"cannot read the ledger at {ledger.masked_url}: {type(exc).__name__}: {text[:200]}",
             url=ledger.masked_url,
@@ -149,11 +188,12 @@ def _totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "runs": len(rows),
         "finished": len(finished),
         "with_emissions": len(both),
-        "emissions_g": round(emissions, 3),
-        "baseline_emissions_g": round(baseline, 3),
-        "saving_g": round(baseline - emissions, 3),
+        "emissions_g": _figure(emissions),
+        "baseline_emissions_g": _figure(baseline),
+        "saving_g": _figure(baseline - emissions),
+        # from the unrounded sums; only the percentage itself is rounded, to 0.01
         "saving_pct": round(100.0 * (baseline - emissions) / baseline, 2) if baseline > 0 else None,
-        "energy_kwh": round(sum(float(r["energy_kwh"]) for r in finished if r.get("energy_kwh") is not None), 6),
+        "energy_kwh": _figure(sum(float(r["energy_kwh"]) for r in finished if r.get("energy_kwh") is not None)),
         "mean_delay_s": round(sum(delays) / len(delays), 1) if delays else None,
         "from_history": sum(1 for r in both if r.get("intensity_source") == "history"),
         "from_forecast": sum(1 for r in both if r.get("intensity_source") == "forecast"),
@@ -302,7 +342,11 @@ def run_report(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> dict[str, Any]:
-    """Open the ledger, collect the rows and build the report (raises :class:`LedgerError` subclasses)."""
+    """Open the ledger, collect the rows and build the report (raises :class:`LedgerError` subclasses).
+
+    A SQLite ledger file that does not exist is an error (``no ledger at ...``): a report
+    never creates one.
+    """
     from airflow_carbon_provider.ledger.store import Ledger
 
     if group_by not in GROUPS:
@@ -322,6 +366,12 @@ def run_report(
     except Exception:
         raise ReportError(f"ledger URL {ledger.masked_url!r} is not a SQLAlchemy URL "
                           "(e.g. sqlite:////path/ledger.db or postgresql://user@host/db)") from None
+    missing = ledger.sqlite_file()
+    if missing is not None and not missing.exists():  # a report reads; it never creates a ledger
+        waiting = ledger.spool.pending()
+        spooled = f"; {waiting} record(s) wait in the spool {ledger.spool.path}" if waiting else ""
+        raise LedgerError(f"no ledger at {missing}: nothing has been recorded there yet, or the ledger URL "
+                          f"(--ledger-url, {URL_ENV}, [carbon] ledger_conn_id) names the wrong file{spooled}")
     try:
         rows = collect_rows(ledger, dag_id=dag_id, task_id=task_id, cluster=cluster, since=since, until=until)
     finally:

@@ -20,7 +20,8 @@ _ASSIGNED = re.compile(
     r"(?i)((?:access_token|token|api[_-]?key|apikey|password|passwd|secret|auth)[\"']?\s*[=:]\s*[\"']?)"
     r"[^\s&\"',;}]+"
 )
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+(@)")
+# to the last '@' of the word: an unencoded '@' in a password is hidden whole
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)\S*(@)")
 
 
 def is_secret_key(key: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -20,10 +21,17 @@ from typing import Any
 from sqlalchemy import Engine, Table, and_, create_engine, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
-from airflow_carbon_provider.ledger.config import default_spool_path, mask_url, resolve_ledger_url
+from airflow_carbon_provider.ledger.config import (
+    default_spool_path,
+    mask_url,
+    register_url_secrets,
+    resolve_ledger_url,
+)
+from airflow_carbon_provider.ledger.errors import RecordRejectedError
 from airflow_carbon_provider.ledger.models import KEY_COLUMNS, DecisionRecord, OutcomeRecord, UTCDateTime
+from airflow_carbon_provider.ledger.secrets import redact_text
 from airflow_carbon_provider.ledger.spool import Spool, file_lock
 
 __all__ = ["Ledger", "RunKey", "get_ledger"]
@@ -65,27 +73,53 @@ def _parse_instant(value: Any) -> datetime | None:
     return moment.astimezone(UTC)
 
 
+def _column_value(column: Any, value: Any) -> Any:
+    if isinstance(column.type, UTCDateTime):
+        return _parse_instant(value)
+    if value is None:
+        return None
+    if column.type.python_type is bool:
+        return bool(value)
+    if column.type.python_type is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise TypeError(f"{type(value).__name__} is not a number")
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError("not a finite number")
+        return number
+    if column.type.python_type is str:
+        return str(value)
+    return value
+
+
 def to_columns(kind: str, key: dict[str, Any], data: dict[str, Any], recorded_at: datetime) -> dict[str, Any]:
-    """Return the column values for one record: queried fields as columns, the whole record as details."""
+    """Return the column values for one record: queried fields as columns, the whole record as details.
+
+    Raises :class:`~airflow_carbon_provider.ledger.errors.RecordRejectedError` for a value no
+    database could store (a date that is not one, a number that is not one), naming the field.
+    """
     table = _TABLES[kind]
+    missing = [name for name in KEY_COLUMNS if name not in key]
+    if missing:
+        raise RecordRejectedError(f"{kind} record without {', '.join(missing)} in its key")
     values: dict[str, Any] = {name: key[name] for name in KEY_COLUMNS}
     values["recorded_at"] = recorded_at
     skip = {"id", "recorded_at", "details", *KEY_COLUMNS}
     for column in table.columns:
         if column.name in skip or column.name not in data:
             continue
-        value = data[column.name]
-        if isinstance(column.type, UTCDateTime):
-            value = _parse_instant(value)
-        elif value is not None and column.type.python_type is bool:
-            value = bool(value)
-        elif value is not None and column.type.python_type is float:
-            value = float(value)
-        elif value is not None and column.type.python_type is str:
-            value = str(value)
-        values[column.name] = value
+        try:
+            values[column.name] = _column_value(column, data[column.name])
+        except (ValueError, TypeError, OverflowError) as exc:
+            shown = redact_text(repr(data[column.name]))[:80]
+            raise RecordRejectedError(f"{kind} field {column.name} = {shown} cannot be stored: {exc}") from None
     values["details"] = data
     return values
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else ""
+    return redact_text(f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__)
 
 
 def _with_driver(url: str) -> str:
@@ -117,13 +151,26 @@ class Ledger:
     def __init__(self, url: str | None = None, *, spool_path: Path | str | None = None,
                  connect_timeout: int = 5) -> None:
         self.url = _with_driver(resolve_ledger_url(url))
+        register_url_secrets(self.url)
         self.spool = Spool(Path(spool_path) if spool_path else default_spool_path())
         self.connect_timeout = connect_timeout
 
     @property
     def masked_url(self) -> str:
-        """Return the URL with its password masked (safe to log)."""
+        """Return the URL with its password and secret query values masked (safe to log and show)."""
         return mask_url(self.url)
+
+    def sqlite_file(self) -> Path | None:
+        """Return the file of a SQLite ledger (None for another database, in memory, or a ``file:`` URI)."""
+        try:
+            url = make_url(self.url)
+        except Exception:
+            return None
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        if str(url.query.get("uri", "")).lower() in ("true", "1") or url.database.startswith("file:"):
+            return None
+        return Path(url.database).expanduser()
 
     @property
     def engine(self) -> Engine:
@@ -191,16 +238,33 @@ class Ledger:
     # -- writes ----------------------------------------------------------------------------
 
     def write(self, kind: str, key: dict[str, Any], data: dict[str, Any], recorded_at: datetime) -> None:
-        """Upsert one record (raises the database's error; :mod:`~.api` turns that into a spool)."""
-        self.migrate()
+        """Upsert one record (raises the database's error; :mod:`~.api` turns that into a spool).
+
+        Raises :class:`~airflow_carbon_provider.ledger.errors.RecordRejectedError`, before
+        touching the database when it can, for a record that no retry could store.
+        """
         values = to_columns(kind, key, data, recorded_at)
-        with self.engine.begin() as conn:
-            self._upsert(conn, _TABLES[kind], values)
+        self.migrate()
+        try:
+            with self.engine.begin() as conn:
+                self._upsert(conn, _TABLES[kind], values)
+        except (DataError, IntegrityError) as exc:  # this record's values, not the database's health
+            raise RecordRejectedError(f"the database refused the {kind} record: {_first_line(exc.orig)}") from exc
+        except StatementError as exc:
+            if isinstance(exc, DBAPIError):  # from the driver: the database may be down, keep the record
+                raise
+            # raised while binding this record's values (e.g. JSON it cannot encode): never storable
+            raise RecordRejectedError(f"the {kind} record cannot be stored: {_first_line(exc.orig)}") from exc
 
     def write_spooled(self, record: dict[str, Any]) -> None:
         """Upsert one record read back from the spool."""
-        recorded_at = _parse_instant(record["recorded_at"])
-        assert recorded_at is not None
+        try:
+            recorded_at = _parse_instant(record.get("recorded_at"))
+        except (ValueError, TypeError, OverflowError) as exc:
+            shown = redact_text(repr(record.get("recorded_at")))[:80]
+            raise RecordRejectedError(f"recorded_at = {shown} is not an ISO-8601 instant: {exc}") from None
+        if recorded_at is None:
+            raise RecordRejectedError("recorded_at is empty")
         self.write(record["kind"], record["key"], record["data"], recorded_at)
 
     def _upsert(self, conn: Connection, table: Table, values: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """The Carbon FastAPI app, mounted by the plugin under the API server at ``/carbon``.
 
-JSON under ``/carbon/api/``, HTML under ``/carbon/ui/``. Every route needs an authenticated
+JSON under ``/carbon/api/``, HTML under ``/carbon/ui/``, and nothing else (FastAPI's generated
+``/docs``, ``/redoc`` and ``/openapi.json`` are off). Every route needs an authenticated
 Airflow user, through the same dependency the core REST API uses (``get_user``: a JWT in an
 ``Authorization: Bearer`` header, or the UI's ``_token`` cookie); anonymous requests get 401.
 Ledger rows are shown only for DAGs whose task instances the user may read, and clusters only
@@ -95,8 +96,10 @@ def create_app() -> FastAPI:
     """Build the Carbon app (imports Airflow's API-server modules: call it in the API server only)."""
     from airflow_carbon_provider.ledger.errors import LedgerError
 
+    # No /docs, /redoc or /openapi.json: FastAPI adds them outside the app's dependencies, so they
+    # would answer anyone; the JSON API is documented in docs/howto/ui.rst instead.
     app = FastAPI(title="Carbon-aware scheduling", description="Emissions, savings and grid intensity.",
-                  dependencies=[Depends(get_user)])
+                  dependencies=[Depends(get_user)], docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:

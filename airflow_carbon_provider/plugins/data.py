@@ -128,19 +128,20 @@ def task_record(dag_id: str, run_id: str, task_id: str, map_index: int = -1, *,
                 if r["run_id"] == run_id and int(r["map_index"]) == map_index
             }
     except Exception as exc:
+        from airflow_carbon_provider.ledger.config import redact_url_secrets
         from airflow_carbon_provider.ledger.errors import LedgerUnavailableError
 
-        raise LedgerUnavailableError(f"cannot read the ledger at {ledger.masked_url}: {_short(exc)}",
-                                     url=ledger.masked_url) from None
+        raise LedgerUnavailableError(
+            f"cannot read the ledger at {ledger.masked_url}: {redact_url_secrets(_short(exc), ledger.url)}",
+            url=ledger.masked_url) from None
     tries = sorted(set(records["decision"]) | set(records["outcome"]))
     latest = tries[-1] if tries else None
     decision = _record(records["decision"].get(latest)) if latest is not None else None
     outcome = _record(records["outcome"].get(latest)) if latest is not None else None
-    saving_pct = None
-    if outcome and outcome.get("saving_g") is not None and outcome.get("baseline_emissions_g"):
-        saving_pct = round(100.0 * float(outcome["saving_g"]) / float(outcome["baseline_emissions_g"]), 2)
     if outcome is not None:
-        outcome["saving_pct"] = saving_pct
+        from airflow_carbon_provider.ledger.report import row_saving_pct
+
+        outcome["saving_pct"] = row_saving_pct(outcome)
     return {
         "dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index,
         "found": latest is not None, "try_number": latest, "tries": tries,

@@ -191,3 +191,25 @@ def test_server_stopped_mid_use_then_restarted(postgres, ledger):
     outcomes = ledger.read("outcome", dag_id="train")
     assert len(outcomes) == 1 and outcomes[0]["intensity_source"] == "forecast"
     assert flush_spool(ledger).replayed == 0
+
+
+def test_a_record_postgres_refuses_is_set_aside_not_retried_forever(ledger):
+    """PostgreSQL enforces column lengths (SQLite does not): a 300-character zone is refused for good."""
+    import json
+
+    now = datetime.now(timezone.utc).isoformat()
+    too_long = {"kind": "decision", "key": RunKey("pg", "r1", "too_long").as_dict(), "recorded_at": now,
+                "data": sample_decision(zone="Z" * 300)}
+    ledger.spool.append(too_long)
+    ledger.spool.append({"kind": "decision", "key": RunKey("pg", "r1", "after").as_dict(), "recorded_at": now,
+                         "data": sample_decision()})
+    assert record_decision(sample_decision(), RunKey("pg", "r1", "now"), ledger=ledger, emit_metrics=False)
+    assert {r["task_id"] for r in ledger.read("decision", dag_id="pg")} == {"after", "now"}
+    assert ledger.spool.pending() == 0
+    [rejected] = [json.loads(line) for line in ledger.spool.rejected_path.read_text().splitlines()]
+    assert "StringDataRightTruncation" in rejected["reason"] or "too long" in rejected["reason"]
+    assert json.loads(rejected["line"])["key"]["task_id"] == "too_long"
+    # written directly, the same record is set aside at once and nothing is spooled
+    assert not record_decision(sample_decision(zone="Z" * 300), RunKey("pg", "r2", "t"), ledger=ledger,
+                               emit_metrics=False)
+    assert ledger.spool.pending() == 0 and len(ledger.spool.rejected_path.read_text().splitlines()) == 2

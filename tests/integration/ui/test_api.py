@@ -25,6 +25,17 @@ def test_anonymous_request_is_refused(carbon_ui: CarbonUI, path: str) -> None:
     assert "fine_tune" not in response.text and "nightly_training" not in response.text
 
 
+def test_every_route_of_the_app_refuses_anonymous_requests(carbon_ui: CarbonUI) -> None:
+    """List the app's own routes (documentation included, if any) and ask each as nobody."""
+    from airflow_carbon_provider.plugins import URL_PREFIX
+    from airflow_carbon_provider.plugins.app import create_app
+
+    paths = sorted({route.path for route in create_app().routes} | {"/docs", "/redoc", "/openapi.json"})
+    answered = {path: carbon_ui.get(URL_PREFIX + path, follow_redirects=False).status_code for path in paths}
+    assert all(status in (401, 403, 404) for status in answered.values()), answered
+    assert answered["/api/summary"] == 401
+
+
 def test_forged_token_is_refused(carbon_ui: CarbonUI) -> None:
     response = carbon_ui.get("/carbon/api/summary", token="eyJhbGciOiJIUzUxMiJ9.e30.forged")
     assert response.status_code in (401, 403), response.text

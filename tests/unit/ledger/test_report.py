@@ -144,9 +144,92 @@ def test_unreachable_ledger_masks_the_password(capsys):
 
 def test_report_replays_the_spool_first(ledger, capsys, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_SPOOL", str(ledger.spool.path))
+    ledger.migrate()  # the ledger exists (a report never creates one)
     record = {"kind": "decision", "key": RunKey("late", "r1", "t").as_dict(),
               "recorded_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(), "data": sample_decision()}
     ledger.spool.append(record)
     status, out, _ = run(["report", "--ledger-url", ledger.url, "--format", "json"], capsys)
     assert status == 0 and [r["dag_id"] for r in json.loads(out)["rows"]] == ["late"]
     assert ledger.spool.pending() == 0
+
+
+def test_no_ledger_yet_names_the_spooled_records(ledger, capsys, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_SPOOL", str(ledger.spool.path))
+    ledger.spool.append({"kind": "decision", "key": RunKey("late", "r1", "t").as_dict(),
+                         "recorded_at": datetime.now(UTC).isoformat(), "data": sample_decision()})
+    status, _, err = run(["report", "--ledger-url", ledger.url], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert f"no ledger at {ledger.sqlite_file()}" in err and "1 record(s) wait in the spool" in err
+    assert ledger.spool.pending() == 1 and not ledger.sqlite_file().exists()
+
+
+@pytest.mark.parametrize("secret_part", [
+    "carbon@127.0.0.1:{port}/ledger?password=hunter2pw",
+    "carbon:hunter2pw@127.0.0.1:{port}/ledger?sslmode=disable&sslpassword=hunter2pw",
+])  # fmt: skip
+def test_query_string_secrets_are_masked_in_cli_errors(capsys, secret_part):
+    url = "postgresql://" + secret_part.format(port=closed_port())
+    status, _, err = run(["report", "--ledger-url", url], capsys)
+    assert status == 2 and err.count("\n") == 1 and "cannot read the ledger" in err
+    assert "hunter2pw" not in err and "***" in err
+
+
+def test_a_password_with_an_unencoded_at_sign_is_not_shown_by_the_drivers_error(capsys):
+    """The driver reads 'pa@ssw0rd' as password 'pa' and host 'ssw0rd@127.0.0.1', and says so."""
+    status, _, err = run(["report", "--ledger-url", "postgresql://carbon:pa@ssw0rd@127.0.0.1:1/ledger"], capsys)
+    assert status == 2 and err.count("\n") == 1 and "cannot read the ledger" in err
+    assert "ssw0rd" not in err and "carbon:***@127.0.0.1" in err
+
+
+class _ConstantHistory:
+    """Realised history: GB at 212 g/kWh, DE at 400 g/kWh, every hour."""
+
+    VALUES = {"GB": 212.0, "DE": 400.0}
+
+    def get_history(self, zone, start, end):
+        from airflow_carbon_provider.core.signals import IntensitySeries
+
+        first = start.replace(minute=0, second=0, microsecond=0)
+        points = [(first + timedelta(hours=i), self.VALUES[zone]) for i in range(int((end - first) / timedelta(hours=1)) + 2)]
+        return IntensitySeries.from_points(zone, "average", points, resolution=timedelta(hours=1), source="stub")
+
+
+def _short_pod(ledger, task_id: str = "tiny") -> None:
+    """Record a 2 W pod run for 5 s, moved from DE (400 g/kWh) to GB (212 g/kWh): 47 % saved, under 1 mg."""
+    start = datetime(2026, 11, 27, 2, tzinfo=UTC)
+    decision = sample_decision(power_watts=2.0, arrival=start.isoformat(), actual_start=start.isoformat(),
+                               latest_start=(start + timedelta(hours=1)).isoformat())
+    record_outcome(decision, RunKey("short", "r1", task_id), actual_end=start + timedelta(seconds=5), ledger=ledger,
+                   hook_for=lambda _c: _ConstantHistory(), emit_metrics=False)
+
+
+def test_the_saving_of_a_short_pod_is_not_rounded_away(ledger, capsys, monkeypatch):
+    """Grams rounded to 0.001 once made a 47 % saving read 0 % (0.001 g emitted, 0.001 g baseline)."""
+    monkeypatch.delenv("AIRFLOW__CARBON__SLO_REDUCTION_PCT", raising=False)
+    _short_pod(ledger)
+    status, out, _ = run(["report", "--ledger-url", ledger.url, "--format", "json", "--slo-reduction", "40"], capsys)
+    assert status == 0
+    report = json.loads(out)
+    [row] = report["rows"]
+    energy = 2.0 * 5 / 3600 / 1000
+    assert row["emissions_g"] == pytest.approx(energy * 212.0, rel=1e-9)
+    assert row["baseline_emissions_g"] == pytest.approx(energy * 400.0, rel=1e-9)
+    assert row["saving_g"] == pytest.approx(energy * 188.0, rel=1e-9)
+    assert row["saving_pct"] == 47.0
+    assert report["groups"][0]["saving_pct"] == 47.0 and report["totals"]["saving_pct"] == 47.0
+    assert report["totals"]["saving_g"] == pytest.approx(energy * 188.0, rel=1e-9)
+    [verdict] = [v for v in report["objectives"] if v["name"] == "reduction"]
+    assert verdict["actual"] == 47.0 and verdict["met"] is True
+    status, out, _ = run(["report", "--ledger-url", ledger.url], capsys)
+    assert "47.0" in out.splitlines()[-5]  # the TOTAL line of the table
+
+
+def test_a_row_recorded_with_rounded_grams_takes_its_saving_from_the_intensities(ledger, capsys):
+    """Rows written before grams were kept unrounded still show the saving their intensities support."""
+    _short_pod(ledger)
+    row = ledger.read("outcome")[0]
+    details = dict(row["details"]) | {"emissions_g": 0.001, "baseline_emissions_g": 0.001, "saving_g": 0.0}
+    ledger.write("outcome", {k: row[k] for k in ("dag_id", "run_id", "task_id", "map_index", "try_number")},
+                 details, row["recorded_at"] + timedelta(seconds=1))
+    status, out, _ = run(["report", "--ledger-url", ledger.url, "--format", "json"], capsys)
+    assert status == 0 and json.loads(out)["rows"][0]["saving_pct"] == 47.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import inspect
 
 from airflow_carbon_provider.ledger import record_decision
@@ -97,3 +98,41 @@ def test_where_the_ledger_lives(monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_URL", "sqlite:///x.db")
     assert resolve_ledger_url() == "sqlite:///x.db"
     assert resolve_ledger_url("sqlite:///y.db") == "sqlite:///y.db"
+
+
+@pytest.mark.parametrize("url, secrets, kept", [
+    ("postgresql://carbon:hunter2pw@db:5432/ledger", ["hunter2pw"], "postgresql://carbon:***@db:5432/ledger"),
+    ("postgresql://carbon@db/ledger?password=hunter2pw&sslmode=require", ["hunter2pw"],
+     "postgresql://carbon@db/ledger?password=***&sslmode=require"),
+    ("postgresql+psycopg2://carbon:pw1secret@db/ledger?sslpassword=keypass9&sslmode=verify-full&token=tok3n",
+     ["pw1secret", "keypass9", "tok3n"],
+     "postgresql+psycopg2://carbon:***@db/ledger?sslpassword=***&sslmode=verify-full&token=***"),
+    ("postgresql://carbon:p%40ss%2Fw0rd@db/ledger", ["p%40ss", "w0rd"], "postgresql://carbon:***@db/ledger"),
+    # an unencoded '@' or '?' in the password: everything up to the host's '@' is the password
+    ("postgresql://carbon:p@ssw0rd@db/ledger", ["ssw0rd"], "postgresql://carbon:***@db/ledger"),
+    ("postgresql://carbon:p?ssw0rd@db/ledger", ["ssw0rd"], "postgresql://carbon:***@db/ledger"),
+    # an Airflow connection's URI carries nested extras JSON-encoded in __extra__
+    ("postgresql://carbon@db/ledger?__extra__=%7B%22sslpassword%22%3A+%22keypass9%22%7D", ["keypass9"],
+     "postgresql://carbon@db/ledger?__extra__=***"),
+    ("sqlite:////var/lib/airflow/carbon_ledger.db", [], "sqlite:////var/lib/airflow/carbon_ledger.db"),
+    ("sqlite:////var/lib/a:b@c/carbon_ledger.db", [], "sqlite:////var/lib/a:b@c/carbon_ledger.db"),
+    ("not a url, password=hunter2pw", ["hunter2pw"], None),
+])  # fmt: skip
+def test_mask_url_hides_the_password_and_query_secrets(url, secrets, kept):
+    masked = mask_url(url)
+    for secret in secrets:
+        assert secret not in masked
+    if kept is not None:
+        assert masked == kept
+
+
+def test_the_ledger_password_is_registered_with_airflows_secrets_masker(tmp_path):
+    import secrets
+
+    from airflow.sdk._shared.secrets_masker import redact
+
+    password, key_password = f"pw-{secrets.token_hex(8)}", f"kp-{secrets.token_hex(8)}"
+    led = Ledger(f"postgresql://carbon:{password}@127.0.0.1:1/ledger?sslpassword={key_password}",
+                 spool_path=tmp_path / "spool.jsonl")
+    assert redact(f"connect with {password} and {key_password}") == "connect with *** and ***"
+    led.dispose()

@@ -1,0 +1,76 @@
+"""What the Carbon UI shows, read from a real SQLite ledger (no API server: the data layer only)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from airflow_carbon_provider.ledger import record_decision
+from airflow_carbon_provider.ledger.errors import LedgerUnavailableError
+from airflow_carbon_provider.ledger.store import Ledger
+from airflow_carbon_provider.plugins import data
+from tests.unit.ledger.conftest import KEY, sample_decision
+
+UTC = timezone.utc
+
+
+def everyone(_dag_id: str) -> bool:
+    return True
+
+
+@pytest.fixture
+def ledger(tmp_path, monkeypatch):
+    """Return a SQLite ledger the UI opens by URL, its spool where the UI's Ledger looks for it."""
+    spool = tmp_path / "spool.jsonl"
+    monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_SPOOL", str(spool))
+    for var in ("AIRFLOW__CARBON__SLO_ON_TIME_PCT", "AIRFLOW__CARBON__SLO_REDUCTION_PCT",
+                "AIRFLOW__CARBON__SLO_LOW_CARBON_PCT", "AIRFLOW__CARBON__SLO_LOW_CARBON_BELOW"):
+        monkeypatch.delenv(var, raising=False)
+    led = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", spool_path=spool)
+    yield led
+    led.dispose()
+
+
+def test_a_bad_spool_line_does_not_break_the_page(ledger):
+    """A valid-JSON spool line with an impossible date once made every Carbon page answer 500."""
+    record_decision(sample_decision(), KEY, ledger=ledger, emit_metrics=False)
+    ledger.spool.append({"kind": "decision", "key": KEY.as_dict() | {"task_id": "bad"},
+                         "recorded_at": datetime.now(UTC).isoformat(),
+                         "data": sample_decision(decided_at="2026-11-27T00:00:61Z")})
+    summary = data.summary(everyone, ledger_url=ledger.url)
+    assert summary["totals"]["runs"] == 1
+    assert data.runs(everyone, ledger_url=ledger.url)["total_entries"] == 1
+    assert ledger.spool.pending() == 0
+    [rejected] = ledger.spool.rejected_path.read_text().splitlines()
+    assert json.loads(json.loads(rejected)["line"])["key"]["task_id"] == "bad"
+
+
+def test_the_ui_never_shows_the_ledger_urls_secrets(ledger, tmp_path):
+    from airflow_carbon_provider.plugins import views
+    from tests.unit.ledger.conftest import closed_port
+
+    record_decision(sample_decision(), KEY, ledger=ledger, emit_metrics=False)
+    url = f"{ledger.url}?token=t0ken-secret"  # pysqlite ignores the query (with a warning); shown, it is masked
+    summary = data.summary(everyone, ledger_url=url)
+    page = views.overview_page(summary, data.runs(everyone, ledger_url=url), {"clusters": []})
+    assert "t0ken-secret" not in summary["ledger"] + page and "token=***" in page
+    task = data.task_record(KEY.dag_id, KEY.run_id, KEY.task_id, ledger_url=url)
+    assert "t0ken-secret" not in views.task_page(task) and task["found"]
+    down = f"postgresql://carbon@127.0.0.1:{closed_port()}/ledger?password=hunter2pw"
+    with pytest.raises(LedgerUnavailableError) as error:
+        data.summary(everyone, ledger_url=down)
+    assert "hunter2pw" not in str(error.value) and "password=***" in str(error.value)
+
+
+def test_the_task_page_shows_the_unrounded_saving_of_a_short_pod(ledger):
+    from airflow_carbon_provider.plugins import views
+    from tests.unit.ledger.test_report import _short_pod
+
+    _short_pod(ledger)
+    record = data.task_record("short", "r1", "tiny", ledger_url=ledger.url)
+    assert record["outcome"]["saving_pct"] == 47.0
+    assert "(47.0 %)" in views.task_page(record)
+    summary = data.summary(everyone, ledger_url=ledger.url)
+    assert summary["totals"]["saving_pct"] == 47.0 and summary["dags"][0]["saving_pct"] == 47.0
