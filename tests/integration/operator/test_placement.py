@@ -102,6 +102,14 @@ def test_a_refused_candidates_placement_does_not_follow_the_pod_to_the_next(clus
     assert pod.affinity in (None, {})
     assert pod.phase == "Succeeded"  # schedulable: nothing of GB's placement came along
     assert decision["zone"] == "US-CAL-CISO"
+    # charged the cluster it ran on (US ~205 g/kWh at this moment), every figure derived from that
+    us_row = next(r for r in decision["candidates"] if r["cluster"] == "k8s_us")
+    assert decision["expected_intensity"] == pytest.approx(us_row["forecast_mean"], rel=0.05)
+    assert 150 < decision["expected_intensity"] < 260
+    base, exp = decision["baseline_intensity"], decision["expected_intensity"]
+    assert decision["expected_saving_pct"] == pytest.approx(100 * (base - exp) / base, abs=0.01)
+    assert decision["expected_saving_g"] == pytest.approx(
+        decision["baseline_emissions_g"] - decision["expected_emissions_g"])
 
 
 def test_the_recorded_carbon_source_is_the_one_named_by_the_kubernetes_connection(clusters, monkeypatch):

@@ -130,3 +130,17 @@ def test_the_carbon_decision_link_opens_the_task_page(monkeypatch):
     assert "dag_id=nightly" in url and "task_id=train" in url and "map_index=3" in url
     assert "run_id=manual__2026-11-27T20%3A00%3A00%2B00%3A00" in url
     assert carbon_task_url("d", "r", "t", None, base_url="").startswith("/carbon/ui/task?")
+
+
+def test_a_replan_that_changes_the_expected_intensity_refreshes_every_saving_figure():
+    """The trigger's re-plan found 50 g/kWh where the plan said 100: no figure keeps the old value."""
+    op = _op(power_watts=500)
+    record = {"chosen_cluster": "k8s_se", "chosen_key": "k8s_se", "expected_intensity": 100.0,
+              "baseline_intensity": 400.0, "candidates": []}
+    op._add_emissions(record)
+    assert record["expected_saving_pct"] is None or record["expected_saving_pct"] == 75.0
+    op._apply_trigger_choice(record, {"cluster": "k8s_se", "expected_intensity": 50.0})
+    # 500 W for 4 h = 2 kWh: 100 g expected, 800 g at home now
+    assert record["expected_saving_pct"] == 87.5
+    assert (record["expected_emissions_g"], record["baseline_emissions_g"], record["expected_saving_g"]) == (
+        pytest.approx(100.0), pytest.approx(800.0), pytest.approx(700.0))
