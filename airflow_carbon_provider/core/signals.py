@@ -18,6 +18,7 @@ from enum import Enum
 __all__ = [
     "Interval",
     "IntensitySeries",
+    "MAX_INTENSITY",
     "SignalError",
     "SignalKind",
     "SignalMixError",
@@ -28,6 +29,16 @@ __all__ = [
 ]
 
 UTC = timezone.utc
+
+MAX_INTENSITY = 5000.0
+"""The largest carbon intensity, in gCO2eq/kWh, that a data source may report (about 11,000 lbs/MWh).
+
+The dirtiest generation on any grid (lignite, oil peakers, lifecycle factors included) emits
+about 1,100 to 1,300 gCO2eq/kWh, and no zone's average or marginal rate exceeds that; 5,000
+leaves a wide margin. A source value above it is a broken answer, not a dirty hour, and is
+refused at the edge (parsers, trace files) rather than planned on: a value such as ``1e308``
+integrates to ``inf`` over a run and makes every comparison meaningless.
+"""
 
 
 class SignalError(ValueError):

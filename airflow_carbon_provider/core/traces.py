@@ -4,7 +4,8 @@ A trace is a CSV with the header ``timestamp_utc,zone,gco2_per_kwh``: one row pe
 ``timestamp_utc`` the ISO-8601 UTC start of the interval, resolution anywhere from five
 minutes to an hour, several zones allowed in one file. A forecast archive has an extra first
 column ``issued_at_utc``. Each interval ends where the next row of its zone starts; the last
-one lasts as long as the one before it.
+one lasts as long as the one before it. Values are gCO2eq/kWh from 0 to
+:data:`~airflow_carbon_provider.core.signals.MAX_INTENSITY`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from airflow_carbon_provider.core.signals import (
+    MAX_INTENSITY,
     IntensitySeries,
     SignalKind,
 )
@@ -94,6 +96,11 @@ def _point(path: Path, line: int, row: list[str], width: int) -> tuple[datetime,
         raise TraceError(f"{path}:{line}: gco2_per_kwh {value!r} is not a number") from None
     if number != number or number < 0 or number == float("inf"):
         raise TraceError(f"{path}:{line}: gco2_per_kwh {value!r} must be a finite number >= 0")
+    if number > MAX_INTENSITY:
+        raise TraceError(
+            f"{path}:{line}: gco2_per_kwh (column {width}) must be at most {MAX_INTENSITY:g}, the largest "
+            "plausible intensity in gCO2eq/kWh; check the file's unit"
+        )
     return start, zone, number
 
 

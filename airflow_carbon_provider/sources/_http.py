@@ -50,6 +50,7 @@ __all__ = [
     "ApiResponse",
     "AsyncHttp",
     "ErrorClassifier",
+    "MAX_RETRY_AFTER",
     "RetryPolicy",
     "SyncHttp",
     "default_error",
@@ -109,12 +110,19 @@ def path_segment(value: str) -> str:
     return quote(str(value), safe="")
 
 
+MAX_RETRY_AFTER = 86400.0
+"""The longest wait a ``Retry-After`` header is taken to ask for (a day); longer ones are capped."""
+
 # An error classifier turns an error response into the typed exception to raise.
 ErrorClassifier = Callable[[ApiResponse, "str | None"], CarbonAPIError]
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks to wait (delta or HTTP date), or None."""
+    """Return the seconds a ``Retry-After`` header asks to wait (delta or HTTP date), or None.
+
+    The wait is capped at :data:`MAX_RETRY_AFTER` (a day), so that a caller can always turn
+    it into a datetime.
+    """
     if not value:
         return None
     value = value.strip()
@@ -123,14 +131,14 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     except ValueError:
         try:
             moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
         seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+    if seconds != seconds or seconds == float("-inf"):
         return None
-    return max(seconds, 0.0)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def error_message(response: ApiResponse) -> str:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_carbon_provider.core.signals import (
+    MAX_INTENSITY,
     IntensitySeries,
     Interval,
     SignalError,
@@ -99,9 +100,12 @@ class Reader:
             raise self.error(field, "is null")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(field, f"expected a number, got {_kind(value)}")
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an integer of hundreds of digits: not representable
+            raise self.error(field, "is a number too large to represent") from None
         if math.isnan(result) or math.isinf(result):
-            raise self.error(field, f"is {value}, not a finite number")
+            raise self.error(field, f"is {result}, not a finite number")
         return result
 
     def boolean(self, value: Any, field: str, *, default: bool = False) -> bool:
@@ -134,7 +138,8 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
-        return f"the number {value!r}"
+        text = repr(value) if isinstance(value, float) or abs(value) < 10**30 else "with more than 30 digits"
+        return f"the number {text}"
     if isinstance(value, str):
         return f"the string {value[:40]!r}"
     if isinstance(value, list):
@@ -199,6 +204,12 @@ def series_from_points(
             intervals.append((Interval(point.start, end, value, point.estimated), point.field))
         except SignalError as exc:
             raise reader.error(point.field, str(exc)) from None
+        if value > MAX_INTENSITY:
+            raise reader.error(
+                point.field,
+                f"intensity {point.value:g} {Unit(unit).value} ({value:g} gCO2eq/kWh) is above the plausible "
+                f"maximum of {MAX_INTENSITY:g} gCO2eq/kWh: the answer is broken",
+            )
 
     runs: list[list[Interval]] = [[intervals[0][0]]]
     for interval, _ in intervals[1:]:

@@ -63,6 +63,8 @@ HEADER = "timestamp_utc,zone,gco2_per_kwh\n"
         (HEADER + "2024-01-01T00:00:00Z,DE,1\n2024-01-01T01:00:00+02:00,DE,2\n", "t.csv:3: .*not UTC"),
         (HEADER + "2024-01-01T00:00:00Z,DE,1\n2024-01-01T01:00:00Z,DE,lots\n", "t.csv:3: gco2_per_kwh 'lots'"),
         (HEADER + "2024-01-01T00:00:00Z,DE,1\n2024-01-01T01:00:00Z,DE,-3\n", "t.csv:3: .*finite number >= 0"),
+        (HEADER + "2024-01-01T00:00:00Z,DE,1\n2024-01-01T01:00:00Z,DE,1e308\n", "t.csv:3: .*at most 5000"),
+        (HEADER + "2024-01-01T00:00:00Z,DE,1\n2024-01-01T01:00:00Z,DE,5000.5\n", "t.csv:3: .*at most 5000"),
         (HEADER + "2024-01-01T00:00:00Z,,1\n", "t.csv:2: zone is empty"),
         (HEADER + "2024-01-01T00:00:00Z,DE,1\n2024-01-01T00:00:00Z,DE,2\n", "t.csv:3: duplicate timestamp"),
         (HEADER + "2024-01-01T00:00:00Z,DE,1\n2024-01-01T00:02:00Z,DE,2\n", "t.csv:3: .*overlap"),

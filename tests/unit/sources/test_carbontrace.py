@@ -122,3 +122,12 @@ def test_a_custom_trace_file(tmp_path):
     series = replay.current("CAISO_NORTH", start + timedelta(minutes=12))
     assert series.kind.value == "marginal" and series.values == [102]
     assert series.intervals[0].end - series.intervals[0].start == timedelta(minutes=5)
+
+
+def test_a_trace_with_an_implausible_intensity_is_a_config_error(tmp_path):
+    path = tmp_path / "huge.csv"
+    path.write_text(
+        "timestamp_utc,zone,gco2_per_kwh\n2024-01-01T00:00:00Z,DE,1e308\n2024-01-01T01:00:00Z,DE,100\n"
+    )
+    with pytest.raises(CarbonConfigError, match="huge.csv:2"):
+        ct.load_replay(path)
