@@ -10,7 +10,6 @@ are checked for staleness before they are returned.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from airflow.sdk import BaseHook
 
-from airflow_carbon_provider.core.durations import parse_duration
+from airflow_carbon_provider.core.durations import format_duration, parse_duration
 from airflow_carbon_provider.core.signals import IntensitySeries, SignalError, ensure_utc
 from airflow_carbon_provider.exceptions import (
     CarbonConfigError,
@@ -298,20 +297,26 @@ class BaseCarbonHook(BaseHook):
         """Resolve the connection's fields and extras into a :class:`HookConfig`."""
         extras = dict(extras)
         base_url = self._base_url(host, port, extras)
-        timeout = _number(extras, "timeout", 30.0, self.provider, minimum=0.001)
-        retries = int(_number(extras, "max_retries", 3, self.provider, minimum=0))
+        low, high = TIMEOUT_RANGE
+        timeout = extra_number(extras, "timeout", 30.0, self.provider, minimum=low, maximum=high)
+        low, high = RETRIES_RANGE
+        retries = int(extra_number(extras, "max_retries", 3, self.provider, minimum=low, maximum=high, integer=True))
         policy = self.retry_policy or RetryPolicy(
             timeout=timeout, connect_timeout=min(timeout, 10.0), max_attempts=retries + 1
         )
         if self.max_staleness is not None:
             max_staleness: timedelta | None = self.max_staleness
         elif extras.get("max_staleness") not in (None, ""):
-            max_staleness = _duration(extras, "max_staleness", self.provider)
+            max_staleness = extra_duration(
+                extras, "max_staleness", timedelta(0), self.provider, maximum=MAX_STALENESS_LIMIT
+            )
         else:
             max_staleness = self.default_max_staleness
         ttl = dict(self.default_ttl)
         if extras.get("cache_ttl") not in (None, ""):
-            seconds = _duration(extras, "cache_ttl", self.provider).total_seconds()
+            seconds = extra_duration(
+                extras, "cache_ttl", timedelta(0), self.provider, maximum=CACHE_TTL_LIMIT
+            ).total_seconds()
             ttl = dict.fromkeys(ttl, seconds)
         config = HookConfig(
             conn_id=self.conn_id,
@@ -561,6 +566,12 @@ class BaseCarbonHook(BaseHook):
             raise
         except SignalError as exc:
             raise CarbonNoDataError(str(exc), provider=self.provider, zone=zone) from exc
+        except OverflowError as exc:  # a number no check caught: still a typed error, so callers fail open
+            raise CarbonDataError(
+                f"a number is out of range ({exc}); check the connection's extras and the API's answer",
+                provider=self.provider,
+                zone=zone,
+            ) from exc
         except ValueError as exc:
             if type(exc).__module__.startswith("airflow_carbon_provider.core"):
                 raise CarbonConfigError(str(exc), provider=self.provider, zone=zone) from exc
@@ -608,27 +619,84 @@ def _clip(
     return series.window(lo, hi)
 
 
-def _number(extras: Mapping[str, Any], name: str, default: float, provider: str, *, minimum: float) -> float:
+# Ranges of the shared extras: wide enough for any real use, narrow enough that every value
+# converts to a datetime, a timedelta and a socket timeout without overflowing.
+TIMEOUT_RANGE = (0.001, 600.0)
+RETRIES_RANGE = (0, 10)
+MAX_STALENESS_LIMIT = timedelta(days=30)
+CACHE_TTL_LIMIT = timedelta(days=1)
+
+
+def _shown(raw: Any) -> str:
+    """Return a short repr of an extra's value for an error message (never hundreds of digits)."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) >= 10**30:
+        return "an integer of more than 30 digits"
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def extra_number(
+    extras: Mapping[str, Any],
+    name: str,
+    default: float,
+    provider: str,
+    *,
+    minimum: float,
+    maximum: float,
+    integer: bool = False,
+) -> float:
+    """Return a finite numeric extra in ``[minimum, maximum]`` (a whole number if ``integer``).
+
+    Anything else (a string that is not a number, ``inf``, ``nan``, ``1e20``, a boolean) is a
+    one-line :class:`CarbonConfigError` that names the key and the accepted range.
+    """
     raw = extras.get(name)
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return float(default)
+    what = "a whole number" if integer else "a number"
+    fix = f"set it to {what} from {minimum:g} to {maximum:g}, or remove it for the default {default:g}"
     try:
+        if isinstance(raw, bool):
+            raise TypeError
         value = float(raw)
-    except (TypeError, ValueError):
-        raise CarbonConfigError(f"extra {name!r} = {raw!r} is not a number", provider=provider) from None
-    if math.isnan(value) or value < minimum:
-        raise CarbonConfigError(f"extra {name!r} = {raw!r} must be at least {minimum}", provider=provider)
+    except (TypeError, ValueError, OverflowError):
+        raise CarbonConfigError(f"extra {name!r} = {_shown(raw)} is not {what}; {fix}", provider=provider) from None
+    if not minimum <= value <= maximum or (integer and value != int(value)):  # NaN fails too
+        raise CarbonConfigError(f"extra {name!r} = {_shown(raw)} is out of range; {fix}", provider=provider)
     return value
 
 
-def _duration(extras: Mapping[str, Any], name: str, provider: str) -> timedelta:
+def extra_duration(
+    extras: Mapping[str, Any],
+    name: str,
+    default: timedelta,
+    provider: str,
+    *,
+    maximum: timedelta,
+    minimum: timedelta = timedelta(0),
+) -> timedelta:
+    """Return a duration extra (``'48h'``, or a number of seconds) in ``[minimum, maximum]``."""
     raw = extras.get(name)
+    if raw is None or raw == "":
+        return default
+    fix = (
+        f"write a duration from {format_duration(minimum) if minimum else '0s'} to {format_duration(maximum)} "
+        "as a number and a unit s, m, h or d (e.g. '2h'), or a number of seconds"
+    )
     try:
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            return timedelta(seconds=raw)
-        return parse_duration(str(raw), f"extra {name!r}")
-    except ValueError as exc:
-        raise CarbonConfigError(str(exc), provider=provider) from None
+        if isinstance(raw, bool):
+            raise TypeError
+        if isinstance(raw, (int, float)):
+            value = timedelta(seconds=float(raw))
+        else:
+            value = parse_duration(str(raw), f"extra {name!r}")
+    except (TypeError, ValueError, OverflowError):  # DurationError is a ValueError
+        raise CarbonConfigError(
+            f"extra {name!r} = {_shown(raw)} is not a duration; {fix}", provider=provider
+        ) from None
+    if not minimum <= value <= maximum:
+        raise CarbonConfigError(f"extra {name!r} = {_shown(raw)} is out of range; {fix}", provider=provider)
+    return value
 
 
 def extra_bool(extras: Mapping[str, Any], name: str, default: bool, provider: str) -> bool:
@@ -651,17 +719,3 @@ def extra_choice(extras: Mapping[str, Any], name: str, choices: tuple[str, ...],
     if raw not in choices:
         raise CarbonConfigError(f"extra {name!r} = {raw!r} is not one of {choices}", provider=provider)
     return str(raw)
-
-
-def extra_number(
-    extras: Mapping[str, Any], name: str, default: float, provider: str, *, minimum: float
-) -> float:
-    """Return a numeric extra of at least ``minimum``."""
-    return _number(extras, name, default, provider, minimum=minimum)
-
-
-def extra_duration(extras: Mapping[str, Any], name: str, default: timedelta, provider: str) -> timedelta:
-    """Return a duration extra (``'48h'`` or seconds)."""
-    if extras.get(name) in (None, ""):
-        return default
-    return _duration(extras, name, provider)

@@ -91,7 +91,9 @@ class CarbonTraceHook(BaseCarbonHook):
 
     def _configure(self, config: HookConfig, extras: dict[str, Any]) -> None:
         kind = extra_choice(extras, "signal_kind", ("average", "marginal"), self.provider)
-        horizon = extra_duration(extras, "horizon", ct.DEFAULT_HORIZON, self.provider)
+        horizon = extra_duration(
+            extras, "horizon", ct.DEFAULT_HORIZON, self.provider, minimum=ct.MIN_HORIZON, maximum=ct.MAX_HORIZON
+        )
         replay = ct.load_replay(
             extras.get("path") or None,
             forecast=str(extras.get("forecast") or "perfect"),

@@ -99,9 +99,13 @@ class WattTimeHook(BaseCarbonHook):
                 provider=self.provider,
             )
         signal = extra_choice(extras, "signal_type", SIGNAL_TYPES, self.provider)
-        horizon = int(extra_number(extras, "horizon_hours", 24, self.provider, minimum=1))
+        horizon = int(
+            extra_number(
+                extras, "horizon_hours", 24, self.provider, minimum=1, maximum=wt.MAX_FORECAST_HOURS, integer=True
+            )
+        )
         config.signal = signal
-        config.options = {"signal_type": signal, "horizon_hours": min(horizon, wt.MAX_FORECAST_HOURS)}
+        config.options = {"signal_type": signal, "horizon_hours": horizon}
 
     def classify(self) -> ErrorClassifier:
         """Return WattTime's error classifier."""

@@ -43,6 +43,8 @@ __all__ = [
 PROVIDER = "carbontrace"
 DEFAULT_ANCHOR = datetime(2024, 1, 1, tzinfo=timezone.utc)
 DEFAULT_HORIZON = timedelta(hours=48)
+MIN_HORIZON = timedelta(minutes=5)
+MAX_HORIZON = timedelta(days=30)
 DAY = timedelta(days=1)
 
 
