@@ -1,8 +1,9 @@
-"""Read a connection from async code without blocking the event loop, on every Airflow we support."""
+"""Airflow version shims: reading a connection from async code, the ``[carbon]`` config section."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,3 +30,23 @@ async def aget_connection_and_extras(hook: BaseHook, conn_id: str) -> tuple[Conn
         return conn, await asyncio.to_thread(lambda: dict(conn.extra_dejson))
     conn = await get_async_connection(conn_id, hook=hook)
     return conn, dict(await get_async_extra_dejson(conn))
+
+
+CONFIG_SECTION = "carbon"
+
+
+def carbon_conf(key: str) -> str | None:
+    """Return ``[carbon] key`` (``AIRFLOW__CARBON__KEY`` wins), or None when unset or empty.
+
+    Read at call time, so a changed variable is seen by the next connection read.
+    """
+    env = os.environ.get(f"AIRFLOW__{CONFIG_SECTION.upper()}__{key.upper()}")
+    if env is not None:
+        return env.strip() or None
+    try:
+        from airflow.configuration import conf
+
+        value = conf.get(CONFIG_SECTION, key, fallback=None)
+    except Exception:  # no Airflow config to read: the environment alone decides
+        return None
+    return str(value).strip() or None if value is not None else None
