@@ -26,8 +26,16 @@ from airflow_carbon_provider.exceptions import (
     CarbonNoDataError,
     CarbonUsageError,
 )
+from airflow_carbon_provider.hooks._compat import mask_secrets
 from airflow_carbon_provider.hooks.cache import CacheKey, IntensityCache, check_fresh, shared_cache
-from airflow_carbon_provider.sources._http import AsyncHttp, ErrorClassifier, RetryPolicy, SyncHttp
+from airflow_carbon_provider.sources._http import (
+    AsyncHttp,
+    ErrorClassifier,
+    RetryPolicy,
+    SyncHttp,
+    strip_userinfo,
+    url_credentials,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -120,7 +128,7 @@ class HookConfig:
     """
 
     conn_id: str
-    base_url: str
+    base_url: str = field(repr=False)  # may hold user:password@
     policy: RetryPolicy
     max_staleness: timedelta | None
     ttl: dict[str, float]
@@ -128,11 +136,12 @@ class HookConfig:
     login: str | None = None
     password: str | None = field(default=None, repr=False)
     options: dict[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def connection_key(self) -> str:
-        """Return the connection component of cache keys."""
-        return f"{self.conn_id}@{self.base_url}"
+        """Return the connection component of cache keys (no credentials in it)."""
+        return f"{self.conn_id}@{strip_userinfo(self.base_url)}"
 
 
 COMMON_FIELDS: tuple[ConnField, ...] = (
@@ -318,6 +327,7 @@ class BaseCarbonHook(BaseHook):
                 extras, "cache_ttl", timedelta(0), self.provider, maximum=CACHE_TTL_LIMIT
             ).total_seconds()
             ttl = dict.fromkeys(ttl, seconds)
+        api_key = extras.get("api_key")
         config = HookConfig(
             conn_id=self.conn_id,
             base_url=base_url,
@@ -327,6 +337,9 @@ class BaseCarbonHook(BaseHook):
             signal="",
             login=login or None,
             password=password or None,
+            secrets=tuple(
+                s for s in (password, api_key if isinstance(api_key, str) else None, *url_credentials(base_url)) if s
+            ),
         )
         self._configure(config, extras)
         return config
@@ -357,9 +370,11 @@ class BaseCarbonHook(BaseHook):
             except Exception as exc:
                 self._config = self._config_without_connection(exc)
             else:
-                self._config = self._read_config(
+                config = self._read_config(
                     conn.host, conn.port, conn.login, conn.password, conn.schema, conn.extra_dejson
                 )
+                mask_secrets(config.secrets)  # before anything can log or raise with them
+                self._config = config
         return self._config
 
     async def aget_config(self) -> HookConfig:
@@ -368,7 +383,7 @@ class BaseCarbonHook(BaseHook):
         Concurrent first callers of one hook (many triggers sharing it) wait for a single read.
         """
         if self._config is None:
-            from airflow_carbon_provider.hooks._compat import aget_connection_and_extras
+            from airflow_carbon_provider.hooks._compat import aget_connection_and_extras, amask_secrets
 
             if self._config_lock is None:
                 self._config_lock = asyncio.Lock()
@@ -379,9 +394,11 @@ class BaseCarbonHook(BaseHook):
                     except Exception as exc:
                         self._config = self._config_without_connection(exc)
                     else:
-                        self._config = self._read_config(
+                        config = self._read_config(
                             conn.host, conn.port, conn.login, conn.password, conn.schema, extras
                         )
+                        await amask_secrets(config.secrets)
+                        self._config = config
         assert self._config is not None
         return self._config
 
@@ -410,6 +427,7 @@ class BaseCarbonHook(BaseHook):
                 policy=config.policy,
                 classify=self.classify(),
                 session=self.requests_session,
+                secrets=config.secrets,
             )
         return self._sync_http
 
@@ -421,6 +439,7 @@ class BaseCarbonHook(BaseHook):
             policy=config.policy,
             classify=self.classify(),
             session=self.aiohttp_session,
+            secrets=config.secrets,
         )
 
     # -- what each provider implements ---------------------------------------------------
