@@ -27,7 +27,7 @@ from airflow_carbon_provider.exceptions import (
     CarbonUsageError,
 )
 from airflow_carbon_provider.hooks._compat import mask_secrets
-from airflow_carbon_provider.hooks.cache import CacheKey, IntensityCache, check_fresh, shared_cache
+from airflow_carbon_provider.hooks.cache import CacheKey, IntensityCache, check_fresh, is_fresh, shared_cache
 from airflow_carbon_provider.sources._http import (
     AsyncHttp,
     ErrorClassifier,
@@ -483,17 +483,32 @@ class BaseCarbonHook(BaseHook):
     def _key(self, config: HookConfig, zone: str, endpoint: str, range_: Any = None) -> CacheKey:
         return CacheKey(config.connection_key, zone, config.signal, endpoint, range_)
 
-    def _cached(self, key: CacheKey, fetch: Callable[[], IntensitySeries], ttl: float) -> IntensitySeries:
+    def _cached(
+        self,
+        key: CacheKey,
+        fetch: Callable[[], IntensitySeries],
+        ttl: float,
+        usable: Callable[[IntensitySeries], bool] | None = None,
+    ) -> IntensitySeries:
         if self.cache is None:
             return fetch()
-        return self.cache.get(key, fetch, ttl)
+        return self.cache.get(key, fetch, ttl, usable=usable)
 
     async def _acached(
-        self, key: CacheKey, fetch: Callable[[], Awaitable[IntensitySeries]], ttl: float
+        self,
+        key: CacheKey,
+        fetch: Callable[[], Awaitable[IntensitySeries]],
+        ttl: float,
+        usable: Callable[[IntensitySeries], bool] | None = None,
     ) -> IntensitySeries:
         if self.cache is None:
             return await fetch()
-        return await self.cache.aget(key, fetch, ttl)
+        return await self.cache.aget(key, fetch, ttl, usable=usable)
+
+    @staticmethod
+    def _usable(config: HookConfig, now: datetime) -> Callable[[IntensitySeries], bool]:
+        """Return the test that makes the cache fetch a stale entry again (see the cache docs)."""
+        return lambda series: is_fresh(series, now=now, max_age=config.max_staleness)
 
     def _fresh(
         self, series: IntensitySeries, config: HookConfig, what: str, now: datetime
@@ -505,7 +520,9 @@ class BaseCarbonHook(BaseHook):
         with self._typed_errors(zone):
             config, now = self.get_config(), self._now()
             key = self._key(config, zone, "current")
-            series = self._cached(key, lambda: self._fetch_current(config, zone, now), config.ttl["current"])
+            series = self._cached(
+                key, lambda: self._fetch_current(config, zone, now), config.ttl["current"], self._usable(config, now)
+            )
             return self._fresh(series, config, "current", now)
 
     async def aget_current(self, zone: str) -> IntensitySeries:
@@ -514,7 +531,7 @@ class BaseCarbonHook(BaseHook):
             config, now = await self.aget_config(), self._now()
             key = self._key(config, zone, "current")
             series = await self._acached(
-                key, lambda: self._afetch_current(config, zone, now), config.ttl["current"]
+                key, lambda: self._afetch_current(config, zone, now), config.ttl["current"], self._usable(config, now)
             )
             return self._fresh(series, config, "current", now)
 
@@ -528,7 +545,10 @@ class BaseCarbonHook(BaseHook):
             request = self._forecast_range(config, now, end)
             key = self._key(config, zone, "forecast", request)
             series = self._cached(
-                key, lambda: self._fetch_forecast(config, zone, now, request), config.ttl["forecast"]
+                key,
+                lambda: self._fetch_forecast(config, zone, now, request),
+                config.ttl["forecast"],
+                self._usable(config, now),
             )
             return _clip(self._fresh(series, config, "forecast", now), start, end, self.provider)
 
@@ -542,7 +562,10 @@ class BaseCarbonHook(BaseHook):
             request = self._forecast_range(config, now, end)
             key = self._key(config, zone, "forecast", request)
             series = await self._acached(
-                key, lambda: self._afetch_forecast(config, zone, now, request), config.ttl["forecast"]
+                key,
+                lambda: self._afetch_forecast(config, zone, now, request),
+                config.ttl["forecast"],
+                self._usable(config, now),
             )
             return _clip(self._fresh(series, config, "forecast", now), start, end, self.provider)
 
