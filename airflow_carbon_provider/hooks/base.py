@@ -48,8 +48,9 @@ __all__ = ["BaseCarbonHook", "CarbonIntensitySource", "ConnField", "HookConfig"]
 class CarbonIntensitySource(Protocol):
     """What the operators, sensors and triggers need from any carbon-intensity source.
 
-    Every method returns a gap-free :class:`~airflow_carbon_provider.core.signals.IntensitySeries`
-    in gCO2eq/kWh with its signal kind (average or marginal), or raises a subclass of
+    Every method returns an :class:`~airflow_carbon_provider.core.signals.IntensitySeries` in
+    gCO2eq/kWh with its signal kind (average or marginal), which starts and ends with known
+    data and marks what the source did not know as gaps, or raises a subclass of
     :class:`~airflow_carbon_provider.exceptions.CarbonDataError`. Datetimes must be
     timezone-aware.
     """

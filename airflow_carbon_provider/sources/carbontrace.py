@@ -220,7 +220,8 @@ def _relabel(series: IntensitySeries, *, forecast: bool | None = None) -> Intens
         source=source,
         issued_at=series.issued_at,
         is_forecast=is_forecast,
-        estimated=[iv.estimated for iv in series.intervals],
+        estimated=series.estimated_flags,
+        allow_gaps=series.has_gaps,
     )
 
 

@@ -121,7 +121,10 @@ def _check(name: str, body: Any) -> None:
         assert str(exc)  # typed, with a message; anything else propagates and fails the test
     else:
         if isinstance(result, IntensitySeries):
-            assert len(result) >= 1 and all(0 <= v <= MAX_INTENSITY for v in result.values)
+            known = [iv.value for iv in result.intervals]
+            assert known and all(0 <= v <= MAX_INTENSITY for v in known)
+            assert result.values[0] == known[0] and result.values[-1] == known[-1]  # edges are known
+            assert result.has_gaps == (len(known) < len(result.values))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
