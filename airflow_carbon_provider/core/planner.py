@@ -17,6 +17,17 @@ Forecast horizon
     ``"persist"`` every start up to ``latest_start`` is considered and the last forecast value
     is assumed to hold beyond the horizon.
 
+Gaps
+    A forecast may leave intervals unknown (see :mod:`airflow_carbon_provider.core.signals`).
+    Every known interval is planned on, and a start whose run would overlap an unknown one is
+    never chosen: the run's emissions are not known. Starting now is the exception, as for
+    the horizon: it is always possible (the deadline comes first), and where its run
+    crosses a gap it is scored by holding the last known value through the gap. The same
+    holding gives the current value when now itself falls in a gap (``greenest-now``,
+    ``threshold``). ``beyond_horizon="persist"`` holds the last value past the end of the
+    forecast only, never through a gap. An incumbent whose run now crosses a gap is not
+    kept: the plan is made as if there were none.
+
 Hysteresis
     The plan keeps the incumbent (by default: the home candidate, now) unless the best option
     beats it by at least ``min_saving_pct`` percent *and* ``min_saving_abs`` gCO2eq/kWh.
@@ -169,33 +180,60 @@ def _dt(epoch: float) -> datetime:
 
 
 class _Zone:
-    """Prefix sums of one forecast, extended by persistence beyond its end."""
+    """Prefix sums of one forecast, extended by persistence beyond its end.
 
-    __slots__ = ("b", "c", "end", "n", "uniform", "v")
+    Unknown intervals (gaps) hold the last known value in ``v`` and ``c``, which is what
+    starting now is scored with; ``u`` sums the unknown seconds, so that :meth:`known` can
+    tell whether a run overlaps a gap.
+    """
+
+    __slots__ = ("b", "c", "end", "gap", "n", "u", "uniform", "v")
 
     b: Sequence[float]
     v: Sequence[float]
     c: list[float]
+    u: list[float] | None
+    gap: list[bool] | None
     uniform: float
 
     def __init__(self, series: IntensitySeries) -> None:
         memo: Any = series._derived.get("planner")
         if memo is None:
             b, v = series.bounds, series.values
+            gap = u = None
             # map() over operator functions keeps these two passes in C.
             steps = list(map(sub, b[1:], b[:-1]))
+            if series.has_gaps:
+                gap = [x != x for x in v]
+                held: list[float] = []
+                for x in v:
+                    held.append(held[-1] if x != x else x)
+                v = held
+                u = list(accumulate((st if g else 0.0 for st, g in zip(steps, gap)), initial=0.0))
             c = list(accumulate(map(mul, v, steps), initial=0.0))
             n = len(v)
             # The first and last intervals are often clipped (a forecast starting now, a
             # horizon cut mid-interval); the interior decides whether the grid is uniform.
             step = steps[1] if n > 2 else 0.0
             uniform = step if n > 2 and steps[1:-1].count(step) == n - 2 else 0.0
-            memo = (c, uniform)
+            memo = (c, uniform, v, u, gap)
             series._derived["planner"] = memo
-        self.b, self.v = series.bounds, series.values
-        self.c, self.uniform = memo
+        self.b = series.bounds
+        self.c, self.uniform, self.v, self.u, self.gap = memo
         self.n = len(self.v)
         self.end = self.b[-1]
+
+    def _unknown(self, t: float) -> float:
+        """Return the unknown seconds from the series start to ``t`` (none past the end)."""
+        assert self.u is not None and self.gap is not None
+        if t >= self.end:
+            return self.u[-1]
+        i = bisect_right(self.b, t) - 1
+        return self.u[i] + (t - self.b[i] if self.gap[i] else 0.0)
+
+    def known(self, start: float, end: float) -> bool:
+        """Return whether ``[start, end)`` overlaps no gap."""
+        return self.u is None or self._unknown(end) - self._unknown(start) <= 0.0
 
     def cum(self, t: float) -> float:
         """Return the integral from the series start to ``t`` (persistence past the end)."""
@@ -241,6 +279,9 @@ class _Zone:
                 scores.append(c[j] - cum(s))
             starts.append(hi)
             scores.append(cum(hi + dur) - cum(hi))
+        if self.u is not None:  # a run over a gap is not an option; starting now (lo) always is
+            known = self.known
+            scores = [sc if s == lo or known(s, s + dur) else math.inf for s, sc in zip(starts, scores)]
         best = min(scores)
         limit = best + _TIE * max(1.0, abs(best))
         start = min(s for s, sc in zip(starts, scores) if sc <= limit)
@@ -391,6 +432,10 @@ def plan(
             reason = _explain(policy, best, baseline, False, False, 0.0, 0.0, 0.0, 0.0, now)
             return Plan(policy, now, _dt(t_latest), duration, best, baseline, tuple(options), signal, reason,
                         horizon_limited)
+        if incumbent is not None and incumbent.candidate.zone in zones:
+            start_t = max(incumbent.start, now).timestamp()
+            if start_t > t_now and not zones[incumbent.candidate.zone].known(start_t, start_t + dur):
+                incumbent = None  # its run now crosses a gap in the forecast: plan afresh
         base = incumbent if incumbent is not None else baseline
         if incumbent is not None:
             start = max(incumbent.start, now)
@@ -437,7 +482,7 @@ def _best_options(
         if policy == "next-hour-window":
             first = math.ceil(t_now / 3600.0) * 3600.0
             starts = [first + 3600.0 * k for k in range(int((hi - first) // 3600.0) + 1)] if first <= hi else []
-            starts = [s for s in starts if _fits(s, dur, mine, cand.capacity)]
+            starts = [s for s in starts if _fits(s, dur, mine, cand.capacity) and (s == t_now or z.known(s, s + dur))]
             if not starts:  # no full hour left (or all full): start now, if there is room
                 if not _fits(t_now, dur, mine, cand.capacity):
                     continue
@@ -483,7 +528,7 @@ def _best_with_capacity(
             extra.add(t)
         if lo <= t - dur <= hi:
             extra.add(t - dur)
-    feasible = sorted(t for t in extra if _fits(t, dur, busy, capacity))
+    feasible = sorted(t for t in extra if _fits(t, dur, busy, capacity) and (t == lo or z.known(t, t + dur)))
     if not feasible:
         return None
     scored = [(z.cum(t + dur) - z.cum(t), t) for t in feasible]

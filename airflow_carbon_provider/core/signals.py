@@ -4,6 +4,13 @@ An :class:`IntensitySeries` is what every data source produces and what the plan
 consumes: one zone, one signal kind (average or marginal), contiguous intervals of any
 length from five minutes to an hour (lengths may change along the series), every value in
 gCO2eq/kWh, plus when it was issued and by whom.
+
+Gaps. A source may not know every interval (an API's null, an hour missing from an
+answer). Built with ``allow_gaps=True``, a series keeps every known interval and marks what
+lies between as unknown: a gap, stored as an interval whose value is NaN. The first and
+last intervals are always known. :attr:`IntensitySeries.intervals` lists the known
+intervals only, :attr:`IntensitySeries.gaps` the unknown stretches; a mean, an integral or a
+value that would need an unknown interval raises :class:`SignalError` rather than guess.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from enum import Enum
 __all__ = [
     "Interval",
     "IntensitySeries",
+    "MAX_INTENSITY",
     "SignalError",
     "SignalKind",
     "SignalMixError",
@@ -28,6 +36,16 @@ __all__ = [
 ]
 
 UTC = timezone.utc
+
+MAX_INTENSITY = 5000.0
+"""The largest carbon intensity, in gCO2eq/kWh, that a data source may report (about 11,000 lbs/MWh).
+
+The dirtiest generation on any grid (lignite, oil peakers, lifecycle factors included) emits
+about 1,100 to 1,300 gCO2eq/kWh, and no zone's average or marginal rate exceeds that; 5,000
+leaves a wide margin. A source value above it is a broken answer, not a dirty hour, and is
+refused at the edge (parsers, trace files) rather than planned on: a value such as ``1e308``
+integrates to ``inf`` over a run and makes every comparison meaningless.
+"""
 
 
 class SignalError(ValueError):
@@ -131,25 +149,28 @@ class Interval:
 
 
 class IntensitySeries:
-    """A contiguous run of intervals for one zone and one signal kind, values in g/kWh.
+    """A run of intervals for one zone and one signal kind, values in g/kWh, gaps marked.
 
     :param zone: the zone key as the source names it (``DE``, ``CAISO_NORTH``, ``GB``...).
     :param kind: average or marginal.
-    :param intervals: sorted, non-overlapping and gap-free.
+    :param intervals: sorted, non-overlapping and, unless ``allow_gaps``, gap-free.
     :param source: who produced it (``electricitymaps``, ``watttime``, ``carbontrace``...).
     :param issued_at: when a forecast was issued (``None`` for actuals).
     :param is_forecast: true when the values are predictions rather than measurements.
+    :param allow_gaps: keep the time between two intervals that do not touch as an unknown
+        interval (a gap) instead of refusing the series.
 
     The series is stored as columns (interval boundaries in epoch seconds, values), which is
-    what the planner reads; :attr:`intervals` materialises :class:`Interval` objects on demand.
+    what the planner reads; a gap is a column whose value is NaN, so ``len(series)`` counts
+    gaps too. :attr:`intervals` materialises the known :class:`Interval` objects on demand.
     Build large series with :meth:`from_arrays`, which skips per-interval objects.
     """
 
     MIN_INTERVAL = timedelta(minutes=5)
     MAX_INTERVAL = timedelta(hours=1)
 
-    __slots__ = ("_bounds", "_derived", "_estimated", "_intervals", "_values", "issued_at", "is_forecast",
-                 "kind", "source", "zone")
+    __slots__ = ("_bounds", "_derived", "_estimated", "_gaps", "_intervals", "_values", "issued_at",
+                 "is_forecast", "kind", "source", "zone")
 
     def __init__(
         self,
@@ -159,11 +180,16 @@ class IntensitySeries:
         source: str = "unknown",
         issued_at: datetime | None = None,
         is_forecast: bool = False,
+        *,
+        allow_gaps: bool = False,
     ) -> None:
         items = tuple(intervals)
         _check_zone(zone)
         if not items:
             raise SignalError(f"zone {zone}: the series has no intervals")
+        bounds = [items[0].start.timestamp()]
+        values: list[float] = []
+        estimated: list[bool] = []
         for previous, current in zip(items, items[1:]):
             if current.start < previous.start:
                 raise SignalError(
@@ -175,16 +201,21 @@ class IntensitySeries:
                     f"zone {zone}: intervals overlap at {current.start.isoformat()} "
                     f"(the previous one ends {previous.end.isoformat()})"
                 )
-            if current.start > previous.end:
+            if current.start > previous.end and not allow_gaps:
                 raise SignalError(
                     f"zone {zone}: gap from {previous.end.isoformat()} to "
                     f"{current.start.isoformat()}; split the series or fill the gap"
                 )
-        bounds = [iv.start.timestamp() for iv in items]
-        bounds.append(items[-1].end.timestamp())
-        estimated = tuple(iv.estimated for iv in items)
-        self._init(zone, kind, bounds, [iv.value for iv in items], source, issued_at, is_forecast,
-                   estimated if any(estimated) else None)
+        for index, iv in enumerate(items):
+            if index and iv.start > items[index - 1].end:  # a gap: an unknown interval between them
+                bounds.append(iv.start.timestamp())
+                values.append(math.nan)
+                estimated.append(False)
+            bounds.append(iv.end.timestamp())
+            values.append(iv.value)
+            estimated.append(iv.estimated)
+        self._init(zone, kind, bounds, values, source, issued_at, is_forecast,
+                   tuple(estimated) if any(estimated) else None, len(values) > len(items))
         self._intervals: tuple[Interval, ...] | None = items
 
     @classmethod
@@ -199,8 +230,12 @@ class IntensitySeries:
         issued_at: datetime | None = None,
         is_forecast: bool = False,
         estimated: Sequence[bool] | None = None,
+        allow_gaps: bool = False,
     ) -> IntensitySeries:
-        """Build a series from ``len(values) + 1`` boundaries in epoch seconds and g/kWh values."""
+        """Build a series from ``len(values) + 1`` boundaries in epoch seconds and g/kWh values.
+
+        With ``allow_gaps``, a NaN value marks an unknown interval (not the first or the last).
+        """
         _check_zone(zone)
         bounds = [float(b) for b in bounds]
         values = list(values)
@@ -217,11 +252,20 @@ class IntensitySeries:
                     f"zone {zone}: boundaries are not increasing at {at}; intervals must be sorted "
                     "and must not overlap"
                 )
+        gaps = False
         for i, value in enumerate(values):
+            if allow_gaps and isinstance(value, float) and math.isnan(value):
+                if i in (0, len(values) - 1):
+                    raise SignalError(
+                        f"zone {zone}: the {'first' if i == 0 else 'last'} interval is unknown; a series "
+                        "starts and ends with known values (leave unknown edges out)"
+                    )
+                gaps = True
+                continue
             _check_value(zone, bounds[i], value)
         self = cls.__new__(cls)
         self._init(zone, kind, bounds, [float(v) for v in values], source, issued_at, is_forecast,
-                   tuple(estimated) if estimated is not None and any(estimated) else None)
+                   tuple(estimated) if estimated is not None and any(estimated) else None, gaps)
         self._intervals = None
         return self
 
@@ -235,6 +279,7 @@ class IntensitySeries:
         issued_at: datetime | None,
         is_forecast: bool,
         estimated: tuple[bool, ...] | None,
+        gaps: bool = False,
     ) -> None:
         try:
             self.kind = SignalKind(kind)
@@ -249,6 +294,7 @@ class IntensitySeries:
         self._bounds = bounds
         self._values = values
         self._estimated = estimated
+        self._gaps = gaps
         # Memo for data derived from the immutable columns (the planner's prefix sums), so many
         # plans over one cached forecast pay for them once.
         self._derived: dict[str, object] = {}
@@ -276,13 +322,40 @@ class IntensitySeries:
 
     @property
     def intervals(self) -> tuple[Interval, ...]:
-        """The intervals, materialised on first use."""
+        """The known intervals (gaps left out), materialised on first use."""
         if self._intervals is None:
             b, est = self._bounds, self._estimated
             self._intervals = tuple(
-                Interval(_dt(b[i]), _dt(b[i + 1]), v, bool(est and est[i])) for i, v in enumerate(self._values)
+                Interval(_dt(b[i]), _dt(b[i + 1]), v, bool(est and est[i]))
+                for i, v in enumerate(self._values)
+                if v == v  # NaN marks a gap
             )
         return self._intervals
+
+    @property
+    def has_gaps(self) -> bool:
+        """Whether some interval between the first and the last is unknown."""
+        return self._gaps
+
+    @property
+    def gaps(self) -> tuple[tuple[datetime, datetime], ...]:
+        """The unknown stretches ``(start, end)``, adjacent unknown intervals merged."""
+        if not self._gaps:
+            return ()
+        found: list[tuple[float, float]] = []
+        b = self._bounds
+        for i, v in enumerate(self._values):
+            if v != v:
+                if found and found[-1][1] == b[i]:
+                    found[-1] = (found[-1][0], b[i + 1])
+                else:
+                    found.append((b[i], b[i + 1]))
+        return tuple((_dt(lo), _dt(hi)) for lo, hi in found)
+
+    @property
+    def estimated_flags(self) -> tuple[bool, ...]:
+        """One flag per column of :attr:`values` (gaps included): whether the source estimated it."""
+        return self._estimated or (False,) * len(self._values)
 
     @property
     def bounds(self) -> Sequence[float]:
@@ -308,18 +381,21 @@ class IntensitySeries:
         return len(self._values)
 
     def __repr__(self) -> str:
+        gaps = f", {len(self.gaps)} gaps" if self._gaps else ""
         return (
             f"IntensitySeries(zone={self.zone!r}, kind={self.kind.value!r}, source={self.source!r}, "
-            f"{len(self)} intervals {self.start.isoformat()} to {self.end.isoformat()})"
+            f"{len(self)} intervals {self.start.isoformat()} to {self.end.isoformat()}{gaps})"
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, IntensitySeries):
             return NotImplemented
         return (
-            (self.zone, self.kind, self.source, self.issued_at, self.is_forecast, self._bounds, self._values)
+            (self.zone, self.kind, self.source, self.issued_at, self.is_forecast, self._bounds, self._gaps)
             == (other.zone, other.kind, other.source, other.issued_at, other.is_forecast, other._bounds,
-                other._values)
+                other._gaps)
+            and len(self._values) == len(other._values)
+            and all(a == b or (a != a and b != b) for a, b in zip(self._values, other._values))
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -327,9 +403,9 @@ class IntensitySeries:
     def check_resolution(self) -> None:
         """Raise if an interval is shorter than 5 minutes or longer than an hour."""
         lo, hi = self.MIN_INTERVAL.total_seconds(), self.MAX_INTERVAL.total_seconds()
-        b = self._bounds
-        for i in range(len(self._values)):
-            if not lo <= b[i + 1] - b[i] <= hi:
+        b, v = self._bounds, self._values
+        for i in range(len(v)):
+            if v[i] == v[i] and not lo <= b[i + 1] - b[i] <= hi:  # a gap may last any time
                 raise SignalError(
                     f"zone {self.zone}: interval at {_dt(b[i]).isoformat()} lasts "
                     f"{timedelta(seconds=b[i + 1] - b[i])}; intervals must last from 5 minutes to 1 hour"
@@ -343,7 +419,14 @@ class IntensitySeries:
                 f"zone {self.zone}: {moment.isoformat()} is outside the series "
                 f"({self.start.isoformat()} to {self.end.isoformat()})"
             )
-        return self._values[bisect_right(self._bounds, t) - 1]
+        i = bisect_right(self._bounds, t) - 1
+        value = self._values[i]
+        if value != value:
+            raise SignalError(
+                f"zone {self.zone}: {moment.isoformat()} falls in a gap of the series "
+                f"({_dt(self._bounds[i]).isoformat()} to {_dt(self._bounds[i + 1]).isoformat()} is unknown)"
+            )
+        return value
 
     def window(self, start: datetime, end: datetime) -> IntensitySeries:
         """Return the part of the series inside ``[start, end)``, edge intervals clipped."""
@@ -362,12 +445,26 @@ class IntensitySeries:
             )
         i = bisect_right(b, lo_t) - 1
         j = bisect_left(b, hi_t)
+        v = self._values
+        gaps = False
+        if self._gaps:  # a window starts and ends on known data, like any series
+            while i < j and v[i] != v[i]:
+                i += 1
+            while j > i and v[j - 1] != v[j - 1]:
+                j -= 1
+            if i == j:
+                raise SignalError(
+                    f"zone {self.zone}: no data between {_dt(lo_t).isoformat()} and {_dt(hi_t).isoformat()} "
+                    "(it falls in a gap of the series)"
+                )
+            lo_t, hi_t = max(lo_t, b[i]), min(hi_t, b[j])
+            gaps = any(x != x for x in v[i:j])
         bounds = b[i : j + 1]
         bounds[0], bounds[-1] = lo_t, hi_t
         est = self._estimated[i:j] if self._estimated else None
         out = IntensitySeries.__new__(IntensitySeries)
-        out._init(self.zone, self.kind, bounds, self._values[i:j], self.source,
-                  self.issued_at if issued_at is None else issued_at, self.is_forecast, est)
+        out._init(self.zone, self.kind, bounds, v[i:j], self.source,
+                  self.issued_at if issued_at is None else issued_at, self.is_forecast, est, gaps)
         out._intervals = None
         return out
 
@@ -384,6 +481,11 @@ class IntensitySeries:
         t = lo_t
         while t < hi_t:
             nxt = min(b[i + 1], hi_t)
+            if v[i] != v[i]:
+                raise SignalError(
+                    f"zone {self.zone}: {_dt(lo_t).isoformat()} to {_dt(hi_t).isoformat()} crosses a gap of the "
+                    f"series ({_dt(b[i]).isoformat()} to {_dt(b[i + 1]).isoformat()} is unknown)"
+                )
             total += v[i] * (nxt - t)
             t = nxt
             i += 1

@@ -4,7 +4,8 @@ A trace is a CSV with the header ``timestamp_utc,zone,gco2_per_kwh``: one row pe
 ``timestamp_utc`` the ISO-8601 UTC start of the interval, resolution anywhere from five
 minutes to an hour, several zones allowed in one file. A forecast archive has an extra first
 column ``issued_at_utc``. Each interval ends where the next row of its zone starts; the last
-one lasts as long as the one before it.
+one lasts as long as the one before it. Values are gCO2eq/kWh from 0 to
+:data:`~airflow_carbon_provider.core.signals.MAX_INTENSITY`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from airflow_carbon_provider.core.signals import (
+    MAX_INTENSITY,
     IntensitySeries,
     SignalKind,
 )
@@ -45,34 +47,51 @@ def bundled_trace_path() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "bundled_trace.csv"
 
 
-def parse_utc(text: str) -> datetime:
-    """Parse an ISO-8601 UTC timestamp such as ``2022-01-01T00:00:00Z``; refuse other offsets."""
+def _utc_or_problem(text: str) -> tuple[datetime | None, str]:
+    """Return ``(moment, "")`` for an ISO-8601 UTC timestamp, else ``(None, what is wrong)``."""
     raw = text.strip()
     if raw.endswith("Z") or raw.endswith("z"):
         raw = raw[:-1] + "+00:00"
-    moment = datetime.fromisoformat(raw)
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return None, "is not an ISO-8601 timestamp such as 2022-01-01T00:00:00Z"
     if moment.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no timezone; write it in UTC with a trailing Z")
+        return None, "has no timezone; write it in UTC with a trailing Z"
     if moment.utcoffset() != timedelta(0):
-        raise ValueError(f"timestamp {text!r} is not UTC; convert it and write a trailing Z")
-    return moment.astimezone(timezone.utc)
+        return None, "is not UTC; convert it and write a trailing Z"
+    return moment.astimezone(timezone.utc), ""
+
+
+def parse_utc(text: str) -> datetime:
+    """Parse an ISO-8601 UTC timestamp such as ``2022-01-01T00:00:00Z``; refuse other offsets."""
+    moment, problem = _utc_or_problem(text)
+    if moment is None:
+        raise ValueError(f"timestamp {text!r} {problem}")
+    return moment
 
 
 def _rows(path: Path, header: list[str]) -> list[tuple[int, list[str]]]:
+    # Errors name the line and the column, never what the file holds: a path set by mistake
+    # (or on purpose) to a file of secrets must not show them in a log or a connection test.
+    expected = ",".join(header)
     try:
         handle = open(path, newline="", encoding="utf-8")
     except OSError as exc:
         raise TraceError(f"{path}: cannot open trace file ({exc.strerror or exc})") from None
     with handle:
         reader = csv.reader(handle)
-        first = next(reader, None)
-        if first is None:
-            raise TraceError(f"{path}: the file is empty; expected the header {','.join(header)}")
-        if [c.strip().lstrip("\ufeff") for c in first] != header:
-            raise TraceError(
-                f"{path}:1: header is {','.join(first)!r}; expected {','.join(header)!r}"
-            )
-        rows = [(reader.line_num, row) for row in reader if row and any(c.strip() for c in row)]
+        try:
+            first = next(reader, None)
+            if first is None:
+                raise TraceError(f"{path}: the file is empty; expected the header {expected}")
+            if [c.strip().lstrip("\ufeff") for c in first] != header:
+                raise TraceError(f"{path}:1: the first line is not the header; it must be exactly {expected}")
+            rows = [(reader.line_num, row) for row in reader if row and any(c.strip() for c in row)]
+        except UnicodeDecodeError:
+            raise TraceError(f"{path}: is not UTF-8 text; a trace is a UTF-8 CSV file") from None
+        except csv.Error:
+            raise TraceError(f"{path}:{reader.line_num}: is not a CSV row (a NUL byte or an unclosed quote)") from None
     if not rows:
         raise TraceError(f"{path}: the file has a header but no data rows")
     return rows
@@ -80,20 +99,24 @@ def _rows(path: Path, header: list[str]) -> list[tuple[int, list[str]]]:
 
 def _point(path: Path, line: int, row: list[str], width: int) -> tuple[datetime, str, float]:
     if len(row) != width:
-        raise TraceError(f"{path}:{line}: expected {width} columns, found {len(row)}: {','.join(row)!r}")
+        raise TraceError(f"{path}:{line}: expected {width} columns, found {len(row)}")
     stamp, zone, value = row[-3], row[-2].strip(), row[-1]
-    try:
-        start = parse_utc(stamp)
-    except ValueError as exc:
-        raise TraceError(f"{path}:{line}: bad timestamp_utc: {exc}") from None
+    start, problem = _utc_or_problem(stamp)
+    if start is None:
+        raise TraceError(f"{path}:{line}: bad timestamp_utc (column {width - 2}): it {problem}")
     if not zone:
         raise TraceError(f"{path}:{line}: zone is empty")
     try:
         number = float(value)
     except ValueError:
-        raise TraceError(f"{path}:{line}: gco2_per_kwh {value!r} is not a number") from None
+        raise TraceError(f"{path}:{line}: gco2_per_kwh (column {width}) is not a number") from None
     if number != number or number < 0 or number == float("inf"):
-        raise TraceError(f"{path}:{line}: gco2_per_kwh {value!r} must be a finite number >= 0")
+        raise TraceError(f"{path}:{line}: gco2_per_kwh (column {width}) must be a finite number >= 0")
+    if number > MAX_INTENSITY:
+        raise TraceError(
+            f"{path}:{line}: gco2_per_kwh (column {width}) must be at most {MAX_INTENSITY:g}, the largest "
+            "plausible intensity in gCO2eq/kWh; check the file's unit"
+        )
     return start, zone, number
 
 
@@ -178,11 +201,10 @@ def read_forecast_archive(
     grouped: dict[str, dict[datetime, list[tuple[int, datetime, float]]]] = defaultdict(lambda: defaultdict(list))
     for line, row in _rows(path, ARCHIVE_HEADER):
         if len(row) != 4:
-            raise TraceError(f"{path}:{line}: expected 4 columns, found {len(row)}: {','.join(row)!r}")
-        try:
-            issued = parse_utc(row[0])
-        except ValueError as exc:
-            raise TraceError(f"{path}:{line}: bad issued_at_utc: {exc}") from None
+            raise TraceError(f"{path}:{line}: expected 4 columns, found {len(row)}")
+        issued, problem = _utc_or_problem(row[0])
+        if issued is None:
+            raise TraceError(f"{path}:{line}: bad issued_at_utc (column 1): it {problem}")
         start, zone, value = _point(path, line, row, 4)
         grouped[zone][issued].append((line, start, value))
     result = {}

@@ -1,8 +1,11 @@
-"""Read a connection from async code without blocking the event loop, on every Airflow we support."""
+"""Airflow version shims: reading a connection from async code, the secrets masker, ``[carbon]`` config."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,3 +32,56 @@ async def aget_connection_and_extras(hook: BaseHook, conn_id: str) -> tuple[Conn
         return conn, await asyncio.to_thread(lambda: dict(conn.extra_dejson))
     conn = await get_async_connection(conn_id, hook=hook)
     return conn, dict(await get_async_extra_dejson(conn))
+
+
+CONFIG_SECTION = "carbon"
+
+
+def carbon_conf(key: str) -> str | None:
+    """Return ``[carbon] key`` (``AIRFLOW__CARBON__KEY`` wins), or None when unset or empty.
+
+    Read at call time, so a changed variable is seen by the next connection read.
+    """
+    env = os.environ.get(f"AIRFLOW__{CONFIG_SECTION.upper()}__{key.upper()}")
+    if env is not None:
+        return env.strip() or None
+    try:
+        from airflow.configuration import conf
+
+        value = conf.get(CONFIG_SECTION, key, fallback=None)
+    except Exception:  # no Airflow config to read: the environment alone decides
+        return None
+    return str(value).strip() or None if value is not None else None
+
+
+def mask_secret(secret: str) -> None:
+    """Register ``secret`` with Airflow's secrets masker in this process and the supervisor."""
+    try:
+        masker = importlib.import_module("airflow.sdk.log").mask_secret
+    except (ImportError, AttributeError):  # pragma: no cover - older task SDK layout
+        masker = importlib.import_module("airflow.sdk.execution_time.secrets_masker").mask_secret
+    masker(secret)
+
+
+async def amask_secret(secret: str) -> None:
+    """Register ``secret`` with the secrets masker without blocking the event loop."""
+    try:
+        from airflow.sdk.log import amask_secret as masker
+    except ImportError:  # pragma: no cover - Airflow before 3.3
+        mask_secret(secret)
+        return
+    await masker(secret)
+
+
+def mask_secrets(secrets: Iterable[str]) -> None:
+    """Register every non-empty value of ``secrets`` with the masker."""
+    for secret in secrets:
+        if secret:
+            mask_secret(secret)
+
+
+async def amask_secrets(secrets: Iterable[str]) -> None:
+    """Register every non-empty value of ``secrets`` with the masker, from async code."""
+    for secret in secrets:
+        if secret:
+            await amask_secret(secret)

@@ -10,7 +10,6 @@ are checked for staleness before they are returned.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from airflow.sdk import BaseHook
 
-from airflow_carbon_provider.core.durations import parse_duration
+from airflow_carbon_provider.core.durations import format_duration, parse_duration
 from airflow_carbon_provider.core.signals import IntensitySeries, SignalError, ensure_utc
 from airflow_carbon_provider.exceptions import (
     CarbonConfigError,
@@ -27,8 +26,16 @@ from airflow_carbon_provider.exceptions import (
     CarbonNoDataError,
     CarbonUsageError,
 )
-from airflow_carbon_provider.hooks.cache import CacheKey, IntensityCache, check_fresh, shared_cache
-from airflow_carbon_provider.sources._http import AsyncHttp, ErrorClassifier, RetryPolicy, SyncHttp
+from airflow_carbon_provider.hooks._compat import mask_secrets
+from airflow_carbon_provider.hooks.cache import CacheKey, IntensityCache, check_fresh, is_fresh, shared_cache
+from airflow_carbon_provider.sources._http import (
+    AsyncHttp,
+    ErrorClassifier,
+    RetryPolicy,
+    SyncHttp,
+    strip_userinfo,
+    url_credentials,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -41,8 +48,9 @@ __all__ = ["BaseCarbonHook", "CarbonIntensitySource", "ConnField", "HookConfig"]
 class CarbonIntensitySource(Protocol):
     """What the operators, sensors and triggers need from any carbon-intensity source.
 
-    Every method returns a gap-free :class:`~airflow_carbon_provider.core.signals.IntensitySeries`
-    in gCO2eq/kWh with its signal kind (average or marginal), or raises a subclass of
+    Every method returns an :class:`~airflow_carbon_provider.core.signals.IntensitySeries` in
+    gCO2eq/kWh with its signal kind (average or marginal), which starts and ends with known
+    data and marks what the source did not know as gaps, or raises a subclass of
     :class:`~airflow_carbon_provider.exceptions.CarbonDataError`. Datetimes must be
     timezone-aware.
     """
@@ -121,7 +129,7 @@ class HookConfig:
     """
 
     conn_id: str
-    base_url: str
+    base_url: str = field(repr=False)  # may hold user:password@
     policy: RetryPolicy
     max_staleness: timedelta | None
     ttl: dict[str, float]
@@ -129,11 +137,12 @@ class HookConfig:
     login: str | None = None
     password: str | None = field(default=None, repr=False)
     options: dict[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def connection_key(self) -> str:
-        """Return the connection component of cache keys."""
-        return f"{self.conn_id}@{self.base_url}"
+        """Return the connection component of cache keys (no credentials in it)."""
+        return f"{self.conn_id}@{strip_userinfo(self.base_url)}"
 
 
 COMMON_FIELDS: tuple[ConnField, ...] = (
@@ -298,21 +307,28 @@ class BaseCarbonHook(BaseHook):
         """Resolve the connection's fields and extras into a :class:`HookConfig`."""
         extras = dict(extras)
         base_url = self._base_url(host, port, extras)
-        timeout = _number(extras, "timeout", 30.0, self.provider, minimum=0.001)
-        retries = int(_number(extras, "max_retries", 3, self.provider, minimum=0))
+        low, high = TIMEOUT_RANGE
+        timeout = extra_number(extras, "timeout", 30.0, self.provider, minimum=low, maximum=high)
+        low, high = RETRIES_RANGE
+        retries = int(extra_number(extras, "max_retries", 3, self.provider, minimum=low, maximum=high, integer=True))
         policy = self.retry_policy or RetryPolicy(
             timeout=timeout, connect_timeout=min(timeout, 10.0), max_attempts=retries + 1
         )
         if self.max_staleness is not None:
             max_staleness: timedelta | None = self.max_staleness
         elif extras.get("max_staleness") not in (None, ""):
-            max_staleness = _duration(extras, "max_staleness", self.provider)
+            max_staleness = extra_duration(
+                extras, "max_staleness", timedelta(0), self.provider, maximum=MAX_STALENESS_LIMIT
+            )
         else:
             max_staleness = self.default_max_staleness
         ttl = dict(self.default_ttl)
         if extras.get("cache_ttl") not in (None, ""):
-            seconds = _duration(extras, "cache_ttl", self.provider).total_seconds()
+            seconds = extra_duration(
+                extras, "cache_ttl", timedelta(0), self.provider, maximum=CACHE_TTL_LIMIT
+            ).total_seconds()
             ttl = dict.fromkeys(ttl, seconds)
+        api_key = extras.get("api_key")
         config = HookConfig(
             conn_id=self.conn_id,
             base_url=base_url,
@@ -322,6 +338,9 @@ class BaseCarbonHook(BaseHook):
             signal="",
             login=login or None,
             password=password or None,
+            secrets=tuple(
+                s for s in (password, api_key if isinstance(api_key, str) else None, *url_credentials(base_url)) if s
+            ),
         )
         self._configure(config, extras)
         return config
@@ -352,9 +371,11 @@ class BaseCarbonHook(BaseHook):
             except Exception as exc:
                 self._config = self._config_without_connection(exc)
             else:
-                self._config = self._read_config(
+                config = self._read_config(
                     conn.host, conn.port, conn.login, conn.password, conn.schema, conn.extra_dejson
                 )
+                mask_secrets(config.secrets)  # before anything can log or raise with them
+                self._config = config
         return self._config
 
     async def aget_config(self) -> HookConfig:
@@ -363,7 +384,7 @@ class BaseCarbonHook(BaseHook):
         Concurrent first callers of one hook (many triggers sharing it) wait for a single read.
         """
         if self._config is None:
-            from airflow_carbon_provider.hooks._compat import aget_connection_and_extras
+            from airflow_carbon_provider.hooks._compat import aget_connection_and_extras, amask_secrets
 
             if self._config_lock is None:
                 self._config_lock = asyncio.Lock()
@@ -374,9 +395,11 @@ class BaseCarbonHook(BaseHook):
                     except Exception as exc:
                         self._config = self._config_without_connection(exc)
                     else:
-                        self._config = self._read_config(
+                        config = self._read_config(
                             conn.host, conn.port, conn.login, conn.password, conn.schema, extras
                         )
+                        await amask_secrets(config.secrets)
+                        self._config = config
         assert self._config is not None
         return self._config
 
@@ -405,6 +428,7 @@ class BaseCarbonHook(BaseHook):
                 policy=config.policy,
                 classify=self.classify(),
                 session=self.requests_session,
+                secrets=config.secrets,
             )
         return self._sync_http
 
@@ -416,6 +440,7 @@ class BaseCarbonHook(BaseHook):
             policy=config.policy,
             classify=self.classify(),
             session=self.aiohttp_session,
+            secrets=config.secrets,
         )
 
     # -- what each provider implements ---------------------------------------------------
@@ -459,17 +484,32 @@ class BaseCarbonHook(BaseHook):
     def _key(self, config: HookConfig, zone: str, endpoint: str, range_: Any = None) -> CacheKey:
         return CacheKey(config.connection_key, zone, config.signal, endpoint, range_)
 
-    def _cached(self, key: CacheKey, fetch: Callable[[], IntensitySeries], ttl: float) -> IntensitySeries:
+    def _cached(
+        self,
+        key: CacheKey,
+        fetch: Callable[[], IntensitySeries],
+        ttl: float,
+        usable: Callable[[IntensitySeries], bool] | None = None,
+    ) -> IntensitySeries:
         if self.cache is None:
             return fetch()
-        return self.cache.get(key, fetch, ttl)
+        return self.cache.get(key, fetch, ttl, usable=usable)
 
     async def _acached(
-        self, key: CacheKey, fetch: Callable[[], Awaitable[IntensitySeries]], ttl: float
+        self,
+        key: CacheKey,
+        fetch: Callable[[], Awaitable[IntensitySeries]],
+        ttl: float,
+        usable: Callable[[IntensitySeries], bool] | None = None,
     ) -> IntensitySeries:
         if self.cache is None:
             return await fetch()
-        return await self.cache.aget(key, fetch, ttl)
+        return await self.cache.aget(key, fetch, ttl, usable=usable)
+
+    @staticmethod
+    def _usable(config: HookConfig, now: datetime) -> Callable[[IntensitySeries], bool]:
+        """Return the test that makes the cache fetch a stale entry again (see the cache docs)."""
+        return lambda series: is_fresh(series, now=now, max_age=config.max_staleness)
 
     def _fresh(
         self, series: IntensitySeries, config: HookConfig, what: str, now: datetime
@@ -481,7 +521,9 @@ class BaseCarbonHook(BaseHook):
         with self._typed_errors(zone):
             config, now = self.get_config(), self._now()
             key = self._key(config, zone, "current")
-            series = self._cached(key, lambda: self._fetch_current(config, zone, now), config.ttl["current"])
+            series = self._cached(
+                key, lambda: self._fetch_current(config, zone, now), config.ttl["current"], self._usable(config, now)
+            )
             return self._fresh(series, config, "current", now)
 
     async def aget_current(self, zone: str) -> IntensitySeries:
@@ -490,7 +532,7 @@ class BaseCarbonHook(BaseHook):
             config, now = await self.aget_config(), self._now()
             key = self._key(config, zone, "current")
             series = await self._acached(
-                key, lambda: self._afetch_current(config, zone, now), config.ttl["current"]
+                key, lambda: self._afetch_current(config, zone, now), config.ttl["current"], self._usable(config, now)
             )
             return self._fresh(series, config, "current", now)
 
@@ -504,7 +546,10 @@ class BaseCarbonHook(BaseHook):
             request = self._forecast_range(config, now, end)
             key = self._key(config, zone, "forecast", request)
             series = self._cached(
-                key, lambda: self._fetch_forecast(config, zone, now, request), config.ttl["forecast"]
+                key,
+                lambda: self._fetch_forecast(config, zone, now, request),
+                config.ttl["forecast"],
+                self._usable(config, now),
             )
             return _clip(self._fresh(series, config, "forecast", now), start, end, self.provider)
 
@@ -518,7 +563,10 @@ class BaseCarbonHook(BaseHook):
             request = self._forecast_range(config, now, end)
             key = self._key(config, zone, "forecast", request)
             series = await self._acached(
-                key, lambda: self._afetch_forecast(config, zone, now, request), config.ttl["forecast"]
+                key,
+                lambda: self._afetch_forecast(config, zone, now, request),
+                config.ttl["forecast"],
+                self._usable(config, now),
             )
             return _clip(self._fresh(series, config, "forecast", now), start, end, self.provider)
 
@@ -561,6 +609,12 @@ class BaseCarbonHook(BaseHook):
             raise
         except SignalError as exc:
             raise CarbonNoDataError(str(exc), provider=self.provider, zone=zone) from exc
+        except OverflowError as exc:  # a number no check caught: still a typed error, so callers fail open
+            raise CarbonDataError(
+                f"a number is out of range ({exc}); check the connection's extras and the API's answer",
+                provider=self.provider,
+                zone=zone,
+            ) from exc
         except ValueError as exc:
             if type(exc).__module__.startswith("airflow_carbon_provider.core"):
                 raise CarbonConfigError(str(exc), provider=self.provider, zone=zone) from exc
@@ -608,27 +662,84 @@ def _clip(
     return series.window(lo, hi)
 
 
-def _number(extras: Mapping[str, Any], name: str, default: float, provider: str, *, minimum: float) -> float:
+# Ranges of the shared extras: wide enough for any real use, narrow enough that every value
+# converts to a datetime, a timedelta and a socket timeout without overflowing.
+TIMEOUT_RANGE = (0.001, 600.0)
+RETRIES_RANGE = (0, 10)
+MAX_STALENESS_LIMIT = timedelta(days=30)
+CACHE_TTL_LIMIT = timedelta(days=1)
+
+
+def _shown(raw: Any) -> str:
+    """Return a short repr of an extra's value for an error message (never hundreds of digits)."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) >= 10**30:
+        return "an integer of more than 30 digits"
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def extra_number(
+    extras: Mapping[str, Any],
+    name: str,
+    default: float,
+    provider: str,
+    *,
+    minimum: float,
+    maximum: float,
+    integer: bool = False,
+) -> float:
+    """Return a finite numeric extra in ``[minimum, maximum]`` (a whole number if ``integer``).
+
+    Anything else (a string that is not a number, ``inf``, ``nan``, ``1e20``, a boolean) is a
+    one-line :class:`CarbonConfigError` that names the key and the accepted range.
+    """
     raw = extras.get(name)
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return float(default)
+    what = "a whole number" if integer else "a number"
+    fix = f"set it to {what} from {minimum:g} to {maximum:g}, or remove it for the default {default:g}"
     try:
+        if isinstance(raw, bool):
+            raise TypeError
         value = float(raw)
-    except (TypeError, ValueError):
-        raise CarbonConfigError(f"extra {name!r} = {raw!r} is not a number", provider=provider) from None
-    if math.isnan(value) or value < minimum:
-        raise CarbonConfigError(f"extra {name!r} = {raw!r} must be at least {minimum}", provider=provider)
+    except (TypeError, ValueError, OverflowError):
+        raise CarbonConfigError(f"extra {name!r} = {_shown(raw)} is not {what}; {fix}", provider=provider) from None
+    if not minimum <= value <= maximum or (integer and value != int(value)):  # NaN fails too
+        raise CarbonConfigError(f"extra {name!r} = {_shown(raw)} is out of range; {fix}", provider=provider)
     return value
 
 
-def _duration(extras: Mapping[str, Any], name: str, provider: str) -> timedelta:
+def extra_duration(
+    extras: Mapping[str, Any],
+    name: str,
+    default: timedelta,
+    provider: str,
+    *,
+    maximum: timedelta,
+    minimum: timedelta = timedelta(0),
+) -> timedelta:
+    """Return a duration extra (``'48h'``, or a number of seconds) in ``[minimum, maximum]``."""
     raw = extras.get(name)
+    if raw is None or raw == "":
+        return default
+    fix = (
+        f"write a duration from {format_duration(minimum) if minimum else '0s'} to {format_duration(maximum)} "
+        "as a number and a unit s, m, h or d (e.g. '2h'), or a number of seconds"
+    )
     try:
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            return timedelta(seconds=raw)
-        return parse_duration(str(raw), f"extra {name!r}")
-    except ValueError as exc:
-        raise CarbonConfigError(str(exc), provider=provider) from None
+        if isinstance(raw, bool):
+            raise TypeError
+        if isinstance(raw, (int, float)):
+            value = timedelta(seconds=float(raw))
+        else:
+            value = parse_duration(str(raw), f"extra {name!r}")
+    except (TypeError, ValueError, OverflowError):  # DurationError is a ValueError
+        raise CarbonConfigError(
+            f"extra {name!r} = {_shown(raw)} is not a duration; {fix}", provider=provider
+        ) from None
+    if not minimum <= value <= maximum:
+        raise CarbonConfigError(f"extra {name!r} = {_shown(raw)} is out of range; {fix}", provider=provider)
+    return value
 
 
 def extra_bool(extras: Mapping[str, Any], name: str, default: bool, provider: str) -> bool:
@@ -651,17 +762,3 @@ def extra_choice(extras: Mapping[str, Any], name: str, choices: tuple[str, ...],
     if raw not in choices:
         raise CarbonConfigError(f"extra {name!r} = {raw!r} is not one of {choices}", provider=provider)
     return str(raw)
-
-
-def extra_number(
-    extras: Mapping[str, Any], name: str, default: float, provider: str, *, minimum: float
-) -> float:
-    """Return a numeric extra of at least ``minimum``."""
-    return _number(extras, name, default, provider, minimum=minimum)
-
-
-def extra_duration(extras: Mapping[str, Any], name: str, default: timedelta, provider: str) -> timedelta:
-    """Return a duration extra (``'48h'`` or seconds)."""
-    if extras.get(name) in (None, ""):
-        return default
-    return _duration(extras, name, provider)

@@ -14,7 +14,11 @@ others are waiting on.
 Staleness is judged by the hooks on the data (how old its newest interval is), not by the
 cache; see :func:`check_fresh`. Data older than the allowed age raises
 :class:`~airflow_carbon_provider.exceptions.StaleDataError`, with the data attached, so it
-is never used silently.
+is never used silently. A stale answer is not kept for the whole TTL: callers pass a
+``usable`` test, and an entry that fails it (stale when fetched, or gone stale while cached)
+is fetched again, single-flight, once it is :attr:`IntensityCache.STALE_RETRY` seconds old.
+So an API that recovers is asked again within half a minute, while a burst of callers
+during an outage still costs one request.
 """
 
 from __future__ import annotations
@@ -26,14 +30,14 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 from airflow_carbon_provider.exceptions import StaleDataError
 
 if TYPE_CHECKING:
     from airflow_carbon_provider.core.signals import IntensitySeries
 
-__all__ = ["CacheKey", "CacheStats", "IntensityCache", "check_fresh", "shared_cache"]
+__all__ = ["CacheKey", "CacheStats", "IntensityCache", "check_fresh", "data_age", "is_fresh", "shared_cache"]
 
 T = TypeVar("T")
 
@@ -69,6 +73,7 @@ class CacheStats:
 class _Entry:
     value: Any
     expires: float
+    stored: float
 
 
 @dataclass
@@ -83,10 +88,21 @@ class IntensityCache:
 
     :param max_entries: least recently used entries beyond this are dropped.
     :param monotonic: the clock for TTLs (injectable for tests).
+    :param stale_retry: seconds an entry that fails its caller's ``usable`` test is still
+        served before it is fetched again (default :attr:`STALE_RETRY`).
     """
 
-    def __init__(self, *, max_entries: int = 4096, monotonic: Callable[[], float] = time.monotonic) -> None:
+    STALE_RETRY: ClassVar[float] = 30.0
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 4096,
+        monotonic: Callable[[], float] = time.monotonic,
+        stale_retry: float = STALE_RETRY,
+    ) -> None:
         self.max_entries = max_entries
+        self.stale_retry = stale_retry
         self.stats = CacheStats()
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -94,11 +110,14 @@ class IntensityCache:
         self._flights: dict[CacheKey, _Flight] = {}
         self._tasks: dict[tuple[asyncio.AbstractEventLoop, CacheKey], asyncio.Task[Any]] = {}
 
-    def _fresh(self, key: CacheKey) -> _Entry | None:
+    def _fresh(self, key: CacheKey, usable: Callable[[Any], bool] | None = None) -> _Entry | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry.expires <= self._monotonic():
+        now = self._monotonic()
+        if entry.expires <= now or (
+            usable is not None and now - entry.stored >= self.stale_retry and not usable(entry.value)
+        ):
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
@@ -108,19 +127,24 @@ class IntensityCache:
         if ttl <= 0:
             return
         with self._lock:
-            self._entries[key] = _Entry(value, self._monotonic() + ttl)
+            now = self._monotonic()
+            self._entries[key] = _Entry(value, now + ttl, now)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
-    def get(self, key: CacheKey, fetch: Callable[[], T], ttl: float) -> T:
+    def get(
+        self, key: CacheKey, fetch: Callable[[], T], ttl: float, *, usable: Callable[[T], bool] | None = None
+    ) -> T:
         """Return the cached value of ``key``, or fetch it once for all concurrent callers.
 
         :param fetch: called without arguments when the value must be fetched.
         :param ttl: seconds the fetched value stays valid (0 disables caching it).
+        :param usable: whether a cached value may still be used (for data: not stale); one
+            that may not is fetched again once it is ``stale_retry`` seconds old.
         """
         with self._lock:
-            entry = self._fresh(key)
+            entry = self._fresh(key, usable)
             if entry is not None:
                 self.stats.hits += 1
                 return entry.value
@@ -149,15 +173,23 @@ class IntensityCache:
                 self._flights.pop(key, None)
             flight.done.set()
 
-    async def aget(self, key: CacheKey, fetch: Callable[[], Awaitable[T]], ttl: float) -> T:
+    async def aget(
+        self,
+        key: CacheKey,
+        fetch: Callable[[], Awaitable[T]],
+        ttl: float,
+        *,
+        usable: Callable[[T], bool] | None = None,
+    ) -> T:
         """Return the cached value of ``key``, or fetch it once for all concurrent callers.
 
         :param fetch: returns the awaitable to run when the value must be fetched.
         :param ttl: seconds the fetched value stays valid (0 disables caching it).
+        :param usable: as for :meth:`get`.
         """
         loop = asyncio.get_running_loop()
         with self._lock:
-            entry = self._fresh(key)
+            entry = self._fresh(key, usable)
             if entry is not None:
                 self.stats.hits += 1
                 return entry.value
@@ -204,6 +236,21 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+def data_age(series: IntensitySeries, now: datetime) -> timedelta:
+    """Return how old ``series`` is, as :func:`check_fresh` judges it."""
+    if series.is_forecast and series.issued_at is not None:
+        age = now - series.issued_at
+        if series.end <= now:
+            age = max(age, now - series.end)
+        return age
+    return now - series.end
+
+
+def is_fresh(series: IntensitySeries, *, now: datetime, max_age: timedelta | None) -> bool:
+    """Return whether :func:`check_fresh` would accept ``series``."""
+    return max_age is None or data_age(series, now) <= max_age
+
+
 def check_fresh(
     series: IntensitySeries,
     *,
@@ -220,12 +267,7 @@ def check_fresh(
     """
     if max_age is None:
         return series
-    if series.is_forecast and series.issued_at is not None:
-        age = now - series.issued_at
-        if series.end <= now:
-            age = max(age, now - series.end)
-    else:
-        age = now - series.end
+    age = data_age(series, now)
     if age > max_age:
         raise StaleDataError(
             f"{what} data is {age} old (newest interval ends {series.end.isoformat()}), more than the "

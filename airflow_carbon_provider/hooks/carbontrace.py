@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from airflow_carbon_provider.core.signals import IntensitySeries, SignalError, SignalKind
 from airflow_carbon_provider.core.traces import parse_utc
 from airflow_carbon_provider.exceptions import CarbonConfigError
+from airflow_carbon_provider.hooks._compat import carbon_conf
 from airflow_carbon_provider.hooks.base import (
     BaseCarbonHook,
     ConnField,
@@ -21,7 +22,9 @@ from airflow_carbon_provider.hooks.base import (
 )
 from airflow_carbon_provider.sources import carbontrace as ct
 
-__all__ = ["CarbonTraceHook"]
+__all__ = ["TRACE_ALLOWED_DIRS", "CarbonTraceHook", "trace_allowed_dirs"]
+
+TRACE_ALLOWED_DIRS = "trace_allowed_dirs"
 
 
 class CarbonTraceHook(BaseCarbonHook):
@@ -91,9 +94,12 @@ class CarbonTraceHook(BaseCarbonHook):
 
     def _configure(self, config: HookConfig, extras: dict[str, Any]) -> None:
         kind = extra_choice(extras, "signal_kind", ("average", "marginal"), self.provider)
-        horizon = extra_duration(extras, "horizon", ct.DEFAULT_HORIZON, self.provider)
+        horizon = extra_duration(
+            extras, "horizon", ct.DEFAULT_HORIZON, self.provider, minimum=ct.MIN_HORIZON, maximum=ct.MAX_HORIZON
+        )
         replay = ct.load_replay(
             extras.get("path") or None,
+            allowed_dirs=trace_allowed_dirs(),
             forecast=str(extras.get("forecast") or "perfect"),
             replay_start=_instant(extras, "replay_start"),
             anchor=_instant(extras, "anchor") or ct.DEFAULT_ANCHOR,
@@ -150,6 +156,16 @@ class CarbonTraceHook(BaseCarbonHook):
             f"Trace has zones {', '.join(replay.zones)}; now replays {replay.clock.replayed(now).isoformat()} "
             f"({zone} at {value:.0f} gCO2eq/kWh)"
         )
+
+
+def trace_allowed_dirs() -> list[str]:
+    """Return the directories of ``[carbon] trace_allowed_dirs`` (comma-separated); empty: no limit.
+
+    Whatever the option says, a trace must be a regular ``.csv`` file, and the bundled trace
+    is always allowed; see :func:`airflow_carbon_provider.sources.carbontrace.check_trace_path`.
+    """
+    raw = carbon_conf(TRACE_ALLOWED_DIRS)
+    return [part.strip() for part in (raw or "").split(",") if part.strip()]
 
 
 def _instant(extras: dict[str, Any], name: str) -> datetime | None:

@@ -91,7 +91,11 @@ class ElectricityMapsHook(BaseCarbonHook):
             )
         config.password = str(api_key)
         emission = extra_choice(extras, "emission_factor_type", em.EMISSION_FACTOR_TYPES, self.provider)
-        horizon = int(extra_number(extras, "horizon_hours", 24, self.provider, minimum=1))
+        horizon = int(
+            extra_number(
+                extras, "horizon_hours", 24, self.provider, minimum=1, maximum=em.FORECAST_HORIZONS[-1], integer=True
+            )
+        )
         config.options = {
             "em_options": em.EMOptions(
                 emission_factor_type=emission,

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from airflow_carbon_provider.core.signals import IntensitySeries
 from airflow_carbon_provider.exceptions import CarbonAuthError
+from airflow_carbon_provider.hooks._compat import amask_secret, mask_secret
 from airflow_carbon_provider.hooks.base import (
     BaseCarbonHook,
     ConnField,
@@ -28,22 +29,11 @@ SIGNAL_TYPES = ("co2_moer", "co2_aoer")
 
 def mask_token(token: str) -> None:
     """Register ``token`` with Airflow's secrets masker in this process and the supervisor."""
-    import importlib
-
-    try:
-        masker = importlib.import_module("airflow.sdk.log").mask_secret
-    except (ImportError, AttributeError):  # pragma: no cover - older task SDK layout
-        masker = importlib.import_module("airflow.sdk.execution_time.secrets_masker").mask_secret
-    masker(token)
+    mask_secret(token)
 
 
 async def amask_token(token: str) -> None:
     """Register ``token`` with the secrets masker without blocking an in-flight async call."""
-    try:
-        from airflow.sdk.log import amask_secret
-    except ImportError:  # pragma: no cover - Airflow before 3.3
-        mask_token(token)
-        return
     await amask_secret(token)
 
 
@@ -98,10 +88,16 @@ class WattTimeHook(BaseCarbonHook):
                 "in password",
                 provider=self.provider,
             )
+        # The username is a credential too, and so is the Basic header built from the pair.
+        config.secrets = (*config.secrets, *wt.login_secrets(config.login, config.password))
         signal = extra_choice(extras, "signal_type", SIGNAL_TYPES, self.provider)
-        horizon = int(extra_number(extras, "horizon_hours", 24, self.provider, minimum=1))
+        horizon = int(
+            extra_number(
+                extras, "horizon_hours", 24, self.provider, minimum=1, maximum=wt.MAX_FORECAST_HOURS, integer=True
+            )
+        )
         config.signal = signal
-        config.options = {"signal_type": signal, "horizon_hours": min(horizon, wt.MAX_FORECAST_HOURS)}
+        config.options = {"signal_type": signal, "horizon_hours": horizon}
 
     def classify(self) -> ErrorClassifier:
         """Return WattTime's error classifier."""

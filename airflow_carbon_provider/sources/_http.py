@@ -18,12 +18,13 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from airflow_carbon_provider.exceptions import (
     CarbonAPIError,
@@ -50,12 +51,15 @@ __all__ = [
     "ApiResponse",
     "AsyncHttp",
     "ErrorClassifier",
+    "MAX_RETRY_AFTER",
     "RetryPolicy",
     "SyncHttp",
     "default_error",
     "error_message",
     "parse_retry_after",
     "retry_delay",
+    "strip_userinfo",
+    "transport_detail",
 ]
 
 
@@ -109,12 +113,19 @@ def path_segment(value: str) -> str:
     return quote(str(value), safe="")
 
 
+MAX_RETRY_AFTER = 86400.0
+"""The longest wait a ``Retry-After`` header is taken to ask for (a day); longer ones are capped."""
+
 # An error classifier turns an error response into the typed exception to raise.
 ErrorClassifier = Callable[[ApiResponse, "str | None"], CarbonAPIError]
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks to wait (delta or HTTP date), or None."""
+    """Return the seconds a ``Retry-After`` header asks to wait (delta or HTTP date), or None.
+
+    The wait is capped at :data:`MAX_RETRY_AFTER` (a day), so that a caller can always turn
+    it into a datetime.
+    """
     if not value:
         return None
     value = value.strip()
@@ -123,14 +134,14 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     except ValueError:
         try:
             moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
         seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+    if seconds != seconds or seconds == float("-inf"):
         return None
-    return max(seconds, 0.0)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def error_message(response: ApiResponse) -> str:
@@ -243,11 +254,90 @@ def retry_delay(policy: RetryPolicy, attempt: int, error: CarbonDataError) -> fl
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret in ``text`` with ``***``."""
+    """Replace every secret in ``text`` with ``***``, and drop the userinfo of every URL in it."""
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
-    return text
+    return strip_userinfo(text)
+
+
+# ``scheme://user:password@`` (the password may itself hold an ``@``): up to the last ``@``
+# before the host's end.
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)[^\s/?#'\"<>]*@")
+
+
+def strip_userinfo(text: str) -> str:
+    """Remove ``user:password@`` from every URL in ``text``."""
+    return _USERINFO.sub(lambda match: match.group("scheme"), text)
+
+
+def url_credentials(url: str) -> tuple[str, ...]:
+    """Return the user name and password in ``url``'s userinfo, as written and percent-decoded."""
+    try:
+        parts = urlsplit(url)
+        found = (parts.username, parts.password)
+    except ValueError:
+        return ()
+    values = {v for raw in found if raw for v in (raw, unquote(raw))}
+    return tuple(sorted(values))
+
+
+# What a transport error is shortened to: the request's scheme, host and path are kept
+# whole; the cause keeps its innermost exception, without object reprs, connection-pool
+# prefixes and query strings, and is cut at a word boundary beyond DETAIL_LIMIT characters.
+DETAIL_LIMIT = 240
+PATH_LIMIT = 100
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>:?\s*")
+_POOL_PREFIX = re.compile(r"\b\w*Connection(?:Pool)?\(host='[^']*', port=\d+\):\s*")
+_QUERY = re.compile(r"\?[^\s'\")\]]*")
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """Return the innermost exception requests/urllib3 wrapped (``reason``, or one in ``args``)."""
+    seen = {id(exc)}
+    for _ in range(8):
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        exc = inner
+    return exc
+
+
+def shorten(text: str, limit: int) -> str:
+    """Return ``text`` cut to at most ``limit`` characters at a word boundary, marked with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:(") + "…"
+
+
+def transport_detail(exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """Return the readable cause of a transport error: innermost type and message, no secret."""
+    root = _root_cause(exc)
+    text = str(root)
+    text = _OBJECT_REPR.sub("", text)
+    text = _POOL_PREFIX.sub("", text)
+    text = _QUERY.sub("", redact(text, secrets))
+    text = " ".join(text.split())
+    detail = f"{root.__class__.__name__}: {text}" if text else root.__class__.__name__
+    return shorten(detail, DETAIL_LIMIT)
+
+
+def _where(url: str) -> str:
+    """Return ``url`` without userinfo, its path shortened in the middle if very long (never the host)."""
+    url = strip_userinfo(url)
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if len(path) > PATH_LIMIT:
+        half = PATH_LIMIT // 2
+        path = f"{path[:half]}…{path[-half:]}"
+    return f"{scheme}{sep}{authority}{slash}{path}"
 
 
 def _headers(request: ApiRequest) -> dict[str, str]:
@@ -278,7 +368,7 @@ class _HttpBase:
         self.base_url = base_url
         self.policy = policy or RetryPolicy()
         self._classify = classify or (lambda response, zone: default_error(provider, response, zone))
-        self._secrets = tuple(s for s in secrets if s)
+        self._secrets = tuple(dict.fromkeys(s for s in (*secrets, *url_credentials(base_url)) if s))
 
     def add_secret(self, secret: str) -> None:
         """Redact ``secret`` from every error message from now on."""
@@ -286,8 +376,8 @@ class _HttpBase:
             self._secrets = (*self._secrets, secret)
 
     def _transport_error(self, exc: BaseException, request: ApiRequest, zone: str | None, timeout: bool):
-        detail = redact(f"{exc.__class__.__name__}: {exc}", self._secrets)[:300]
-        where = redact(join_url(self.base_url, request.path), self._secrets)
+        detail = transport_detail(exc, self._secrets)
+        where = _where(redact(join_url(self.base_url, request.path), self._secrets))
         cls = CarbonTimeoutError if timeout else CarbonTransportError
         what = "timed out" if timeout else "failed"
         return cls(f"request to {where} {what} ({detail})", provider=self.provider, zone=zone)

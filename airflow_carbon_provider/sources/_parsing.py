@@ -4,14 +4,19 @@ Every failure becomes a :class:`~airflow_carbon_provider.exceptions.CarbonParseE
 names the JSON path of the field at fault; no ``KeyError``/``TypeError``/``ValueError``
 escapes a parser.
 
-Nulls and gaps. A series must be gap-free, but the APIs return nulls (the UK ``actual`` of
-a half-hour not yet measured, an Electricity Maps hour without data) and gaps (an hour
-missing from a history). The rule, the same for every source: drop the points whose value
-is null, split what is left into contiguous runs, and return the **longest run** (on a tie,
-the latest one, which is the freshest data). The number of dropped points is logged at
+Nulls and gaps. The APIs return nulls (the UK ``actual`` of a half-hour not yet measured,
+an Electricity Maps hour without data) and gaps (an hour missing from a history). The rule,
+the same for every source: **every known interval is kept**, and what lies between two of
+them unknown (a null, or no point at all) becomes a gap of the series
+(:attr:`~airflow_carbon_provider.core.signals.IntensitySeries.gaps`), which nothing reads a
+value from and the planner never plans a run over. Nulls before the first known point and
+after the last are left out: a series starts and ends with known data. Gaps are logged at
 warning level. A response with no points at all, or only nulls, is a ``CarbonParseError``
 naming the field. Two points with the same start keep the last one when their values
 agree and are a ``CarbonParseError`` when they do not.
+
+Bounds. Every number must be finite, and an intensity, once converted to gCO2eq/kWh, at
+most :data:`~airflow_carbon_provider.core.signals.MAX_INTENSITY`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_carbon_provider.core.signals import (
+    MAX_INTENSITY,
     IntensitySeries,
     Interval,
     SignalError,
@@ -99,9 +105,12 @@ class Reader:
             raise self.error(field, "is null")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(field, f"expected a number, got {_kind(value)}")
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an integer of hundreds of digits: not representable
+            raise self.error(field, "is a number too large to represent") from None
         if math.isnan(result) or math.isinf(result):
-            raise self.error(field, f"is {value}, not a finite number")
+            raise self.error(field, f"is {result}, not a finite number")
         return result
 
     def boolean(self, value: Any, field: str, *, default: bool = False) -> bool:
@@ -134,7 +143,8 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
-        return f"the number {value!r}"
+        text = repr(value) if isinstance(value, float) or abs(value) < 10**30 else "with more than 30 digits"
+        return f"the number {text}"
     if isinstance(value, str):
         return f"the string {value[:40]!r}"
     if isinstance(value, list):
@@ -199,37 +209,40 @@ def series_from_points(
             intervals.append((Interval(point.start, end, value, point.estimated), point.field))
         except SignalError as exc:
             raise reader.error(point.field, str(exc)) from None
+        if value > MAX_INTENSITY:
+            raise reader.error(
+                point.field,
+                f"intensity {point.value:g} {Unit(unit).value} ({value:g} gCO2eq/kWh) is above the plausible "
+                f"maximum of {MAX_INTENSITY:g} gCO2eq/kWh: the answer is broken",
+            )
 
-    runs: list[list[Interval]] = [[intervals[0][0]]]
-    for interval, _ in intervals[1:]:
-        if interval.start == runs[-1][-1].end:
-            runs[-1].append(interval)
-        else:
-            runs.append([interval])
-    best = max(enumerate(runs), key=lambda item: (len(item[1]), item[0]))[1]
-    dropped = len(ordered) - len(best)
-    if dropped:
-        log.warning(
-            "%s zone %s: kept the longest contiguous run of %d points from %s; dropped %d null or "
-            "disconnected points",
-            source,
-            zone,
-            len(best),
-            field,
-            dropped,
-        )
     try:
-        return IntensitySeries(
-            zone, kind, tuple(best), source=source, issued_at=issued_at, is_forecast=is_forecast
+        series = IntensitySeries(
+            zone,
+            kind,
+            tuple(interval for interval, _ in intervals),
+            source=source,
+            issued_at=issued_at,
+            is_forecast=is_forecast,
+            allow_gaps=True,
         )
     except SignalError as exc:
         raise reader.error(field, str(exc)) from None
+    if series.has_gaps:
+        log.warning(
+            "%s zone %s: %s has %d unknown stretch(es) (null or missing points), kept as gaps: %s",
+            source,
+            zone,
+            field,
+            len(series.gaps),
+            ", ".join(f"{format_iso(lo)} to {format_iso(hi)}" for lo, hi in series.gaps[:5]),
+        )
+    return series
 
 
 def shift_series(series: IntensitySeries, delta: timedelta) -> IntensitySeries:
-    """Return ``series`` with every instant moved by ``delta`` (values unchanged)."""
+    """Return ``series`` with every instant moved by ``delta`` (values and gaps unchanged)."""
     seconds = delta.total_seconds()
-    estimated = [iv.estimated for iv in series.intervals]
     return IntensitySeries.from_arrays(
         series.zone,
         series.kind,
@@ -238,7 +251,8 @@ def shift_series(series: IntensitySeries, delta: timedelta) -> IntensitySeries:
         source=series.source,
         issued_at=series.issued_at + delta if series.issued_at is not None else None,
         is_forecast=series.is_forecast,
-        estimated=estimated,
+        estimated=series.estimated_flags,
+        allow_gaps=series.has_gaps,
     )
 
 

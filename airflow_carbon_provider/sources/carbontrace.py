@@ -20,8 +20,9 @@ its own "now", with the trace's values. Forecasts come from the core's forecast 
 from __future__ import annotations
 
 import os
+import stat
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -37,12 +38,15 @@ __all__ = [
     "PROVIDER",
     "ReplayClock",
     "TraceReplay",
+    "check_trace_path",
     "load_replay",
 ]
 
 PROVIDER = "carbontrace"
 DEFAULT_ANCHOR = datetime(2024, 1, 1, tzinfo=timezone.utc)
 DEFAULT_HORIZON = timedelta(hours=48)
+MIN_HORIZON = timedelta(minutes=5)
+MAX_HORIZON = timedelta(days=30)
 DAY = timedelta(days=1)
 
 
@@ -216,17 +220,67 @@ def _relabel(series: IntensitySeries, *, forecast: bool | None = None) -> Intens
         source=source,
         issued_at=series.issued_at,
         is_forecast=is_forecast,
-        estimated=[iv.estimated for iv in series.intervals],
+        estimated=series.estimated_flags,
+        allow_gaps=series.has_gaps,
     )
 
 
 _LOADED: dict[tuple[str, float, str], Mapping[str, IntensitySeries]] = {}
 _LOAD_LOCK = threading.Lock()
+# Pseudo-file systems whose "regular files" are process or kernel state, never a trace.
+_PSEUDO_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 
-def load_trace(path: str | os.PathLike[str] | None, kind: SignalKind | str = SignalKind.AVERAGE):
-    """Read (once per file version) the trace at ``path``, or the bundled one when None."""
-    resolved = Path(path) if path else bundled_trace_path()
+def check_trace_path(
+    path: str | os.PathLike[str], allowed_dirs: Sequence[str | os.PathLike[str]] = (), *, what: str = "trace file"
+) -> Path:
+    """Return the resolved ``path`` if a trace connection may read it; raise CarbonConfigError if not.
+
+    A trace must be a regular file whose name, and whose target once symlinks are resolved,
+    ends in ``.csv``; nothing under ``/proc``, ``/sys`` or ``/dev``, no directory, device or
+    FIFO. With ``allowed_dirs`` (``[carbon] trace_allowed_dirs``), the resolved file must also
+    lie inside one of them. The trace bundled with the package is always allowed.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise CarbonConfigError(f"{what} must be a path to a .csv file", provider=PROVIDER)
+    given = Path(path).expanduser()
+    fix = "give the path of a regular .csv file (a normalized trace)"
+    try:
+        resolved = given.resolve(strict=True)
+        info = resolved.stat()
+    except (OSError, RuntimeError) as exc:  # missing, unreadable, a symlink loop
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "cannot be resolved"
+        raise CarbonConfigError(f"{what} {given}: cannot open trace file ({reason})", provider=PROVIDER) from None
+    if (
+        given.suffix.lower() != ".csv"
+        or resolved.suffix.lower() != ".csv"
+        or not stat.S_ISREG(info.st_mode)
+        or any(resolved == root or resolved.is_relative_to(root) for root in _PSEUDO_ROOTS)
+    ):
+        raise CarbonConfigError(f"{what} {given} is not a regular .csv file; {fix}", provider=PROVIDER)
+    if resolved == bundled_trace_path():
+        return resolved
+    roots = [Path(d).expanduser().resolve() for d in allowed_dirs if str(d).strip()]
+    if roots and not any(resolved.is_relative_to(root) for root in roots):
+        raise CarbonConfigError(
+            f"{what} {given} is outside the directories in [carbon] trace_allowed_dirs "
+            f"({', '.join(str(r) for r in roots)}); move it there or extend that option",
+            provider=PROVIDER,
+        )
+    return resolved
+
+
+def load_trace(
+    path: str | os.PathLike[str] | None,
+    kind: SignalKind | str = SignalKind.AVERAGE,
+    *,
+    allowed_dirs: Sequence[str | os.PathLike[str]] = (),
+):
+    """Read (once per file version) the trace at ``path``, or the bundled one when None.
+
+    ``path`` must pass :func:`check_trace_path`.
+    """
+    resolved = check_trace_path(path, allowed_dirs) if path else bundled_trace_path()
     try:
         mtime = resolved.stat().st_mtime
     except OSError as exc:
@@ -250,9 +304,18 @@ def load_replay(
     loop: bool = True,
     horizon: timedelta = DEFAULT_HORIZON,
     kind: SignalKind | str = SignalKind.AVERAGE,
+    allowed_dirs: Sequence[str | os.PathLike[str]] = (),
 ) -> TraceReplay:
-    """Build a :class:`TraceReplay` for the trace at ``path`` (the bundled one when None)."""
-    actuals = load_trace(path, kind)
+    """Build a :class:`TraceReplay` for the trace at ``path`` (the bundled one when None).
+
+    :param allowed_dirs: directories the trace (and an ``archive:`` forecast file) must lie
+        in; empty: any regular ``.csv`` file (see :func:`check_trace_path`).
+    """
+    actuals = load_trace(path, kind, allowed_dirs=allowed_dirs)
+    spec = forecast.strip()
+    if spec.startswith("archive:") and len(spec) > len("archive:"):
+        archive = check_trace_path(spec[len("archive:") :], allowed_dirs, what="forecast archive")
+        forecast = f"archive:{archive}"
     data_start = max(s.start for s in actuals.values())
     data_end = min(s.end for s in actuals.values())
     if data_end <= data_start:

@@ -11,9 +11,9 @@ of Great Britain. Zones, as this provider names them:
 Regional endpoints publish forecasts only, so every regional series is marked
 ``is_forecast=True``, for the past too. The national ``forecast`` and ``actual`` fields are
 never mixed: :func:`parse_national` takes the one to read, and a null ``actual`` is a null
-(dropped under the rule in :mod:`airflow_carbon_provider.sources._parsing`), never replaced
-by the forecast. ``/intensity/{from}/{to}`` accepts at most 14 days, so longer ranges are
-split.
+(a gap, or left out at an end, under the rule in
+:mod:`airflow_carbon_provider.sources._parsing`), never replaced by the forecast.
+``/intensity/{from}/{to}`` accepts at most 14 days, so longer ranges are split.
 """
 
 from __future__ import annotations

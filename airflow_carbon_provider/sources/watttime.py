@@ -13,6 +13,7 @@ to g/kWh. Data are 5-minute points (``meta.data_point_period_seconds``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import inspect
 import threading
@@ -52,6 +53,7 @@ __all__ = [
     "forecast_request",
     "historical_request",
     "login_request",
+    "login_secrets",
     "my_access_request",
     "parse_forecast",
     "parse_historical",
@@ -86,6 +88,12 @@ def signal_kind(signal_type: str) -> SignalKind:
             f"signal_type {signal_type!r} is not a CO2 intensity; use one of {sorted(SIGNAL_KINDS)}",
             provider=PROVIDER,
         ) from None
+
+
+def login_secrets(username: str, password: str) -> tuple[str, ...]:
+    """Return what a login reveals: the username, the password, and the Basic credentials."""
+    basic = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return tuple(s for s in (username, password, basic) if s)
 
 
 def login_request(username: str, password: str) -> ApiRequest:
@@ -430,7 +438,8 @@ class WattTimeClient(_ClientBase):
     def __init__(self, username: str, password: str, http: SyncHttp, **kwargs: Any) -> None:
         super().__init__(username, password, **kwargs)
         self.http = http
-        http.add_secret(password)
+        for secret in login_secrets(username, password):
+            http.add_secret(secret)
 
     def login(self) -> str:
         """Log in and return a fresh token (masked and redacted before it is returned)."""
@@ -500,7 +509,8 @@ class AsyncWattTimeClient(_ClientBase):
     def __init__(self, username: str, password: str, http: AsyncHttp, **kwargs: Any) -> None:
         super().__init__(username, password, **kwargs)
         self.http = http
-        http.add_secret(password)
+        for secret in login_secrets(username, password):
+            http.add_secret(secret)
 
     async def login(self) -> str:
         """Log in and return a fresh token (masked and redacted before it is returned)."""

@@ -166,7 +166,7 @@ def test_bad_input_is_one_line_without_traceback(args, message):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (HEADER + "2023-03-01T00:00:00Z,DE,1\n2023-03-01T01:00:00Z,DE,oops\n", "bad.csv:3: gco2_per_kwh 'oops'"),
+        (HEADER + "2023-03-01T00:00:00Z,DE,1\n2023-03-01T01:00:00Z,DE,oops\n", "bad.csv:3: gco2_per_kwh (column 3) is not a number"),
         (HEADER + "2023-03-01T00:00:00Z,DE,1\n2023-03-01T00:00:00Z,DE,2\n", "bad.csv:3: duplicate timestamp"),
         (HEADER + "2023-03-01T00:00:00Z,DE,1\n2023-03-01T00:01:00Z,DE,2\n", "bad.csv:3: rows of zone DE"),
     ],

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_carbon_provider.core.planner import Candidate, PlanningError, plan
+from airflow_carbon_provider.core.planner import Candidate, Option, PlanningError, plan
 from airflow_carbon_provider.core.signals import IntensitySeries, SignalMixError
 from tests.unit.core.helpers import T0, at, hourly
 
@@ -325,3 +326,119 @@ def test_a_candidate_full_for_the_whole_window_is_not_an_option():
         assert p.chosen.candidate == A, policy
     only_b = plan([b1], fc, now=at(0), duration=H, latest_start=at(2), busy=busy)
     assert only_b.chosen.start == at(0) and "every candidate is at capacity" in only_b.reason
+
+
+# -- gaps in a forecast ---------------------------------------------------------------------
+
+
+def gappy(zone, values, *, start=T0, step=H):
+    """Return an hourly forecast where None marks an interval the source did not know."""
+    bounds = [(start + i * step).timestamp() for i in range(len(values) + 1)]
+    return IntensitySeries.from_arrays(zone, "average", bounds, [math.nan if v is None else v for v in values],
+                                       allow_gaps=True, is_forecast=True)
+
+
+def test_a_forecast_with_a_gap_is_planned_on_every_known_interval():
+    """A forecast of 500, 20, 20, (unknown), 300, 300, 300, 300 from now, a 1 h job.
+
+    Before, the parser kept only the longest unbroken run (the 300s) and the start was filled
+    with the current value, so the plan started at +4 h at 300. Every known interval counts:
+    the best start is +1 h, at 20.
+    """
+    fc = {"A": gappy("A", [500, 20, 20, None, 300, 300, 300, 300])}
+    p = plan([A], fc, now=at(0), duration=H, latest_start=at(7))
+    assert p.chosen.start == at(1) and p.chosen.mean_intensity == pytest.approx(20)
+    assert p.baseline.mean_intensity == pytest.approx(500)
+    two_hours = plan([A], fc, now=at(0), duration=2 * H, latest_start=at(6))
+    assert two_hours.chosen.start == at(1) and two_hours.chosen.mean_intensity == pytest.approx(20)
+
+
+def test_a_window_that_overlaps_a_gap_is_never_chosen():
+    """500, 10, (unknown), 400, 400: a 2 h job. Starting at +1 h would cross the gap.
+
+    Holding 10 through the gap would score it 10; it is not plannable at all. Of the runs
+    that are (now: 255, +3 h: 400), now is best. Nothing ends or starts inside the gap.
+    """
+    fc = {"A": gappy("A", [500, 10, None, 400, 400, 400])}
+    for policy in ("carbon-aware", "rolling-window", "next-hour-window"):
+        p = plan([A], fc, now=at(0), duration=2 * H, latest_start=at(4), policy=policy)
+        assert p.chosen.start == at(0) and p.chosen.mean_intensity == pytest.approx(255), policy
+        for option in p.best_per_candidate:
+            assert option.start in (at(0), at(3), at(4)), policy
+    capped = plan([Candidate("k8s_a", "A", capacity=2)], fc, now=at(0), duration=2 * H, latest_start=at(4),
+                  busy=[("k8s_a", at(5), at(6))])  # fmt: skip
+    assert capped.chosen.start == at(0)
+
+
+def test_starting_now_stays_possible_when_its_run_crosses_a_gap():
+    """100, (unknown), 50, 50: a 2 h job. Now is always allowed (the deadline comes first) and is
+    scored holding the last known value through the gap, as beyond the horizon: 100. The
+    known run at +2 h scores 50 and wins."""
+    fc = {"A": gappy("A", [100, None, 50, 50])}
+    p = plan([A], fc, now=at(0), duration=2 * H, latest_start=at(2))
+    assert p.baseline.mean_intensity == pytest.approx(100)
+    assert p.chosen.start == at(2) and p.chosen.mean_intensity == pytest.approx(50)
+    latest_now = plan([A], fc, now=at(0), duration=2 * H, latest_start=at(0))
+    assert latest_now.chosen.start == at(0)
+
+
+def test_an_incumbent_whose_run_now_crosses_a_gap_is_not_kept():
+    fc = {"A": gappy("A", [300, 300, None, 280, 280, 280])}
+    incumbent = Option(A, at(1), 100.0)
+    p = plan([A], fc, now=at(0), duration=2 * H, latest_start=at(4), incumbent=incumbent, min_saving_pct=50)
+    assert p.chosen.start != at(1) and not p.kept_incumbent
+
+
+@st.composite
+def gappy_scenarios(draw):
+    """Like :func:`scenarios`, with some interior intervals unknown."""
+    zones, now, duration, slack = draw(scenarios())
+    holed = {}
+    for name, series in zones.items():
+        values = list(series.values)
+        for i in range(1, len(values) - 1):
+            if draw(st.integers(0, 5)) == 0:
+                values[i] = math.nan
+        holed[name] = IntensitySeries.from_arrays(name, "average", series.bounds, values, allow_gaps=True)
+    return holed, now, duration, slack
+
+
+def _brute_force_with_gaps(zones, cands, now, duration, latest):
+    """Best mean over every whole-minute start whose run is known (now: gaps held from before)."""
+    best = None
+    for cand in cands:
+        series = zones[cand.zone]
+        b, v = series.bounds, list(series.values)
+        filled = []
+        for x in v:
+            filled.append(filled[-1] if x != x else x)
+        t = now
+        while t <= latest:
+            lo, hi = t.timestamp(), (t + duration).timestamp()
+            overlaps = any(x != x and b[i] < hi and lo < b[i + 1] for i, x in enumerate(v))
+            if (t + duration <= series.end or t == now) and (t == now or not overlaps):
+                total = 0.0
+                for i, x in enumerate(filled):
+                    total += x * max(0.0, min(hi, b[i + 1]) - max(lo, b[i]))
+                total += filled[-1] * max(0.0, hi - b[-1])
+                score = total / duration.total_seconds()
+                if best is None or score < best - 1e-9:
+                    best = score
+            t += timedelta(minutes=1)
+    return best
+
+
+@settings(max_examples=100, deadline=None)
+@given(gappy_scenarios())
+def test_optimal_on_known_runs_against_brute_force(case):
+    zones, now, duration, slack = case
+    cands = [Candidate(z, z) for z in zones]
+    p = plan(cands, zones, now=now, duration=duration, latest_start=now + slack)
+    assert p.chosen.mean_intensity == pytest.approx(
+        _brute_force_with_gaps(zones, cands, now, duration, now + slack), abs=1e-6
+    )
+    start, end = p.chosen.start.timestamp(), (p.chosen.start + duration).timestamp()
+    series = zones[p.chosen.candidate.zone]
+    assert p.chosen.start == now or not any(
+        lo.timestamp() < end and start < hi.timestamp() for lo, hi in series.gaps
+    )

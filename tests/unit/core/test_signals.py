@@ -110,3 +110,61 @@ def test_mixing_kinds_needs_explicit_consent():
     with pytest.raises(SignalMixError, match="A=average, B=marginal"):
         check_same_kind([avg, marg])
     check_same_kind([avg, marg], allow_mixed=True)
+
+
+# -- gaps -----------------------------------------------------------------------------------
+
+NAN = math.nan
+
+
+def gappy(values, *, start=T0, step=H):
+    """Return an hourly series where None marks an unknown interval."""
+    bounds = [(start + i * step).timestamp() for i in range(len(values) + 1)]
+    return IntensitySeries.from_arrays("A", "average", bounds, [NAN if v is None else v for v in values],
+                                       allow_gaps=True)
+
+
+def test_a_series_with_gaps_keeps_every_known_interval_and_names_the_gaps():
+    s = gappy([500, 20, 20, None, None, 300, 310])
+    assert s.has_gaps and len(s) == 7
+    assert [iv.value for iv in s.intervals] == [500, 20, 20, 300, 310]
+    assert s.gaps == ((at(3), at(5)),)
+    assert (s.start, s.end) == (at(0), at(7))
+    assert s == gappy([500, 20, 20, None, None, 300, 310]) and s != gappy([500, 20, 20, None, 1, 300, 310])
+    assert "1 gaps" in repr(s)
+
+
+def test_nothing_is_read_from_a_gap():
+    s = gappy([500, 20, 20, None, 300])
+    assert s.value_at(at(2.5)) == 20 and s.mean(at(1), at(3)) == 20
+    with pytest.raises(SignalError, match="falls in a gap"):
+        s.value_at(at(3.5))
+    with pytest.raises(SignalError, match="crosses a gap"):
+        s.mean(at(2), at(4.5))
+    with pytest.raises(SignalError, match="crosses a gap"):
+        s.integral_ts(at(3.5).timestamp(), at(3.75).timestamp())
+
+
+def test_a_window_starts_and_ends_on_known_data():
+    s = gappy([500, 20, None, None, 300, 310])
+    w = s.window(at(1.5), at(3))
+    assert (w.start, w.end, w.values, w.has_gaps) == (at(1.5), at(2), [20], False)
+    w = s.window(at(2.5), at(5.5))
+    assert (w.start, w.end, w.values, w.has_gaps) == (at(4), at(5.5), [300, 310], False)
+    w = s.window(at(1), at(5))
+    assert w.has_gaps and w.gaps == ((at(2), at(4)),)
+    with pytest.raises(SignalError, match="falls in a gap"):
+        s.window(at(2.2), at(3.8))
+
+
+def test_gaps_are_opt_in_and_never_at_the_edges():
+    bounds = [at(i).timestamp() for i in range(4)]
+    with pytest.raises(SignalError, match="has value nan"):
+        IntensitySeries.from_arrays("A", "average", bounds, [1, NAN, 2])
+    for values in ([NAN, 1, 2], [1, 2, NAN]):
+        with pytest.raises(SignalError, match="interval is unknown"):
+            IntensitySeries.from_arrays("A", "average", bounds, values, allow_gaps=True)
+    built = IntensitySeries("A", "average", [Interval(at(0), at(1), 1), Interval(at(3), at(4), 2, True)],
+                            allow_gaps=True)
+    assert built.gaps == ((at(1), at(3)),) and len(built) == 3 and built.estimated_flags == (False, False, True)
+    built.check_resolution()  # a gap may last longer than an hour

@@ -177,3 +177,89 @@ def test_staleness_rules():
     ended = series(now - timedelta(hours=3), forecast=True, issued=now - timedelta(minutes=1))
     with pytest.raises(StaleDataError):
         check_fresh(ended, now=now, max_age=timedelta(hours=2), what="forecast", provider="p")
+
+
+class Monotonic:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+LATEST_BODY = sample_bytes("electricitymaps", "carbon-intensity_latest.real-compact.BE.2024-11-28.json")
+STALE_NOW = datetime(2024, 11, 28, 20, tzinfo=UTC)  # the body's hour ended 4 h before: stale (3 h allowed)
+
+
+def _recovering_api(httpserver, answers: list[bytes]):
+    """Serve ``answers`` in turn (the last one from then on); return the request log."""
+
+    def handler(request):
+        body = answers.pop(0) if len(answers) > 1 else answers[0]
+        return Response(body, content_type="application/json")
+
+    httpserver.expect_request("/v3/carbon-intensity/latest").respond_with_handler(handler)
+    return httpserver.log
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_recovered_api_is_asked_again_after_a_stale_answer(add_connection, httpserver, policy, mode):
+    fresh = LATEST_BODY.replace(b"2024-11-28T15:00:00", b"2024-11-28T19:00:00")
+    assert fresh != LATEST_BODY
+    log = _recovering_api(httpserver, [LATEST_BODY, fresh])
+    add_connection("em_stale", "electricitymaps", host=httpserver.url_for("").rstrip("/"), password="k-123456")
+    monotonic = Monotonic()
+    cache = IntensityCache(monotonic=monotonic)
+    hook = ElectricityMapsHook("em_stale", cache=cache, clock=FixedClock(STALE_NOW), retry_policy=policy)
+    get = hook.get_current if mode == "sync" else hook.aget_current
+
+    async def current():
+        result = get("BE")
+        return await result if asyncio.iscoroutine(result) else result
+
+    with pytest.raises(StaleDataError):
+        await current()
+    monotonic.now += 5  # a stale answer is not asked again at once: a burst of callers costs one request
+    with pytest.raises(StaleDataError):
+        await current()
+    assert len(log) == 1
+    monotonic.now += IntensityCache.STALE_RETRY  # well inside the 5-minute TTL of a current value
+    recovered = await current()
+    assert recovered.end == datetime(2024, 11, 28, 20, tzinfo=UTC) and len(log) == 2
+    monotonic.now += 60
+    assert await current() is recovered and len(log) == 2  # fresh: cached for its whole TTL again
+
+
+async def test_an_answer_that_goes_stale_in_the_cache_is_fetched_again(add_connection, httpserver, policy):
+    fresh = LATEST_BODY.replace(b"2024-11-28T15:00:00", b"2024-11-28T19:00:00")
+    log = _recovering_api(httpserver, [LATEST_BODY, fresh])
+    add_connection("em_ages", "electricitymaps", host=httpserver.url_for("").rstrip("/"), password="k-123456",
+                   extra={"cache_ttl": "1d"})  # fmt: skip
+    monotonic = Monotonic()
+    clock = FixedClock(datetime(2024, 11, 28, 18, tzinfo=UTC))  # 2 h after the hour ended: fresh
+    hook = ElectricityMapsHook("em_ages", cache=IntensityCache(monotonic=monotonic), clock=clock,
+                               retry_policy=policy)  # fmt: skip
+    hook.get_current("BE")
+    clock.now, monotonic.now = STALE_NOW, monotonic.now + 2 * 3600  # the cached answer is now too old
+    assert hook.get_current("BE").end == STALE_NOW and len(log) == 2
+
+
+async def test_stale_entries_are_refetched_single_flight(add_connection, httpserver, policy):
+    fresh = LATEST_BODY.replace(b"2024-11-28T15:00:00", b"2024-11-28T19:00:00")
+    log = _recovering_api(httpserver, [LATEST_BODY, fresh])
+    add_connection("em_sf_stale", "electricitymaps", host=httpserver.url_for("").rstrip("/"), password="k-123456")
+    monotonic = Monotonic()
+    cache = IntensityCache(monotonic=monotonic)
+    clock = FixedClock(STALE_NOW)
+
+    async def caller():
+        hook = ElectricityMapsHook("em_sf_stale", cache=cache, clock=clock, retry_policy=policy)
+        return await hook.aget_current("BE")
+
+    with pytest.raises(StaleDataError):
+        await caller()
+    monotonic.now += IntensityCache.STALE_RETRY
+    results = await asyncio.gather(*(caller() for _ in range(200)))
+    assert len(log) == 2 and all(r is results[0] for r in results)

@@ -72,3 +72,43 @@ def test_bad_extras(add_connection):
 def test_test_connection(cache):
     ok, message = CarbonTraceHook(cache=cache, clock=FixedClock(NOW)).test_connection()
     assert ok and "DE" in message and "2023-03" in message
+
+
+FERNET = "c2VjcmV0LWZlcm5ldC1rZXktZG8tbm90LWxlYWs="
+
+
+async def test_a_path_to_proc_is_refused_and_its_content_never_shown(add_connection, cache, mode, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", FERNET)
+    add_connection("trace_environ", "carbontrace", extra={"path": "/proc/self/environ"})
+    hook = CarbonTraceHook("trace_environ", cache=cache, clock=FixedClock(NOW))
+    ok, message = hook.test_connection()
+    assert not ok and "not a regular .csv file" in message and FERNET not in message
+    with pytest.raises(CarbonConfigError) as info:
+        await call(method(hook, mode, "get_current"), "DE")
+    assert FERNET not in str(info.value)
+
+
+def _small_trace(directory):
+    directory.mkdir(exist_ok=True)
+    start = datetime(2022, 1, 1, tzinfo=UTC)
+    rows = [f"{(start + timedelta(hours=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},DE,{100 + i % 7}" for i in range(96)]
+    path = directory / "t.csv"
+    path.write_text("timestamp_utc,zone,gco2_per_kwh\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_trace_allowed_dirs_comes_from_the_airflow_config(add_connection, monkeypatch, tmp_path):
+    inside, outside = _small_trace(tmp_path / "traces"), _small_trace(tmp_path / "elsewhere")
+    monkeypatch.setenv("AIRFLOW__CARBON__TRACE_ALLOWED_DIRS", f" {tmp_path / 'traces'} , /nonexistent/dir ")
+    add_connection("trace_inside", "carbontrace", extra={"path": str(inside), "horizon": "24h"})
+    add_connection("trace_outside", "carbontrace", extra={"path": str(outside), "horizon": "24h"})
+    assert CarbonTraceHook("trace_inside", cache=None).get_config().options["replay"].zones == ("DE",)
+    with pytest.raises(CarbonConfigError, match="trace_allowed_dirs"):
+        CarbonTraceHook("trace_outside", cache=None).get_config()
+    assert CarbonTraceHook(cache=None).get_config().options["replay"].zones  # the bundled trace
+
+
+def test_a_path_that_is_not_a_string_is_a_config_error(add_connection):
+    add_connection("trace_number", "carbontrace", extra={"path": 42})
+    with pytest.raises(CarbonConfigError, match="path"):
+        CarbonTraceHook("trace_number", cache=None).get_config()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -122,3 +123,114 @@ def test_a_custom_trace_file(tmp_path):
     series = replay.current("CAISO_NORTH", start + timedelta(minutes=12))
     assert series.kind.value == "marginal" and series.values == [102]
     assert series.intervals[0].end - series.intervals[0].start == timedelta(minutes=5)
+
+
+def test_a_trace_with_an_implausible_intensity_is_a_config_error(tmp_path):
+    path = tmp_path / "huge.csv"
+    path.write_text(
+        "timestamp_utc,zone,gco2_per_kwh\n2024-01-01T00:00:00Z,DE,1e308\n2024-01-01T01:00:00Z,DE,100\n"
+    )
+    with pytest.raises(CarbonConfigError, match="huge.csv:2"):
+        ct.load_replay(path)
+
+
+SECRET = "AIRFLOW__CORE__FERNET_KEY=c2VjcmV0LWZlcm5ldC1rZXktZG8tbm90LWxlYWs="
+HEADER = "timestamp_utc,zone,gco2_per_kwh\n"
+
+
+def _not_a_trace(tmp_path, kind):
+    """Return a path of ``kind`` that a trace connection must refuse to read."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text(SECRET + "\n")
+    if kind == "proc":
+        return "/proc/self/environ"
+    if kind == "device":
+        return "/dev/null"
+    if kind == "directory":
+        (tmp_path / "dir.csv").mkdir()
+        return tmp_path / "dir.csv"
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "pipe.csv")
+        return tmp_path / "pipe.csv"
+    if kind == "not-csv":
+        return secret
+    if kind == "symlink-to-proc":
+        (tmp_path / "env.csv").symlink_to("/proc/self/environ")
+        return tmp_path / "env.csv"
+    if kind == "symlink-to-other-file":
+        (tmp_path / "link.csv").symlink_to(secret)
+        return tmp_path / "link.csv"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind", ["proc", "device", "directory", "fifo", "not-csv", "symlink-to-proc", "symlink-to-other-file"]
+)
+def test_only_regular_csv_files_are_read(tmp_path, monkeypatch, kind):
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "c2VjcmV0LWZlcm5ldC1rZXktZG8tbm90LWxlYWs=")
+    path = _not_a_trace(tmp_path, kind)
+    with pytest.raises(CarbonConfigError, match="not a regular .csv file") as info:
+        ct.load_replay(path)
+    assert "c2VjcmV0" not in str(info.value) and "FERNET" not in str(info.value)
+
+
+def test_an_archive_forecast_is_held_to_the_same_rule(tmp_path):
+    with pytest.raises(CarbonConfigError, match="not a regular .csv file") as info:
+        ct.load_replay(forecast="archive:/proc/self/environ")
+    assert "FERNET" not in str(info.value)
+    archive = _not_a_trace(tmp_path, "symlink-to-other-file")
+    with pytest.raises(CarbonConfigError, match="not a regular .csv file"):
+        ct.load_replay(forecast=f"archive:{archive}")
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        pytest.param(SECRET + "\n", ":1:", id="not-the-header"),
+        pytest.param(HEADER + "2024-01-01T00:00:00Z,DE,1\n" + SECRET + "\n", ":3:", id="columns"),
+        pytest.param(HEADER + SECRET + ",DE,1\n2024-01-01T01:00:00Z,DE,2\n", ":2:", id="timestamp"),
+        pytest.param(HEADER + "2024-01-01T00:00:00Z,DE," + SECRET + "\n", ":2:", id="value"),
+        pytest.param(HEADER + "2024-01-01T00:00:00Z,DE,1\n2024-01-01T01:00:00" + SECRET + ",DE,2\n", ":3:",
+                     id="timezone"),
+        pytest.param(HEADER + "2024-01-01T00:00:00Z,DE,1\x00" + SECRET + "\n", "", id="nul-byte"),
+    ],
+)
+def test_errors_name_the_line_and_column_but_never_echo_the_file(tmp_path, body, where):
+    path = tmp_path / "leaky.csv"
+    path.write_text(body)
+    with pytest.raises(CarbonConfigError) as info:
+        ct.load_replay(path)
+    message = str(info.value)
+    assert f"leaky.csv{where}" in message
+    assert "c2VjcmV0" not in message and "FERNET" not in message
+
+
+def test_a_binary_csv_is_a_config_error_without_its_bytes(tmp_path):
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"\xff\xfe" + SECRET.encode("utf-16-le"))
+    with pytest.raises(CarbonConfigError, match="binary.csv") as info:
+        ct.load_replay(path)
+    assert "\\x" not in str(info.value)
+
+
+def _trace(directory):
+    directory.mkdir(exist_ok=True)
+    path = directory / "t.csv"
+    start = datetime(2022, 1, 1, tzinfo=UTC)
+    rows = [f"{(start + timedelta(hours=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},DE,{100 + i % 7}" for i in range(96)]
+    path.write_text(HEADER + "\n".join(rows) + "\n")
+    return path
+
+
+def test_allowed_directories_restrict_which_traces_are_read(tmp_path):
+    allowed, other = _trace(tmp_path / "allowed"), _trace(tmp_path / "other")
+    dirs = [str(tmp_path / "allowed")]
+    assert ct.load_replay(allowed, horizon=timedelta(hours=24), allowed_dirs=dirs).zones == ("DE",)
+    with pytest.raises(CarbonConfigError, match="trace_allowed_dirs"):
+        ct.load_replay(other, horizon=timedelta(hours=24), allowed_dirs=dirs)
+    escape = tmp_path / "allowed" / "escape.csv"
+    escape.symlink_to(other)  # inside by name, outside once resolved
+    with pytest.raises(CarbonConfigError, match="trace_allowed_dirs"):
+        ct.load_replay(escape, horizon=timedelta(hours=24), allowed_dirs=dirs)
+    assert ct.load_replay(None, allowed_dirs=dirs).zones  # the bundled trace is always allowed
+    assert ct.load_replay(bundled_trace_path(), allowed_dirs=dirs).zones

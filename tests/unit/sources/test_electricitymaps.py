@@ -93,13 +93,14 @@ async def test_forecast_sends_horizon_and_keeps_issue_time(client, httpserver):
     assert series.values[:3] == [272, 266, 267]
 
 
-async def test_past_range_with_a_gap_keeps_the_longest_contiguous_run(client, httpserver):
+async def test_past_range_with_a_gap_keeps_every_known_hour_and_marks_the_gap(client, httpserver):
     # The real body kept the first two and the last of 24 hourly entries.
     serve(httpserver, "past-range", "carbon-intensity_past-range.real-truncated.US-CAR-DUK.2023-07-13.json")
     start, end = datetime(2023, 7, 13, tzinfo=UTC), datetime(2023, 7, 14, tzinfo=UTC)
     series = await call(client.past_range, "US-CAR-DUK", start, end)
-    assert [iv.start.hour for iv in series.intervals] == [0, 1]
-    assert series.values == [369, 365]
+    assert [iv.start.hour for iv in series.intervals] == [0, 1, 23]
+    assert [iv.value for iv in series.intervals] == [369, 365, 386]
+    assert series.gaps == ((datetime(2023, 7, 13, 2, tzinfo=UTC), datetime(2023, 7, 13, 23, tzinfo=UTC)),)
     query = httpserver.log[0][0].args
     assert query["start"] == "2023-07-13T00:00:00Z" and query["end"] == "2023-07-14T00:00:00Z"
 
@@ -217,12 +218,50 @@ async def test_empty_forecast_is_a_parse_error(client, httpserver):
     assert info.value.field == "forecast"
 
 
-def test_null_values_inside_a_history_are_dropped_and_the_longest_run_kept():
+def test_a_null_value_inside_a_history_becomes_a_gap_and_every_other_hour_is_kept():
     body = sample(P, "carbon-intensity_history.real.DE.2024-03-06.json")
     body["history"][5]["carbonIntensity"] = None
     series = em.parse_history(body, "DE")
-    assert len(series) == 18  # hours 6..23 after the null at index 5
-    assert series.start == datetime(2024, 3, 6, 2, tzinfo=UTC)
+    assert len(series.intervals) == 23 and series.start == datetime(2024, 3, 5, 20, tzinfo=UTC)
+    assert series.gaps == ((datetime(2024, 3, 6, 1, tzinfo=UTC), datetime(2024, 3, 6, 2, tzinfo=UTC)),)
+
+
+def test_nulls_at_the_edges_are_left_out():
+    body = sample(P, "carbon-intensity_history.real.DE.2024-03-06.json")
+    for index in (0, 1, 23):
+        body["history"][index]["carbonIntensity"] = None
+    series = em.parse_history(body, "DE")
+    assert not series.has_gaps and len(series) == 21
+    assert (series.start, series.end) == (datetime(2024, 3, 5, 22, tzinfo=UTC), datetime(2024, 3, 6, 19, tzinfo=UTC))
+
+
+def test_a_forecast_with_a_null_is_planned_on_every_known_hour():
+    """Issue 9: a forecast 500, 20, 20, null, 300, ... was cut to its longest run (the 300s);
+    spliced with the current value from now, it planned a start at +4 h at 300. Every known
+    hour is kept now, so the plan starts at +1 h, at 20."""
+    from airflow_carbon_provider.core.planner import Candidate, plan
+    from airflow_carbon_provider.scheduling import splice_current
+
+    now = datetime(2024, 3, 6, 12, tzinfo=UTC)
+    values = [500, 20, 20, None, 300, 300, 300, 300, 300, 300]
+    body = {
+        "zone": "DE",
+        "updatedAt": "2024-03-06T11:55:00.000Z",
+        "forecast": [
+            {"datetime": (now + timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%S.000Z"), "carbonIntensity": v}
+            for i, v in enumerate(values)
+        ],
+    }
+    forecast = em.parse_forecast(body, "DE")
+    assert forecast.gaps == ((now + timedelta(hours=3), now + timedelta(hours=4)),)
+    if forecast.bounds[0] > now.timestamp():  # as scheduling does with a forecast that starts late
+        current = em.parse_latest({"zone": "DE", "carbonIntensity": 500, "datetime": body["forecast"][0]["datetime"]},
+                                  "DE")  # fmt: skip
+        forecast = splice_current(current, forecast, now)
+    decision = plan([Candidate("k8s_de", "DE")], {"DE": forecast}, now=now, duration=timedelta(hours=1),
+                    latest_start=now + timedelta(hours=8))  # fmt: skip
+    assert decision.chosen.start == now + timedelta(hours=1)
+    assert decision.chosen.mean_intensity == pytest.approx(20)
 
 
 def test_all_null_history_names_the_value_field():
@@ -240,9 +279,10 @@ def test_an_answer_for_another_zone_is_refused():
     assert info.value.field == "zone"
 
 
-def test_forecast_docs_example_gap_keeps_the_first_two_hours():
+def test_forecast_docs_example_gap_keeps_all_three_hours():
     series = em.parse_forecast(sample(P, "carbon-intensity_forecast.docs-example.json"), "DK-DK2")
-    assert series.values == [326, 297]
+    assert [iv.value for iv in series.intervals] == [326, 297, 194]
+    assert series.gaps == ((datetime(2018, 11, 26, 19, tzinfo=UTC), datetime(2018, 11, 28, 17, tzinfo=UTC)),)
 
 
 @pytest.mark.parametrize(("hours", "expected"), [(None, 24), (1, 6), (6, 6), (7, 24), (30, 48), (100, 72)])

@@ -245,3 +245,66 @@ async def test_retry_logs_never_contain_a_secret(make_http, httpserver, caplog):
     assert len(retries) == 2
     assert all("s3cr3t-key-123" not in r.getMessage() for r in caplog.records)
     assert "s3cr3t-key-123" not in repr(info.value)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_userinfo_in_the_base_url_never_reaches_an_error(mode, policy, caplog):
+    cls = SyncHttp if mode == "sync" else AsyncHttp
+    http = cls(provider="p", base_url=f"http://proxyuser:proxy-pass-9876@127.0.0.1:{_closed_port()}", policy=policy)
+    with caplog.at_level("DEBUG"), pytest.raises(CarbonTransportError) as info:
+        await call(http.get_json, REQUEST)
+    for text in (str(info.value), repr(info.value), *(r.getMessage() for r in caplog.records)):
+        assert "proxy-pass-9876" not in text and "proxyuser" not in text
+    assert "http://127.0.0.1:" in str(info.value)
+
+
+LONG_HOST = "api.electricitymaps-staging-mirror.internal-network.example.invalid"
+
+
+def _fail_to_resolve(monkeypatch):
+    """Make one host name unresolvable at once, as DNS would (a real resolver may be slow here)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == LONG_HOST:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+async def test_a_dns_failure_keeps_the_whole_host_and_is_not_cut_mid_word(mode, policy, monkeypatch):
+    _fail_to_resolve(monkeypatch)
+    cls = SyncHttp if mode == "sync" else AsyncHttp
+    http = cls(provider="electricitymaps", base_url=f"https://user:pw-123456@{LONG_HOST}", policy=policy)
+    request = ApiRequest(
+        "/v3/carbon-intensity/forecast",
+        {"zone": "DE", "emissionFactorType": "lifecycle", "horizonHours": "72", "disableEstimations": "true"},
+    )
+    with pytest.raises(CarbonTransportError) as info:
+        await call(http.get_json, request, zone="DE")
+    message = info.value.message
+    assert message.startswith(f"request to https://{LONG_HOST}/v3/carbon-intensity/forecast failed (")
+    detail = message.split(" failed (", 1)[1]
+    assert LONG_HOST in detail  # the cause names the host too, whole
+    assert message.endswith(")") and len(message) <= 400
+    assert "pw-123456" not in message and "user:" not in message and " object at 0x" not in message
+
+
+def test_a_long_cause_is_shortened_at_a_word_boundary_keeping_the_host():
+    import requests
+    from urllib3.exceptions import MaxRetryError, NameResolutionError
+
+    cause = NameResolutionError(LONG_HOST, None, socket.gaierror(-2, "Name or service not known"))  # type: ignore[arg-type]
+    url = "/v3/carbon-intensity/forecast?" + "&".join(f"param{i}=value{i}" for i in range(40))
+    exc = requests.ConnectionError(MaxRetryError(None, url, cause))  # type: ignore[arg-type]
+    http = SyncHttp(provider="electricitymaps", base_url=f"https://{LONG_HOST}")
+    error = http._transport_error(exc, ApiRequest("/v3/carbon-intensity/forecast"), "DE", timeout=False)
+    assert f"Failed to resolve '{LONG_HOST}'" in error.message
+    assert "param39" not in error.message  # the query string is what gets dropped
+    assert error.message.endswith(")") and len(error.message) <= 400

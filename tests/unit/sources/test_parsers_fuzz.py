@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_carbon_provider.core.signals import IntensitySeries
+from airflow_carbon_provider.core.signals import MAX_INTENSITY, IntensitySeries
 from airflow_carbon_provider.exceptions import CarbonDataError
 from airflow_carbon_provider.sources import electricitymaps as em
 from airflow_carbon_provider.sources import ukcarbonintensity as uk
@@ -65,7 +65,9 @@ scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.integers(min_value=-(10**500), max_value=10**500)  # beyond a float: OverflowError in float()
     | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([1e308, -1e308, 1.7976931348623157e308, 5e-324, 5000.0, 5000.000001, 10**400])
     | st.text(max_size=30)
     | timestamps
     | st.sampled_from(["", "Z", "2023-03-14T12:00Z", "lbs_co2_per_mwh", "percentile", "co2_moer", "DE"])
@@ -119,7 +121,10 @@ def _check(name: str, body: Any) -> None:
         assert str(exc)  # typed, with a message; anything else propagates and fails the test
     else:
         if isinstance(result, IntensitySeries):
-            assert len(result) >= 1 and all(v >= 0 for v in result.values)
+            known = [iv.value for iv in result.intervals]
+            assert known and all(0 <= v <= MAX_INTENSITY for v in known)
+            assert result.values[0] == known[0] and result.values[-1] == known[-1]  # edges are known
+            assert result.has_gaps == (len(known) < len(result.values))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -137,3 +142,24 @@ def test_mutated_real_bodies_raise_only_typed_errors(data, name):
 def test_every_seed_parses():
     for name in PARSERS:
         PARSERS[name](SEEDS[name])
+
+
+def _number_paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [prefix]
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    return [path for key, child in children for path in _number_paths(child, (*prefix, key))]
+
+
+def test_every_number_of_every_seed_replaced_by_a_huge_one_raises_only_typed_errors():
+    for name, seed in SEEDS.items():
+        for path in _number_paths(seed)[:60]:
+            for huge in (10**400, -(10**400), 1e308, float("inf")):
+                body = copy.deepcopy(seed)
+                parent = body
+                for step in path[:-1]:
+                    parent = parent[step]
+                parent[path[-1]] = huge
+                _check(name, body)

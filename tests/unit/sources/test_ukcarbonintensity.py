@@ -176,3 +176,17 @@ async def test_docs_400_body(client, httpserver):
     with pytest.raises(CarbonRequestError, match="400 Bad Request") as info:
         await call(client.current, "GB")
     assert info.value.status == 400 and len(httpserver.log) == 1
+
+
+def test_a_null_actual_inside_a_history_is_a_gap_and_trailing_nulls_are_left_out():
+    body = sample(P, "intensity_pt24h_2023-03-16T1201Z.json")
+    periods = body["data"]
+    for item in periods:
+        item["intensity"]["actual"] = item["intensity"]["actual"] if item["intensity"]["actual"] is not None else 200
+    periods[10]["intensity"]["actual"] = None
+    periods[-1]["intensity"]["actual"] = None  # the running half-hour: not measured yet
+    series = uk.parse_national(body, "GB", field="actual")
+    start = datetime.fromisoformat(periods[10]["from"].replace("Z", "+00:00"))
+    assert series.gaps == ((start, start + timedelta(minutes=30)),)
+    assert len(series.intervals) == len(periods) - 2
+    assert series.end == datetime.fromisoformat(periods[-1]["from"].replace("Z", "+00:00"))
