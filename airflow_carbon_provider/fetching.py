@@ -77,15 +77,25 @@ def planning_timeout_default() -> float:
 
 
 def splice_current(current: IntensitySeries, forecast: IntensitySeries, now: datetime) -> IntensitySeries:
-    """Cover ``now`` by prefixing a forecast that starts later with the current interval's value."""
+    """Cover ``now`` by prefixing a forecast that starts later with the current interval's value.
+
+    The current value holds until the current interval ends (or until the forecast starts, if
+    the current interval has already ended); any time left between that and the forecast's
+    first known interval is a gap, never "now's value" stretched over unknown hours.
+    """
     t = now.timestamp()
     start = forecast.bounds[0]
     if start <= t:
         return forecast
     value = current.values[-1]
+    held_until = current.bounds[-1]
+    if held_until <= t or held_until >= start:
+        bounds, values = [t, *forecast.bounds], [value, *forecast.values]
+    else:
+        bounds, values = [t, held_until, *forecast.bounds], [value, math.nan, *forecast.values]
     return IntensitySeries.from_arrays(
-        forecast.zone, forecast.kind, [t, *forecast.bounds], [value, *forecast.values],
-        source=forecast.source, issued_at=forecast.issued_at, is_forecast=True,
+        forecast.zone, forecast.kind, bounds, values, source=forecast.source, issued_at=forecast.issued_at,
+        is_forecast=True, allow_gaps=True,
     )
 
 

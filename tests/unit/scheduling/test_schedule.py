@@ -114,3 +114,19 @@ def test_a_forecast_that_starts_after_now_is_spliced_with_the_current_value():
     current = hourly("A", [300])
     spliced = splice_current(current, fc, at(0.25))
     assert spliced.start == at(0.25) and spliced.values[:2] == [300, 50]
+
+
+def test_splice_current_keeps_a_forecast_with_gaps_and_never_stretches_now_over_unknown_hours():
+    """The current hour is known, the forecast's first two hours are null: they stay unknown."""
+    import math
+
+    from airflow_carbon_provider.core.signals import IntensitySeries
+
+    current = IntensitySeries.from_arrays("DE", "average", [at(0).timestamp(), at(1).timestamp()], [500.0])
+    bounds = [at(h).timestamp() for h in (3, 4, 5, 6, 7)]
+    forecast = IntensitySeries.from_arrays("DE", "average", bounds, [20.0, math.nan, 20.0, 300.0], allow_gaps=True,
+                                           is_forecast=True)
+    spliced = splice_current(current, forecast, at(0.25))
+    assert spliced.value_at(at(0.5)) == 500.0
+    assert spliced.has_gaps and math.isnan(spliced.values[1])  # 01:00-03:00 unknown, not 500
+    assert spliced.value_at(at(3.5)) == 20.0
