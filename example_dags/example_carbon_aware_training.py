@@ -5,9 +5,10 @@ Connections this DAG expects (see the docs' connection pages):
 * ``k8s_de``, ``k8s_gb``, ``k8s_us``: Kubernetes connections whose extra ``carbon_zone`` names
   the grid zone each cluster draws power from (``DE``, ``GB``, ``US-CAL-CISO``). ``k8s_de`` is
   home: the baseline every saving is measured against.
-* ``carbontrace_default`` (optional): the carbon-intensity source. Without it the bundled
-  real trace is replayed; point ``carbon_conn_id`` at an ``electricitymaps``, ``watttime`` or
-  ``ukcarbonintensity`` connection for live data.
+* ``carbontrace_default``: the carbon-intensity source, a replay of a real trace (``airflow-carbon
+  demo`` defines it). For live data point ``carbon_conn_id`` at an ``electricitymaps``,
+  ``watttime`` or ``ukcarbonintensity`` connection. With neither defined the task runs now at
+  home and says why.
 
 ``expected_duration`` and ``finish_by`` are run parameters, so a run can be triggered with a
 different deadline (``airflow-carbon demo`` uses that to compress a night into a minute).

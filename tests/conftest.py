@@ -23,6 +23,16 @@ def utc(*args: int) -> datetime:
 
 
 @pytest.fixture(autouse=True)
+def _replay_on_purpose(monkeypatch):
+    """Define ``carbontrace_default`` (the bundled trace replay) for in-process tests, saying so.
+
+    Production never plans on a replay it did not ask for; a test that checks that removes
+    the variable itself.
+    """
+    monkeypatch.setenv("AIRFLOW_CONN_CARBONTRACE_DEFAULT", '{"conn_type": "carbontrace"}')
+
+
+@pytest.fixture(autouse=True)
 def _forget_resolved_hooks():
     """Make each test read its connections afresh (hooks are remembered per process)."""
     yield

@@ -1,8 +1,9 @@
 """Find the hook for a carbon connection id, and read a Kubernetes connection's carbon extras.
 
 The operators and the trigger name carbon sources only by connection id; the connection's
-type says which hook serves it. ``carbontrace_default`` works without any connection: it
-replays the trace bundled with the package.
+type says which hook serves it. Every carbon connection must exist, ``carbontrace_default``
+(the operators' default, a trace replay) included: replayed data is planned on only when
+someone defined it on purpose.
 
 Resolved hooks are kept for :data:`HOOK_TTL` seconds per (connection id, clock, event loop),
 so thousands of triggers in one triggerer read each connection about once per TTL instead of
@@ -96,11 +97,22 @@ def _resolve(conn_id: str, clock: Callable[[], datetime] | None) -> Any:
 
 
 def _without_connection(conn_id: str, clock: Callable[[], datetime] | None, exc: Exception) -> Any:
-    """Serve ``carbontrace_default`` without a connection; otherwise say what is missing."""
+    """Say what is missing: no carbon connection is ever made up, not even the replay default.
+
+    ``carbontrace_default`` replays a historical trace. Planning on it without saying so
+    would make a production task wait for replayed data, so it must be defined on purpose
+    (the demo and the tests define it); otherwise the task falls open and the reason names
+    the fix.
+    """
     if not _not_found(exc):
         raise exc
     if conn_id == TRACE_DEFAULT:
-        return _hook_for_type(conn_id, "carbontrace", clock)
+        raise CarbonConfigError(
+            f"no carbon-intensity connection is configured: carbon_conn_id defaults to {TRACE_DEFAULT!r}, which "
+            "is not defined; create an electricitymaps, watttime or ukcarbonintensity connection and pass "
+            f"carbon_conn_id=..., or define {TRACE_DEFAULT!r} (type carbontrace) to replay a trace on purpose",
+            provider="planner",
+        ) from exc
     raise CarbonConfigError(
         f"carbon connection {conn_id!r} is not defined; create it or set AIRFLOW_CONN_{conn_id.upper()}",
         provider="planner",

@@ -105,7 +105,8 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
     :param min_saving_pct: wait or move only for at least this relative saving (default 5).
     :param min_saving_abs: ... and at least this many gCO2eq/kWh (default 0).
     :param carbon_conn_id: carbon-intensity connection for clusters that name none (default
-        ``carbontrace_default``, the bundled trace replay).
+        ``carbontrace_default``, a trace replay that must be defined on purpose; undefined,
+        the task runs now at home and says so).
     :param power_watts: average power of the pod; default derived from its resource requests
         (CPU, memory, ``nvidia.com/gpu``) with ``power_model``.
     :param power_model: a :class:`~airflow_carbon_provider.core.emissions.PowerModel`.
@@ -245,7 +246,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
                                   provider="planner") from exc
         record = decision.to_dict()
         self._add_emissions(record)
-        self.log.info("%s", decision.sentence())
+        (self.log.warning if decision.fail_open else self.log.info)("%s", decision.sentence())
         self._record_decision(context, record)
         if decision.waits:
             record["phase"] = "waiting"

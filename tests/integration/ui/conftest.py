@@ -142,6 +142,7 @@ def carbon_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CarbonUI]:
         "AIRFLOW_CARBON_LEDGER_URL": ledger_url,
         "AIRFLOW_CARBON_LEDGER_SPOOL": str(home / "spool.jsonl"),
         "AIRFLOW__CARBON__SLO_REDUCTION_PCT": "50",
+        "AIRFLOW_CONN_CARBONTRACE_DEFAULT": json.dumps({"conn_type": "carbontrace"}),  # the replay, on purpose
         "AIRFLOW_CONN_K8S_GB": json.dumps({"conn_type": "kubernetes", "extra": {"carbon_zone": "GB"}}),
         "AIRFLOW_CONN_K8S_BROKEN": json.dumps(
             {"conn_type": "kubernetes", "extra": {"carbon_zone": "DE", "carbon_conn_id": "carbon_broken"}}),

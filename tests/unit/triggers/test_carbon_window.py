@@ -187,7 +187,12 @@ async def test_a_hanging_replan_cannot_delay_the_start(plan, monkeypatch):
 
 
 def test_serialize_round_trip_through_airflow_and_no_secret_in_kwargs(monkeypatch):
-    """Plan from connections whose secrets are known; the trigger's kwargs hold none of them."""
+    """Connections whose secrets are known: the trigger's kwargs hold none of them.
+
+    Here the carbon key's connection is not reachable, so the plan falls back to the
+    Kubernetes connections' own carbon source; ``tests/integration/operator/test_secrets.py``
+    plans from a secret-bearing connection for real and checks XCom, ledger and logs too.
+    """
     secret = "sk-live-THIS-MUST-NOT-LEAK-4242"
     kube_token = "kube-bearer-ALSO-SECRET-777"
     monkeypatch.setenv("AIRFLOW_CONN_CARBON_EM", json.dumps({
