@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_carbon_provider import __version__
+from airflow_carbon_provider import PREVIOUS_VERSIONS, __version__
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -16,7 +16,7 @@ def get_provider_info() -> dict[str, Any]:
             "Run Kubernetes and batch tasks on the greenest configured cluster, in the "
             "lowest-carbon window that still meets their deadline."
         ),
-        "versions": [__version__],
+        "versions": [__version__, *PREVIOUS_VERSIONS],
         "integrations": [
             {
                 "integration-name": "Carbon-aware scheduling",
