@@ -59,6 +59,23 @@ def _zone_of(decision: Mapping[str, Any], cluster: str | None, fallback: str | N
     return fallback
 
 
+def _run_zone(decision: Mapping[str, Any], cluster: str | None) -> str | None:
+    """Return the zone of the candidate the run used.
+
+    By the candidate's key first (two node pools of one connection differ only there); then by
+    connection id when that names one candidate; else the decision's own ``zone``.
+    """
+    rows = [r for r in decision.get("candidates") or [] if isinstance(r, Mapping) and r.get("zone")]
+    key = decision.get("chosen_key")
+    for row in rows:
+        if key and row.get("key") == key:
+            return str(row["zone"])
+    same_conn = [r for r in rows if r.get("cluster") == cluster]
+    if len(same_conn) == 1:
+        return str(same_conn[0]["zone"])
+    return decision.get("zone")
+
+
 def _history_mean(hook_for: Callable[[str], Any], conn_id: str, zone: str, start: datetime,
                   end: datetime) -> tuple[float | None, str | None]:
     """Return (mean realised intensity, None) or (None, why not)."""
@@ -111,7 +128,7 @@ def realised_outcome(
     if end < start:
         raise ValueError(f"actual_end {_iso(end)} is before actual_start {_iso(start)}")
     cluster = decision.get("cluster") or decision.get("chosen_cluster")
-    zone = _zone_of(decision, cluster, decision.get("zone"))
+    zone = _run_zone(decision, cluster)
     home_cluster = decision.get("home_cluster")
     home_zone = decision.get("home_zone") or _zone_of(decision, home_cluster, None)
     watts = power_watts if power_watts is not None else decision.get("power_watts")
