@@ -24,7 +24,7 @@ ROW_FIELDS = (
     "home_zone", "policy", "arrival", "actual_start", "actual_end", "duration_s", "delay_s", "latest_start", "deadline",
     "started_by_latest_start", "deadline_met", "power_watts", "energy_kwh", "realised_intensity",
     "baseline_intensity", "emissions_g", "baseline_emissions_g", "saving_g", "saving_pct", "intensity_source",
-    "fallback_used", "fail_open", "expected_intensity", "expected_saving_pct",
+    "fallback_used", "fail_open", "expected_intensity", "expected_saving_pct", "signal_kind", "basis",
 )  # fmt: skip
 CSV_FIELDS = (*ROW_FIELDS, "group", "group_objectives")
 FIGURES = ("power_watts", "energy_kwh", "realised_intensity", "baseline_intensity", "emissions_g",
@@ -106,6 +106,11 @@ def _merge(decision: Mapping[str, Any] | None, outcome: Mapping[str, Any] | None
             "deadline": details.get("deadline"),
             "fail_open": details.get("fail_open"),
         })
+    if outcome is None:
+        row["signal_kind"] = (decision or {}).get("signal_kind")
+    # NULL (a row recorded before the columns existed, a decision with no outcome yet) reads unknown
+    row["signal_kind"] = row.get("signal_kind") or "unknown"
+    row["basis"] = row.get("basis") or "unknown"
     if decision is not None:
         row.setdefault("policy", decision.get("policy"))
         row["expected_intensity"] = decision.get("expected_intensity")
