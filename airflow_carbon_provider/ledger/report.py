@@ -233,6 +233,12 @@ def _totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _kind_totals(kind: str, basis: str, rows: list[dict[str, Any]], objectives: Objectives) -> dict[str, Any]:
+    verdicts = evaluate(rows, objectives)
+    return {"signal_kind": kind, "basis": basis, **_totals(rows), "objectives": verdicts,
+            "objectives_met": _all_met(verdicts)}
+
+
 def _all_met(verdicts: Iterable[Mapping[str, Any]]) -> bool | None:
     known = [v["met"] for v in verdicts if v["met"] is not None]
     return None if not known else all(known)
@@ -269,7 +275,7 @@ def build_report(rows: list[dict[str, Any]], *, group_by: str = "dag", objective
         "groups": groups,
         "runs": len(rows),
         "finished": sum(1 for r in rows if r.get("actual_end")),
-        "totals": [{"signal_kind": kind, "basis": basis, **_totals(part)} for (kind, basis), part in _by_kind(rows)],
+        "totals": [_kind_totals(kind, basis, part, objectives) for (kind, basis), part in _by_kind(rows)],
         "objectives": overall,
         "objectives_met": _all_met(overall),
     }
@@ -313,8 +319,7 @@ def format_table(report: Mapping[str, Any]) -> str:
                 _num(None if g["mean_delay_s"] is None else g["mean_delay_s"] / 3600, "{:.2f}"), _mark(met)]
 
     rows = [line(g["group"], g, g["objectives_met"]) for g in report["groups"]]
-    rows += [line("TOTAL", t, None if t["with_emissions"] == 0 and t["runs"] == 0 else report["objectives_met"])
-             for t in report["totals"]]
+    rows += [line("TOTAL", t, t["objectives_met"]) for t in report["totals"]]
     lines += _table(columns, rows)
     lines += ["", "Objectives (all runs; reduction and low-carbon on the group each names):",
               *_objective_lines(report["objectives"])]

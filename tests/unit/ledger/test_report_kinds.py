@@ -137,3 +137,11 @@ def test_objective_group_is_validated():
         Objectives(basis="mixed")
     assert Objectives.from_config(lambda key: {"slo_signal_kind": "marginal", "slo_basis": "forecast"}.get(key)) \
         == Objectives(signal_kind="marginal", basis="forecast")
+
+
+def test_each_total_has_the_verdicts_of_its_own_runs(mixed):
+    report = build_report(collect_rows(mixed), group_by="dag",
+                          objectives=Objectives(on_time_pct=None, reduction_pct=60))
+    met = {(t["signal_kind"], t["basis"]): t["objectives_met"] for t in report["totals"]}
+    # 75 % on average/realised; the other totals hold no run of the group the objective names
+    assert met == {("average", "realised"): True, ("average", "forecast"): None, ("marginal", "realised"): None}
