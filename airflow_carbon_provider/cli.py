@@ -246,8 +246,11 @@ def _add_report_parser(sub: Any) -> None:
             "$AIRFLOW_CARBON_LEDGER_CONN_ID or [carbon] ledger_conn_id, else sqlite:///$AIRFLOW_HOME/carbon_ledger.db. "
             "Records spooled while the ledger was down are replayed first.\n\n"
             "Objectives (flags win over config): [carbon] slo_on_time_pct (default 100), slo_reduction_pct, "
-            "slo_low_carbon_pct with slo_low_carbon_below (g/kWh); or AIRFLOW__CARBON__SLO_... variables; "
-            "'off' switches one off."
+            "slo_low_carbon_pct with slo_low_carbon_below (g/kWh), slo_signal_kind and slo_basis (the one group "
+            "the reduction and low-carbon objectives are evaluated on, default average and realised); or "
+            "AIRFLOW__CARBON__SLO_... variables; 'off' switches one off.\n\n"
+            "Figures of different signal kinds (average, marginal) or bases (realised from history, forecast) are "
+            "never added together: every group and total is labelled with its signal_kind and basis."
         ),
     )
     rep.add_argument("--dag-id", help="only this DAG")
@@ -269,6 +272,11 @@ def _add_report_parser(sub: Any) -> None:
                      help="objective: at least PCT %% of compute-hours below --slo-low-carbon-below")
     rep.add_argument("--slo-low-carbon-below", type=_report_g_per_kwh, metavar="G_PER_KWH",
                      help="the threshold of the low-carbon objective, g/kWh")
+    rep.add_argument("--slo-signal-kind", choices=("average", "marginal"),
+                     help="evaluate the reduction and low-carbon objectives on runs of this signal kind "
+                          "(default average)")
+    rep.add_argument("--slo-basis", choices=("realised", "forecast"),
+                     help="... and of this basis (default realised: from the source's history)")
     rep.set_defaults(handler=cmd_report)
 
 
@@ -288,6 +296,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     objectives = Objectives.from_config(
         on_time_pct=args.slo_on_time, reduction_pct=args.slo_reduction,
         low_carbon_pct=args.slo_low_carbon, low_carbon_below=args.slo_low_carbon_below,
+        signal_kind=args.slo_signal_kind, basis=args.slo_basis,
     )
     report = run_report(
         ledger_url=args.ledger_url, group_by=args.group_by, objectives=objectives, dag_id=args.dag_id,

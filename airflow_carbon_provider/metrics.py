@@ -5,20 +5,26 @@ default). Plain StatsD has no tags, so the identifying parts are name components
 values are also passed as tags for backends that keep them (OpenTelemetry, Datadog, InfluxDB
 StatsD):
 
-=================================================  =======  ==========================================
-name                                               type     value
-=================================================  =======  ==========================================
-``carbon.intensity.<zone>``                        gauge    forecast mean g/kWh per candidate zone at decision
-``carbon.decision.expected_saving_pct.<dag>.<task>``  gauge  expected saving against home, percent
-``carbon.api_errors.<dag>.<task>``                 counter  candidates whose carbon data failed
-``carbon.fail_open.<dag>.<task>``                  counter  decisions that ran at home without data
-``carbon.task.emissions_g.<dag>.<task>``           gauge    realised emissions of the run, grams
-``carbon.task.baseline_emissions_g.<dag>.<task>``  gauge    the counterfactual at home, grams
-``carbon.task.saving_g.<dag>.<task>``              gauge    baseline minus realised, grams
-``carbon.task.delay.<dag>.<task>``                 timer    start minus arrival (ms on StatsD)
-``carbon.cluster.runs.<cluster>``                  counter  runs that started on the cluster
-``carbon.fallbacks.<cluster>``                     counter  clusters that refused a pod
-=================================================  =======  ==========================================
+====================================================================  =======  ==================================================
+name                                                                  type     value
+====================================================================  =======  ==================================================
+``carbon.intensity.<zone>``                                           gauge    forecast mean g/kWh per candidate zone at decision
+``carbon.decision.expected_saving_pct.<kind>.forecast.<dag>.<task>``  gauge    expected saving against home, percent
+``carbon.api_errors.<dag>.<task>``                                    counter  candidates whose carbon data failed
+``carbon.fail_open.<dag>.<task>``                                     counter  decisions that ran at home without data
+``carbon.task.emissions_g.<kind>.<basis>.<dag>.<task>``               gauge    realised emissions of the run, grams
+``carbon.task.baseline_emissions_g.<kind>.<basis>.<dag>.<task>``      gauge    the counterfactual at home, grams
+``carbon.task.saving_g.<kind>.<basis>.<dag>.<task>``                  gauge    baseline minus realised, grams
+``carbon.task.delay.<dag>.<task>``                                    timer    start minus arrival (ms on StatsD)
+``carbon.cluster.runs.<cluster>``                                     counter  runs that started on the cluster
+``carbon.fallbacks.<cluster>``                                        counter  clusters that refused a pod
+====================================================================  =======  ==================================================
+
+``<kind>`` is the signal kind (``average``, ``marginal`` or ``unknown``) and ``<basis>`` where the
+figures come from (``realised`` history, ``forecast``, ``none`` or ``unknown``); both are also
+tags (``signal_kind``, ``basis``). Figures of different kinds or bases are different
+quantities: they have different names so that a dashboard cannot add them up by accident
+("Green Mirage", arXiv 2402.03550).
 
 Metrics never raise: without Airflow, or with metrics off, they are no-ops. StatsD needs the
 ``statsd`` package (``pip install 'airflow-carbon-provider[metrics]'`` or Airflow's ``statsd``
@@ -120,8 +126,11 @@ def _emit_decision(decision: Mapping[str, Any], dag_id: str, task_id: str) -> No
         _safely("gauge", f"carbon.intensity.{_part(zone)}", float(decision["expected_intensity"]),
                 tags={**tags, "zone": zone, "cluster": decision.get("chosen_cluster", "")})
     if decision.get("expected_saving_pct") is not None:
-        _safely("gauge", f"carbon.decision.expected_saving_pct.{suffix}", float(decision["expected_saving_pct"]),
-                tags=tags)
+        from airflow_carbon_provider.ledger.realised import signal_kind_of
+
+        kind = signal_kind_of(decision.get("signal"))
+        _safely("gauge", f"carbon.decision.expected_saving_pct.{kind}.forecast.{suffix}",
+                float(decision["expected_saving_pct"]), tags={**tags, "signal_kind": kind, "basis": "forecast"})
     errors = decision.get("errors") or {}
     if errors:
         _safely("incr", f"carbon.api_errors.{suffix}", len(errors), tags=tags)
@@ -133,9 +142,14 @@ def _emit_outcome(outcome: Mapping[str, Any], dag_id: str, task_id: str) -> None
     cluster = outcome.get("cluster") or "unknown"
     tags = {"dag_id": dag_id, "task_id": task_id, "zone": outcome.get("zone") or "", "cluster": cluster}
     suffix = f"{_part(dag_id)}.{_part(task_id)}"
+    from airflow_carbon_provider.ledger.realised import signal_kind_of
+
+    kind = signal_kind_of(outcome.get("signal_kind"))
+    basis = outcome.get("basis") if outcome.get("basis") in ("realised", "forecast", "none") else "unknown"
+    figures = {**tags, "signal_kind": kind, "basis": basis}
     for field in ("emissions_g", "baseline_emissions_g", "saving_g"):
         if outcome.get(field) is not None:
-            _safely("gauge", f"carbon.task.{field}.{suffix}", float(outcome[field]), tags=tags)
+            _safely("gauge", f"carbon.task.{field}.{kind}.{basis}.{suffix}", float(outcome[field]), tags=figures)
     if outcome.get("delay_s") is not None:
         _safely("timing", f"carbon.task.delay.{suffix}", timedelta(seconds=float(outcome["delay_s"])), tags=tags)
     _safely("incr", f"carbon.cluster.runs.{_part(cluster)}", tags=tags)

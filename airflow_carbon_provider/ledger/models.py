@@ -94,6 +94,8 @@ class DecisionRecord(_Keyed, Base):
     expected_emissions_g: Mapped[float | None] = mapped_column(Float)
     baseline_emissions_g: Mapped[float | None] = mapped_column(Float)
     expected_saving_g: Mapped[float | None] = mapped_column(Float)
+    signal_kind: Mapped[str | None] = mapped_column(String(16))
+    """``average`` or ``marginal`` (the planner's ``signal``); NULL when the decision had none."""
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -105,6 +107,7 @@ class OutcomeRecord(_Keyed, Base):
     __table_args__ = (
         UniqueConstraint(*KEY_COLUMNS, name="uq_carbon_outcomes_key"),
         Index("ix_carbon_outcomes_actual_start", "actual_start"),
+        Index("ix_carbon_outcomes_signal_kind_basis", "signal_kind", "basis"),
     )
 
     state: Mapped[str | None] = mapped_column(String(32))
@@ -127,6 +130,10 @@ class OutcomeRecord(_Keyed, Base):
     baseline_emissions_g: Mapped[float | None] = mapped_column(Float)
     saving_g: Mapped[float | None] = mapped_column(Float)
     intensity_source: Mapped[str | None] = mapped_column(String(32))
+    signal_kind: Mapped[str | None] = mapped_column(String(16))
+    """``average``, ``marginal`` or ``unknown``: which emission rate the figures measure."""
+    basis: Mapped[str | None] = mapped_column(String(16))
+    """``realised`` (the source's history), ``forecast`` or ``none`` (no figures); NULL before 0002."""
     started_by_latest_start: Mapped[bool | None] = mapped_column(Boolean)
     deadline_met: Mapped[bool | None] = mapped_column(Boolean)
     fallback_used: Mapped[bool | None] = mapped_column(Boolean)

@@ -9,6 +9,11 @@ Both sides always come from the same kind of data. When the history of either zo
 unavailable, both use the forecast values the decision was made with and the outcome says
 ``intensity_source = "forecast"``; without those either, no baseline and no saving are
 claimed (``"none"``).
+
+Every outcome also says what its figures are: ``signal_kind`` (``average`` or ``marginal``:
+the kind of the history used, else the planner's ``signal``, else ``unknown``, never a
+guess) and ``basis`` (``realised`` from history, ``forecast``, or ``none``). Figures of two
+kinds or bases are never added into one number downstream.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from airflow_carbon_provider.core.emissions import emissions_g, energy_kwh
 
-__all__ = ["START_GRACE", "realised_outcome", "saving_pct"]
+__all__ = ["BASES", "SIGNAL_KINDS", "START_GRACE", "basis_of", "realised_outcome", "saving_pct", "signal_kind_of"]
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -28,6 +33,21 @@ START_GRACE = timedelta(seconds=60)
 """A start this close after the latest start still counts as on time (pod scheduling jitter)."""
 MIN_COVERAGE = 0.9
 """History must cover this share of a window for its mean to stand for the whole window."""
+SIGNAL_KINDS = ("average", "marginal")
+"""The signal kinds a row may carry; anything else (or nothing) is recorded as ``unknown``."""
+BASES = {"history": "realised", "forecast": "forecast", "none": "none"}
+"""An outcome's basis by its ``intensity_source``: never add figures of two bases into one number."""
+
+
+def signal_kind_of(value: Any) -> str:
+    """Return ``average`` or ``marginal`` for a recorded kind, else ``unknown`` (never a guess)."""
+    text = str(getattr(value, "value", value) or "").strip().lower()
+    return text if text in SIGNAL_KINDS else "unknown"
+
+
+def basis_of(intensity_source: Any) -> str:
+    """Return the basis of an outcome from its ``intensity_source`` (``unknown`` when unset)."""
+    return BASES.get(str(intensity_source or ""), "unknown")
 
 
 def saving_pct(realised_intensity: float | None, baseline_intensity: float | None) -> float | None:
@@ -77,17 +97,19 @@ def _run_zone(decision: Mapping[str, Any], cluster: str | None) -> str | None:
 
 
 def _history_mean(hook_for: Callable[[str], Any], conn_id: str, zone: str, start: datetime,
-                  end: datetime) -> tuple[float | None, str | None]:
-    """Return (mean realised intensity, None) or (None, why not)."""
+                  end: datetime) -> tuple[float | None, str | None, str]:
+    """Return (mean realised intensity, None, signal kind) or (None, why not, kind)."""
+    kind = "unknown"
     try:
         series = hook_for(conn_id).get_history(zone, start, end)
+        kind = signal_kind_of(getattr(series, "kind", None))
         lo, hi = max(series.start, start), min(series.end, end)
         covered = (hi - lo).total_seconds() / (end - start).total_seconds() if hi > lo else 0.0
         if covered < MIN_COVERAGE:
-            return None, f"history of {zone} covers {100 * covered:.0f} % of the run"
-        return float(series.mean(lo, hi)), None
+            return None, f"history of {zone} covers {100 * covered:.0f} % of the run", kind
+        return float(series.mean(lo, hi)), None, kind
     except Exception as exc:  # any source failure: fall back to forecasts, never fail the task
-        return None, f"history of {zone} unavailable ({type(exc).__name__}: {str(exc)[:160]})"
+        return None, f"history of {zone} unavailable ({type(exc).__name__}: {str(exc)[:160]})", kind
 
 
 def _default_hook(conn_id: str) -> Any:
@@ -140,17 +162,24 @@ def realised_outcome(
 
     realised = baseline = None
     source = "none"
+    planned_kind = signal_kind_of(decision.get("signal"))
+    kind = planned_kind
     if duration > timedelta(0) and zone and home_zone:
-        realised, why = _history_mean(hook_for, conn_id, zone, start, end)
+        realised, why, run_kind = _history_mean(hook_for, conn_id, zone, start, end)
         if why:
             notes.append(why)
         if realised is not None:
-            baseline, why = _history_mean(hook_for, conn_id, home_zone, arrival, arrival + duration)
+            baseline, why, home_kind = _history_mean(hook_for, conn_id, home_zone, arrival, arrival + duration)
             if why:
                 notes.append(why)
+            if baseline is not None and run_kind != home_kind:  # two quantities: no saving from them
+                notes.append(f"history of {zone} is {run_kind} but of {home_zone} {home_kind}: not compared")
+                baseline = None
         if realised is not None and baseline is not None:
             source = "history"
+            kind = run_kind  # the figures measure what the history measures, whatever was planned on
     if source != "history":
+        kind = planned_kind
         realised = baseline = None
         expected, base = decision.get("expected_intensity"), decision.get("baseline_intensity")
         if expected is not None and base is not None:
@@ -198,6 +227,8 @@ def realised_outcome(
         "saving_g": saving,
         "saving_pct": saving_pct(realised, baseline) if saving is not None else None,
         "intensity_source": source,
+        "signal_kind": kind,
+        "basis": basis_of(source),
         "carbon_conn_id": conn_id,
         "started_by_latest_start": on_time,
         "finished_by_deadline": finished_in_time,

@@ -15,7 +15,8 @@ from airflow_carbon_provider.ledger.realised import saving_pct
 from airflow_carbon_provider.ledger.secrets import redact_text
 from airflow_carbon_provider.ledger.slo import Objectives, evaluate
 
-__all__ = ["GROUPS", "ROW_FIELDS", "build_report", "row_saving_pct", "collect_rows", "format_csv", "format_table", "plot_report"]
+__all__ = ["GROUPS", "ROW_FIELDS", "build_report", "row_saving_pct", "collect_rows", "format_csv", "format_table",
+           "kind_label", "plot_report", "plot_series"]
 
 UTC = timezone.utc
 GROUPS = ("dag", "task", "cluster", "day")
@@ -24,12 +25,29 @@ ROW_FIELDS = (
     "home_zone", "policy", "arrival", "actual_start", "actual_end", "duration_s", "delay_s", "latest_start", "deadline",
     "started_by_latest_start", "deadline_met", "power_watts", "energy_kwh", "realised_intensity",
     "baseline_intensity", "emissions_g", "baseline_emissions_g", "saving_g", "saving_pct", "intensity_source",
-    "fallback_used", "fail_open", "expected_intensity", "expected_saving_pct",
+    "fallback_used", "fail_open", "expected_intensity", "expected_saving_pct", "signal_kind", "basis",
 )  # fmt: skip
 CSV_FIELDS = (*ROW_FIELDS, "group", "group_objectives")
 FIGURES = ("power_watts", "energy_kwh", "realised_intensity", "baseline_intensity", "emissions_g",
            "baseline_emissions_g", "saving_g")
 """Row fields kept unrounded (to 12 significant digits): only the table and the UI round them."""
+_KIND_ORDER = {"average": 0, "marginal": 1}
+_BASIS_ORDER = {"realised": 0, "forecast": 1, "none": 2}
+
+
+def kind_of(row: Mapping[str, Any]) -> tuple[str, str]:
+    """Return a row's (signal_kind, basis): rows of two different pairs are never added together."""
+    return str(row.get("signal_kind") or "unknown"), str(row.get("basis") or "unknown")
+
+
+def _kind_order(pair: tuple[str, str]) -> tuple[int, int, str, str]:
+    return _KIND_ORDER.get(pair[0], 9), _BASIS_ORDER.get(pair[1], 9), pair[0], pair[1]
+
+
+def kind_label(item: Mapping[str, Any]) -> str:
+    """Return ``average/realised`` (etc.): the label every figure of a row, group or total carries."""
+    kind, basis = kind_of(item)
+    return f"{kind}/{basis}"
 
 
 def _figure(value: Any) -> Any:
@@ -106,6 +124,11 @@ def _merge(decision: Mapping[str, Any] | None, outcome: Mapping[str, Any] | None
             "deadline": details.get("deadline"),
             "fail_open": details.get("fail_open"),
         })
+    if outcome is None:
+        row["signal_kind"] = (decision or {}).get("signal_kind")
+    # NULL (a row recorded before the columns existed, a decision with no outcome yet) reads unknown
+    row["signal_kind"] = row.get("signal_kind") or "unknown"
+    row["basis"] = row.get("basis") or "unknown"
     if decision is not None:
         row.setdefault("policy", decision.get("policy"))
         row["expected_intensity"] = decision.get("expected_intensity")
@@ -178,7 +201,16 @@ def group_of(row: Mapping[str, Any], group_by: str) -> str:
     raise ReportError(f"unknown group {group_by!r}; use one of: {', '.join(GROUPS)}")
 
 
+def _by_kind(rows: Iterable[dict[str, Any]]) -> list[tuple[tuple[str, str], list[dict[str, Any]]]]:
+    split: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        split.setdefault(kind_of(row), []).append(row)
+    return [(pair, split[pair]) for pair in sorted(split, key=_kind_order)]
+
+
 def _totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Return the sums over ``rows``, which must all be of one (signal_kind, basis)."""
+    assert len({kind_of(r) for r in rows}) <= 1, "figures of two signal kinds or bases are never summed"
     both = [r for r in rows if r.get("emissions_g") is not None and r.get("baseline_emissions_g") is not None]
     emissions = sum(float(r["emissions_g"]) for r in both)
     baseline = sum(float(r["baseline_emissions_g"]) for r in both)
@@ -188,9 +220,10 @@ def _totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "runs": len(rows),
         "finished": len(finished),
         "with_emissions": len(both),
-        "emissions_g": _figure(emissions),
-        "baseline_emissions_g": _figure(baseline),
-        "saving_g": _figure(baseline - emissions),
+        # no runs with figures: no figures (not "0 g emitted")
+        "emissions_g": _figure(emissions) if both else None,
+        "baseline_emissions_g": _figure(baseline) if both else None,
+        "saving_g": _figure(baseline - emissions) if both else None,
         # from the unrounded sums; only the percentage itself is rounded, to 0.01
         "saving_pct": round(100.0 * (baseline - emissions) / baseline, 2) if baseline > 0 else None,
         "energy_kwh": _figure(sum(float(r["energy_kwh"]) for r in finished if r.get("energy_kwh") is not None)),
@@ -200,6 +233,12 @@ def _totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _kind_totals(kind: str, basis: str, rows: list[dict[str, Any]], objectives: Objectives) -> dict[str, Any]:
+    verdicts = evaluate(rows, objectives)
+    return {"signal_kind": kind, "basis": basis, **_totals(rows), "objectives": verdicts,
+            "objectives_met": _all_met(verdicts)}
+
+
 def _all_met(verdicts: Iterable[Mapping[str, Any]]) -> bool | None:
     known = [v["met"] for v in verdicts if v["met"] is not None]
     return None if not known else all(known)
@@ -207,7 +246,14 @@ def _all_met(verdicts: Iterable[Mapping[str, Any]]) -> bool | None:
 
 def build_report(rows: list[dict[str, Any]], *, group_by: str = "dag", objectives: Objectives | None = None,
                  ledger_url: str | None = None, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Return the report object: rows, groups with totals and objectives, overall objectives."""
+    """Return the report object: rows, groups with totals and objectives, overall objectives.
+
+    Sums are taken within one (``signal_kind``, ``basis``) only: ``groups`` has one entry per
+    group label and kind, and ``totals`` is a list with one entry per kind, each labelled by
+    its ``signal_kind`` and ``basis``. No number adds average to marginal figures, or forecast
+    to realised ones ("Green Mirage", arXiv 2402.03550). ``runs`` and ``finished`` count all
+    rows (counts of runs, not carbon figures).
+    """
     if group_by not in GROUPS:
         raise ReportError(f"unknown group {group_by!r}; use one of: {', '.join(GROUPS)}")
     objectives = objectives or Objectives()
@@ -216,9 +262,10 @@ def build_report(rows: list[dict[str, Any]], *, group_by: str = "dag", objective
         grouped.setdefault(group_of(row, group_by), []).append(row)
     groups = []
     for label in sorted(grouped):
-        verdicts = evaluate(grouped[label], objectives)
-        groups.append({"group": label, **_totals(grouped[label]), "objectives": verdicts,
-                       "objectives_met": _all_met(verdicts)})
+        for (kind, basis), part in _by_kind(grouped[label]):
+            verdicts = evaluate(part, objectives)
+            groups.append({"group": label, "signal_kind": kind, "basis": basis, **_totals(part),
+                           "objectives": verdicts, "objectives_met": _all_met(verdicts)})
     overall = evaluate(rows, objectives)
     return {
         "ledger": ledger_url,
@@ -226,7 +273,9 @@ def build_report(rows: list[dict[str, Any]], *, group_by: str = "dag", objective
         "group_by": group_by,
         "rows": rows,
         "groups": groups,
-        "totals": _totals(rows),
+        "runs": len(rows),
+        "finished": sum(1 for r in rows if r.get("actual_end")),
+        "totals": [_kind_totals(kind, basis, part, objectives) for (kind, basis), part in _by_kind(rows)],
         "objectives": overall,
         "objectives_met": _all_met(overall),
     }
@@ -257,44 +306,57 @@ def _objective_lines(verdicts: list[Mapping[str, Any]]) -> list[str]:
 
 
 def format_table(report: Mapping[str, Any]) -> str:
-    """Render the report as aligned text: groups, then objectives (met or missed)."""
-    totals = report["totals"]
-    lines = [f"Carbon ledger {report.get('ledger') or ''}: {totals['runs']} task runs "
-             f"({totals['finished']} finished), grouped by {report['group_by']}", ""]
-    columns = ["group", "runs", "emissions g", "baseline g", "saving g", "saving %", "energy kWh",
+    """Render the report as aligned text: groups, one labelled total per signal kind and basis, objectives."""
+    lines = [f"Carbon ledger {report.get('ledger') or ''}: {report['runs']} task runs "
+             f"({report['finished']} finished), grouped by {report['group_by']}; "
+             "figures of different signal kinds or bases are never added together", ""]
+    columns = ["group", "signal/basis", "runs", "emissions g", "baseline g", "saving g", "saving %", "energy kWh",
                "mean delay h", "objectives"]
-    rows = [[
-        g["group"], str(g["runs"]), _num(g["emissions_g"]), _num(g["baseline_emissions_g"]), _num(g["saving_g"]),
-        _num(g["saving_pct"]), _num(g["energy_kwh"], "{:.3f}"),
-        _num(None if g["mean_delay_s"] is None else g["mean_delay_s"] / 3600, "{:.2f}"),
-        _mark(g["objectives_met"]),
-    ] for g in report["groups"]]
-    rows.append([
-        "TOTAL", str(totals["runs"]), _num(totals["emissions_g"]), _num(totals["baseline_emissions_g"]),
-        _num(totals["saving_g"]), _num(totals["saving_pct"]), _num(totals["energy_kwh"], "{:.3f}"),
-        _num(None if totals["mean_delay_s"] is None else totals["mean_delay_s"] / 3600, "{:.2f}"),
-        _mark(report["objectives_met"]),
-    ])
+
+    def line(first: str, g: Mapping[str, Any], met: bool | None) -> list[str]:
+        return [first, kind_label(g), str(g["runs"]), _num(g["emissions_g"]), _num(g["baseline_emissions_g"]),
+                _num(g["saving_g"]), _num(g["saving_pct"]), _num(g["energy_kwh"], "{:.3f}"),
+                _num(None if g["mean_delay_s"] is None else g["mean_delay_s"] / 3600, "{:.2f}"), _mark(met)]
+
+    rows = [line(g["group"], g, g["objectives_met"]) for g in report["groups"]]
+    rows += [line("TOTAL", t, t["objectives_met"]) for t in report["totals"]]
     lines += _table(columns, rows)
-    lines += ["", "Objectives (all runs):", *_objective_lines(report["objectives"])]
-    if totals["from_forecast"]:
-        lines.append(f"Note: {totals['from_forecast']} of {totals['with_emissions']} runs use forecast intensities "
-                     "(realised history was unavailable); see the intensity_source column (--format csv).")
+    lines += ["", "Objectives (all runs; reduction and low-carbon on the group each names):",
+              *_objective_lines(report["objectives"])]
+    if any(t["basis"] == "forecast" for t in report["totals"]):
+        lines.append("Note: the forecast totals use forecast intensities (realised history was unavailable); "
+                     "they are kept apart from realised ones.")
+    if any("unknown" in (t["signal_kind"], t["basis"]) for t in report["totals"]):
+        lines.append("Note: unknown: rows recorded without a signal kind or basis (before 0.2.0, fail-open "
+                     "decisions, runs not finished yet); kept in their own group.")
     return "\n".join(lines)
 
 
 def format_csv(report: Mapping[str, Any]) -> str:
-    """Render the report's rows as CSV; each row carries its group and the group's objective verdicts."""
-    verdicts = {g["group"]: ";".join(f"{v['name']}={_mark(v['met'])}" for v in g["objectives"])
+    """Render the report's rows as CSV; each row carries its group and the group's objective verdicts.
+
+    The group is labelled with its signal kind and basis (``train [average/realised]``), as
+    the rows are (``signal_kind``, ``basis`` columns).
+    """
+    verdicts = {f"{g['group']} [{kind_label(g)}]": ";".join(f"{v['name']}={_mark(v['met'])}" for v in g["objectives"])
                 for g in report["groups"]}
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(CSV_FIELDS), lineterminator="\n")
     writer.writeheader()
     for row in report["rows"]:
-        group = group_of(row, report["group_by"])
+        group = f"{group_of(row, report['group_by'])} [{kind_label(row)}]"
         writer.writerow({**{k: ("" if row.get(k) is None else row.get(k)) for k in ROW_FIELDS},
                          "group": group, "group_objectives": verdicts.get(group, "")})
     return buffer.getvalue()
+
+
+def plot_series(report: Mapping[str, Any]) -> tuple[list[str], list[float], list[float]]:
+    """Return the plot's bar labels (group and ``kind/basis``), baseline and actual grams per bar."""
+    groups = report["groups"]
+    labels = [f"{g['group']}\n{kind_label(g)}" for g in groups] or ["(no runs)"]
+    base = [g["baseline_emissions_g"] or 0.0 for g in groups] or [0.0]
+    actual = [g["emissions_g"] or 0.0 for g in groups] or [0.0]
+    return labels, base, actual
 
 
 def plot_report(report: Mapping[str, Any], path: Path) -> None:
@@ -307,23 +369,23 @@ def plot_report(report: Mapping[str, Any], path: Path) -> None:
     except ImportError:
         raise ReportError("--plot needs matplotlib; install it with: pip install 'airflow-carbon-provider[plot]'") from None
     groups = report["groups"]
-    labels = [g["group"] for g in groups] or ["(no runs)"]
+    labels, base, actual = plot_series(report)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(labels) + 3), 4.8))
     xs = range(len(labels))
-    base = [g["baseline_emissions_g"] for g in groups] or [0]
-    actual = [g["emissions_g"] for g in groups] or [0]
     ax.bar([x - 0.2 for x in xs], base, width=0.4, label="baseline (home, original start)", color="#b0b0b0")
     ax.bar([x + 0.2 for x in xs], actual, width=0.4, label="actual", color="#2e8b57")
     for x, g in zip(xs, groups):
-        ax.annotate(_mark(g["objectives_met"]), (x, max(g["baseline_emissions_g"], g["emissions_g"])),
+        ax.annotate(_mark(g["objectives_met"]), (x, max(g["baseline_emissions_g"] or 0, g["emissions_g"] or 0)),
                     ha="center", va="bottom", fontsize=8,
                     color="#1a7f37" if g["objectives_met"] else ("#b42318" if g["objectives_met"] is False else "gray"))
     ax.set_xticks(list(xs), labels, rotation=20, ha="right")
     ax.set_ylabel("emissions, g CO2eq")
-    ax.set_title(f"Carbon ledger by {report['group_by']}")
+    ax.set_title(f"Carbon ledger by {report['group_by']} (each bar one signal kind and basis; never summed)")
     ax.legend(loc="upper right", fontsize=8)
-    summary = "\n".join(f"{_mark(v['met'])}: {v['description']} (actual {_num(v['actual'], '{:.1f} %')})"
-                        for v in report["objectives"]) or "no objectives configured"
+    totals = [f"total {kind_label(t)}: {_num(t['emissions_g'])} g vs {_num(t['baseline_emissions_g'])} g baseline "
+              f"({_num(t['saving_pct'], '{:.1f} %')} saved)" for t in report["totals"]]
+    summary = "\n".join([*totals, *(f"{_mark(v['met'])}: {v['description']} (actual {_num(v['actual'], '{:.1f} %')})"
+                                     for v in report["objectives"])]) or "no objectives configured"
     fig.text(0.01, 0.01, summary, fontsize=7, va="bottom")
     fig.subplots_adjust(bottom=0.28)
     path.parent.mkdir(parents=True, exist_ok=True)

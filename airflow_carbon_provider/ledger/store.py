@@ -113,6 +113,14 @@ def to_columns(kind: str, key: dict[str, Any], data: dict[str, Any], recorded_at
         except (ValueError, TypeError, OverflowError) as exc:
             shown = redact_text(repr(data[column.name]))[:80]
             raise RecordRejectedError(f"{kind} field {column.name} = {shown} cannot be stored: {exc}") from None
+    if kind == "decision":  # the planner's ``signal``; a decision without one (fail-open) is unknown
+        from airflow_carbon_provider.ledger.realised import signal_kind_of
+
+        values["signal_kind"] = signal_kind_of(data.get("signal_kind") or data.get("signal"))
+    elif values.get("signal_kind") is not None:
+        from airflow_carbon_provider.ledger.realised import signal_kind_of
+
+        values["signal_kind"] = signal_kind_of(values["signal_kind"])
     values["details"] = data
     return values
 

@@ -77,6 +77,10 @@ def _rows(ledger: Any, allowed_dag: Callable[[str], bool], **filters: Any) -> li
 def summary(allowed_dag: Callable[[str], bool], *, ledger_url: str | None = None) -> dict[str, Any]:
     """Return savings per DAG, totals and objectives (SLO attainment) over the readable DAGs.
 
+    ``totals`` is a list with one entry per (``signal_kind``, ``basis``), and ``dags`` has one
+    entry per DAG and kind: average and marginal, realised and forecast figures are never
+    added together. ``runs`` and ``finished`` count every row.
+
     Raises :class:`~airflow_carbon_provider.ledger.errors.LedgerUnavailableError` when the
     ledger cannot be read.
     """
@@ -88,6 +92,8 @@ def summary(allowed_dag: Callable[[str], bool], *, ledger_url: str | None = None
     report = build_report(rows, group_by="dag", objectives=Objectives.from_config(), ledger_url=ledger.masked_url)
     return {
         "ledger": report["ledger"],
+        "runs": report["runs"],
+        "finished": report["finished"],
         "totals": report["totals"],
         "dags": [{"dag_id": g.pop("group"), **g} for g in report["groups"]],
         "objectives": report["objectives"],

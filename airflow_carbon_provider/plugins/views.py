@@ -185,25 +185,36 @@ def overview_page(summary: Mapping[str, Any] | None, recent: Mapping[str, Any] |
         body.append(f"<p class=\"error\" id=\"carbon-ledger-error\">The ledger cannot be read: "
                     f"{escape(ledger_error or 'unknown error')}</p>")
     else:
-        t = summary["totals"]
         body.append("<div class=\"cards\" id=\"carbon-totals\">"
-                    f"<div class=\"card\"><div class=\"muted small\">task runs</div><div class=\"v\">{int(t['runs'])}</div></div>"
-                    f"<div class=\"card\"><div class=\"muted small\">emitted</div><div class=\"v\">{_num(t['emissions_g'])} g</div></div>"
-                    f"<div class=\"card\"><div class=\"muted small\">baseline</div><div class=\"v\">{_num(t['baseline_emissions_g'])} g</div></div>"
-                    f"<div class=\"card\"><div class=\"muted small\">saved</div><div class=\"v\">{_num(t['saving_g'])} g"
-                    f" ({_num(t['saving_pct'], '{:.1f} %')})</div></div>"
+                    f"<div class=\"card\"><div class=\"muted small\">task runs</div><div class=\"v\">{int(summary['runs'])}</div></div>"
                     f"<div class=\"card\"><div class=\"muted small\">objectives</div><div class=\"v\">{_mark(summary['objectives_met'])}</div></div>"
                     "</div>")
+        kinds = []
+        for t in summary["totals"]:
+            label = f"{t['signal_kind']}/{t['basis']}"
+            kinds.append(f"<tr data-kind=\"{escape(label)}\"><td>{_text(t['signal_kind'])}</td><td>{_text(t['basis'])}</td>"
+                         f"<td class=\"num\">{int(t['runs'])}</td><td class=\"num\">{_num(t['emissions_g'])}</td>"
+                         f"<td class=\"num\">{_num(t['baseline_emissions_g'])}</td><td class=\"num\">{_num(t['saving_g'])}</td>"
+                         f"<td class=\"num\">{_num(t['saving_pct'], '{:.1f} %')}</td></tr>")
+        body.append("<h2>Totals per signal kind and basis</h2><p class=\"muted small\">Average and marginal "
+                    "intensities, and figures from realised history and from forecasts, are different quantities: "
+                    "each has its own total, and none is added to another.</p>"
+                    "<table id=\"carbon-kind-totals\"><tr><th>signal</th><th>basis</th><th class=\"num\">runs</th>"
+                    "<th class=\"num\">emitted g</th><th class=\"num\">baseline g</th><th class=\"num\">saved g</th>"
+                    f"<th class=\"num\">saved</th></tr>{''.join(kinds)}</table>")
         body.append("<h2>Sustainability objectives</h2>" + _objectives(summary["objectives"]))
         rows = []
         for d in summary["dags"]:
-            rows.append(f"<tr data-dag=\"{escape(str(d['dag_id']))}\"><td>{_text(d['dag_id'])}</td>"
+            label = f"{d['signal_kind']}/{d['basis']}"
+            rows.append(f"<tr data-dag=\"{escape(str(d['dag_id']))}\" data-kind=\"{escape(label)}\"><td>{_text(d['dag_id'])}</td>"
+                        f"<td>{_text(d['signal_kind'])}</td><td>{_text(d['basis'])}</td>"
                         f"<td class=\"num\">{int(d['runs'])}</td><td class=\"num\">{_num(d['emissions_g'])}</td>"
                         f"<td class=\"num\">{_num(d['baseline_emissions_g'])}</td><td class=\"num\">{_num(d['saving_g'])}</td>"
                         f"<td class=\"num\">{_num(d['saving_pct'], '{:.1f} %')}</td>"
                         f"<td class=\"num\">{_num(None if d['mean_delay_s'] is None else d['mean_delay_s'] / 3600, '{:.2f}')}</td>"
                         f"<td>{_mark(d['objectives_met'])}</td></tr>")
-        table = ("<table id=\"carbon-dags\"><tr><th>DAG</th><th class=\"num\">runs</th><th class=\"num\">emitted g</th>"
+        table = ("<table id=\"carbon-dags\"><tr><th>DAG</th><th>signal</th><th>basis</th><th class=\"num\">runs</th>"
+                 "<th class=\"num\">emitted g</th>"
                  "<th class=\"num\">baseline g</th><th class=\"num\">saved g</th><th class=\"num\">saved</th>"
                  f"<th class=\"num\">mean delay h</th><th>objectives</th></tr>{''.join(rows)}</table>")
         body.append("<h2>Savings per DAG</h2>" + (table if rows else "<p class=\"muted\">No runs recorded yet.</p>"))

@@ -61,7 +61,7 @@ class ConstantHistory:
 
 
 def _decision(**fields: Any) -> dict[str, Any]:
-    base = {"policy": "carbon-aware", "home_cluster": "k8s_de", "home_zone": "DE",
+    base = {"policy": "carbon-aware", "signal": "average", "home_cluster": "k8s_de", "home_zone": "DE",
             "carbon_conn_id": "carbontrace_default", "candidates": [
                 {"cluster": "k8s_de", "zone": "DE"}, {"cluster": "k8s_gb", "zone": "GB"}]}
     return {**base, **fields}

@@ -63,16 +63,21 @@ def test_summary_has_savings_per_dag_and_slo_attainment(carbon_ui: CarbonUI) -> 
     response = carbon_ui.get("/carbon/api/summary", token=carbon_ui.token())
     assert response.status_code == 200, response.text
     summary = response.json()
-    dags = {d["dag_id"]: d for d in summary["dags"]}
-    assert set(dags) == {"nightly_training", "batch_inference"}
-    training, inference = dags["nightly_training"], dags["batch_inference"]
+    dags = {(d["dag_id"], d["signal_kind"], d["basis"]): d for d in summary["dags"]}
+    assert set(dags) == {("nightly_training", "average", "realised"), ("nightly_training", "average", "unknown"),
+                         ("batch_inference", "average", "realised")}  # the waiting run has no basis yet
+    training, inference = dags[("nightly_training", "average", "realised")], dags[("batch_inference", "average", "realised")]
     assert (training["emissions_g"], training["baseline_emissions_g"], training["saving_g"]) == (200.0, 800.0, 600.0)
     assert training["saving_pct"] == 75.0
-    assert training["runs"] == 2 and training["objectives_met"] is True
+    assert training["runs"] == 1 and training["objectives_met"] is True
+    assert dags[("nightly_training", "average", "unknown")]["emissions_g"] is None
     assert (inference["emissions_g"], inference["baseline_emissions_g"], inference["saving_g"]) == (200.0, 200.0, 0.0)
     assert inference["objectives_met"] is False
-    totals = summary["totals"]
-    assert (totals["runs"], totals["saving_g"], totals["saving_pct"]) == (3, 600.0, 60.0)
+    assert summary["runs"] == 3
+    realised, waiting = summary["totals"]
+    assert (realised["signal_kind"], realised["basis"], realised["runs"]) == ("average", "realised", 2)
+    assert (realised["saving_g"], realised["saving_pct"]) == (600.0, 60.0)
+    assert (waiting["basis"], waiting["runs"], waiting["saving_g"]) == ("unknown", 1, None)
     verdicts = {v["name"]: v for v in summary["objectives"]}
     assert verdicts["on_time"]["actual"] == 50.0 and verdicts["on_time"]["met"] is False
     assert verdicts["reduction"]["target"] == 50.0 and verdicts["reduction"]["met"] is True

@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     from airflow_carbon_provider.ledger.realised import realised_outcome
     from datetime import datetime, timezone
 
-    decision = sample_decision(errors={"k8s_fr": "CarbonServerError 503"}, fail_open=True,
+    decision = sample_decision(errors={"k8s_fr": "CarbonServerError 503"}, fail_open=True, signal="marginal",
                                fallbacks=[{"cluster": "k8s_fr", "error": "ApiException 403"}])
     metrics.emit_decision(decision, dag_id="train", task_id="fine.tune")
     def offline(_):
@@ -54,12 +54,13 @@ def test_metric_lines_arrive_at_a_statsd_receiver(tmp_path):
     expected = {
         "airflow.carbon.intensity.GB:100.0|g",
         "airflow.carbon.intensity.DE:400.0|g",
-        "airflow.carbon.decision.expected_saving_pct.train.fine_tune:75.0|g",
+        "airflow.carbon.decision.expected_saving_pct.marginal.forecast.train.fine_tune:75.0|g",
         "airflow.carbon.api_errors.train.fine_tune:1|c",
         "airflow.carbon.fail_open.train.fine_tune:1|c",
-        "airflow.carbon.task.emissions_g.train.fine_tune:40.0|g",
-        "airflow.carbon.task.baseline_emissions_g.train.fine_tune:160.0|g",
-        "airflow.carbon.task.saving_g.train.fine_tune:120.0|g",
+        # kind and basis in the name: a StatsD dashboard cannot add marginal to average grams by accident
+        "airflow.carbon.task.emissions_g.marginal.forecast.train.fine_tune:40.0|g",
+        "airflow.carbon.task.baseline_emissions_g.marginal.forecast.train.fine_tune:160.0|g",
+        "airflow.carbon.task.saving_g.marginal.forecast.train.fine_tune:120.0|g",
         "airflow.carbon.cluster.runs.k8s_gb:1|c",
         "airflow.carbon.fallbacks.k8s_fr:1|c",
     }
@@ -72,3 +73,37 @@ def test_metrics_without_a_backend_are_silent():
     from airflow_carbon_provider import metrics
 
     metrics.emit_outcome({"emissions_g": "not a number"}, dag_id="d", task_id="t")  # never raises
+
+
+class _Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def gauge(self, name, value, tags=None):
+        self.calls.append((name, value, tags))
+
+    def incr(self, name, *args, tags=None):
+        self.calls.append((name, args, tags))
+
+    def timing(self, name, value, tags=None):
+        self.calls.append((name, value, tags))
+
+
+def test_saving_and_emission_metrics_carry_kind_and_basis_in_name_and_tags(monkeypatch):
+    from airflow_carbon_provider import metrics
+
+    recorder = _Recorder()
+    monkeypatch.setattr(metrics, "stats", lambda: recorder)
+    metrics.emit_outcome({"emissions_g": 1.0, "baseline_emissions_g": 3.0, "saving_g": 2.0, "cluster": "c",
+                          "signal_kind": "average", "basis": "realised"}, dag_id="d", task_id="t")
+    metrics.emit_outcome({"saving_g": 5.0, "cluster": "c"}, dag_id="d", task_id="t")  # recorded before 0.2.0
+    metrics.emit_decision({"expected_saving_pct": 50.0, "signal": "marginal"}, dag_id="d", task_id="t")
+    gauges = {name: tags for name, _value, tags in recorder.calls if ".task." in name or "expected" in name}
+    assert set(gauges) == {
+        "carbon.task.emissions_g.average.realised.d.t", "carbon.task.baseline_emissions_g.average.realised.d.t",
+        "carbon.task.saving_g.average.realised.d.t", "carbon.task.saving_g.unknown.unknown.d.t",
+        "carbon.decision.expected_saving_pct.marginal.forecast.d.t"}
+    assert gauges["carbon.task.saving_g.average.realised.d.t"]["signal_kind"] == "average"
+    assert gauges["carbon.task.saving_g.average.realised.d.t"]["basis"] == "realised"
+    assert gauges["carbon.task.saving_g.unknown.unknown.d.t"]["signal_kind"] == "unknown"
+    assert gauges["carbon.decision.expected_saving_pct.marginal.forecast.d.t"]["basis"] == "forecast"

@@ -23,16 +23,19 @@ VERDICT = {"type": "object", "required": ["name", "target", "actual", "met", "ru
            "properties": {"met": {"type": ["boolean", "null"]}}}
 SCHEMA = {
     "type": "object",
-    "required": ["rows", "groups", "objectives", "objectives_met", "totals", "group_by"],
+    "required": ["rows", "groups", "objectives", "objectives_met", "totals", "group_by", "runs", "finished"],
     "properties": {
         "rows": {"type": "array", "items": {"type": "object", "required": DESIGN_KEYS,
                                             "properties": {"deadline_met": {"type": ["boolean", "null"]},
                                                            "emissions_g": {"type": ["number", "null"]}}}},
         "groups": {"type": "array", "items": {"type": "object",
-                                              "required": ["group", "runs", "emissions_g", "baseline_emissions_g",
-                                                           "saving_g", "objectives", "objectives_met"],
+                                              "required": ["group", "signal_kind", "basis", "runs", "emissions_g",
+                                                           "baseline_emissions_g", "saving_g", "objectives",
+                                                           "objectives_met"],
                                               "properties": {"objectives": {"type": "array", "items": VERDICT}}}},
         "objectives": {"type": "array", "items": VERDICT},
+        "totals": {"type": "array", "items": {"type": "object", "required": ["signal_kind", "basis", "runs",
+                                                                             "emissions_g", "saving_g"]}},
     },
 }
 
@@ -50,16 +53,16 @@ def filled(ledger, monkeypatch):
     day2 = {"arrival": "2026-11-28T00:00:00Z", "actual_start": "2026-11-28T01:00:00Z",
             "latest_start": "2026-11-28T00:30:00Z"}  # started late
     runs = [
-        (RunKey("train", "r1", "fine_tune"), sample_decision(), datetime(2026, 11, 27, 4, tzinfo=UTC)),
+        (RunKey("train", "r1", "fine_tune"), sample_decision(signal="average"), datetime(2026, 11, 27, 4, tzinfo=UTC)),
         (RunKey("train", "r2", "fine_tune"), sample_decision(**day2, cluster="k8s_de", chosen_cluster="k8s_de",
-                                                             zone="DE", expected_intensity=400.0),
+                                                             zone="DE", expected_intensity=400.0, signal="average"),
          datetime(2026, 11, 28, 2, tzinfo=UTC)),
-        (RunKey("embed", "r1", "refresh"), sample_decision(), datetime(2026, 11, 27, 3, tzinfo=UTC)),
+        (RunKey("embed", "r1", "refresh"), sample_decision(signal="average"), datetime(2026, 11, 27, 3, tzinfo=UTC)),
     ]
     for key, decision, end in runs:
         record_outcome(decision, key, actual_end=end, ledger=ledger, hook_for=no_history, emit_metrics=False)
-    record_decision(sample_decision(phase="waiting", actual_start=None, cluster=None), RunKey("embed", "r2", "refresh"),
-                    ledger=ledger, emit_metrics=False)
+    record_decision(sample_decision(phase="waiting", actual_start=None, cluster=None, signal="average"),
+                    RunKey("embed", "r2", "refresh"), ledger=ledger, emit_metrics=False)
     return ledger
 
 
@@ -70,15 +73,20 @@ def run(argv, capsys):
 
 
 def test_json_has_rows_groups_and_objectives(filled, capsys):
-    status, out, _ = run(["report", "--ledger-url", filled.url, "--format", "json", "--slo-reduction", "60"], capsys)
+    status, out, _ = run(["report", "--ledger-url", filled.url, "--format", "json", "--slo-reduction", "60",
+                          "--slo-basis", "forecast"], capsys)  # the fixture's runs have no history
     assert status == 0
     report = json.loads(out)
     jsonschema.validate(report, SCHEMA)
     assert len(report["rows"]) == 4
     waiting = next(r for r in report["rows"] if r["run_id"] == "r2" and r["dag_id"] == "embed")
     assert waiting["state"] == "waiting" and waiting["emissions_g"] is None
-    groups = {g["group"]: g for g in report["groups"]}
+    assert (waiting["signal_kind"], waiting["basis"]) == ("average", "unknown")
+    groups = {g["group"]: g for g in report["groups"] if g["basis"] == "forecast"}
     assert set(groups) == {"embed", "train"}
+    assert [(t["signal_kind"], t["basis"], t["runs"]) for t in report["totals"]] == [
+        ("average", "forecast", 3), ("average", "unknown", 1)]
+    assert report["totals"][1]["emissions_g"] is None  # a waiting run claims no figures, not 0 g
     # train: r1 2 h at 200 W, 40 g vs 160 g; r2 1 h at home, 80 g vs 80 g, started late: 50 % less
     assert groups["train"]["emissions_g"] == 120.0 and groups["train"]["baseline_emissions_g"] == 240.0
     verdicts = {v["name"]: v for v in groups["train"]["objectives"]}
@@ -97,17 +105,20 @@ def test_csv_rows_carry_the_group_verdicts(filled, capsys):
     assert reader.fieldnames[:3] == ["dag_id", "task_id", "run_id"] and set(DESIGN_KEYS) <= set(CSV_FIELDS)
     rows = list(reader)
     late = next(r for r in rows if r["run_id"] == "r2" and r["dag_id"] == "train")
-    assert late["group"] == "2026-11-28" and late["group_objectives"] == "on_time=MISSED"
+    assert late["group"] == "2026-11-28 [average/forecast]" and late["group_objectives"] == "on_time=MISSED"
+    assert (late["signal_kind"], late["basis"]) == ("average", "forecast")
     assert late["deadline_met"] == "False" and late["intensity_source"] == "forecast"
 
 
 def test_table_marks_objectives_and_filters_apply(filled, capsys):
     status, out, _ = run(["report", "--ledger-url", filled.url, "--dag-id", "train", "--group-by", "cluster",
-                          "--slo-on-time", "50", "--slo-low-carbon", "40", "--slo-low-carbon-below", "200"], capsys)
+                          "--slo-on-time", "50", "--slo-low-carbon", "40", "--slo-low-carbon-below", "200",
+                          "--slo-basis", "forecast"], capsys)
     assert status == 0
     assert "k8s_gb" in out and "k8s_de" in out and "embed" not in out
     assert "[MET] at least 50 % of runs started by their latest start: actual 50.0 %" in out
-    assert "[MET] at least 40 % of compute-hours below 200 g/kWh: actual 66.7 %" in out
+    assert ("[MET] at least 40 % of compute-hours below 200 g/kWh (average, forecast runs only): actual 66.7 %"
+            in out)
     status, out, _ = run(["report", "--ledger-url", filled.url, "--format", "json", "--since", "2026-11-28",
                           "--cluster", "k8s_de"], capsys)
     assert [r["run_id"] for r in json.loads(out)["rows"]] == ["r2"]
@@ -216,12 +227,15 @@ def test_the_saving_of_a_short_pod_is_not_rounded_away(ledger, capsys, monkeypat
     assert row["baseline_emissions_g"] == pytest.approx(energy * 400.0, rel=1e-9)
     assert row["saving_g"] == pytest.approx(energy * 188.0, rel=1e-9)
     assert row["saving_pct"] == 47.0
-    assert report["groups"][0]["saving_pct"] == 47.0 and report["totals"]["saving_pct"] == 47.0
-    assert report["totals"]["saving_g"] == pytest.approx(energy * 188.0, rel=1e-9)
+    [totals] = report["totals"]
+    assert (totals["signal_kind"], totals["basis"]) == ("average", "realised")
+    assert report["groups"][0]["saving_pct"] == 47.0 and totals["saving_pct"] == 47.0
+    assert totals["saving_g"] == pytest.approx(energy * 188.0, rel=1e-9)
     [verdict] = [v for v in report["objectives"] if v["name"] == "reduction"]
     assert verdict["actual"] == 47.0 and verdict["met"] is True
     status, out, _ = run(["report", "--ledger-url", ledger.url], capsys)
-    assert "47.0" in out.splitlines()[-5]  # the TOTAL line of the table
+    [total] = [line for line in out.splitlines() if line.startswith("TOTAL")]
+    assert "average/realised" in total and "47.0" in total
 
 
 def test_a_row_recorded_with_rounded_grams_takes_its_saving_from_the_intensities(ledger, capsys):

@@ -40,7 +40,7 @@ def test_a_bad_spool_line_does_not_break_the_page(ledger):
                          "recorded_at": datetime.now(UTC).isoformat(),
                          "data": sample_decision(decided_at="2026-11-27T00:00:61Z")})
     summary = data.summary(everyone, ledger_url=ledger.url)
-    assert summary["totals"]["runs"] == 1
+    assert summary["runs"] == 1 and [t["runs"] for t in summary["totals"]] == [1]
     assert data.runs(everyone, ledger_url=ledger.url)["total_entries"] == 1
     assert ledger.spool.pending() == 0
     [rejected] = ledger.spool.rejected_path.read_text().splitlines()
@@ -73,4 +73,29 @@ def test_the_task_page_shows_the_unrounded_saving_of_a_short_pod(ledger):
     assert record["outcome"]["saving_pct"] == 47.0
     assert "(47.0 %)" in views.task_page(record)
     summary = data.summary(everyone, ledger_url=ledger.url)
-    assert summary["totals"]["saving_pct"] == 47.0 and summary["dags"][0]["saving_pct"] == 47.0
+    [totals] = summary["totals"]
+    assert (totals["signal_kind"], totals["basis"], totals["saving_pct"]) == ("average", "realised", 47.0)
+    assert summary["dags"][0]["saving_pct"] == 47.0
+
+
+def test_savings_per_dag_are_per_signal_kind_and_basis_never_summed(ledger):
+    """Green Mirage: the UI shows one labelled figure per kind and basis, no total adding them."""
+    from airflow_carbon_provider.ledger.store import RunKey
+    from airflow_carbon_provider.plugins import views
+    from tests.unit.ledger.test_report_kinds import RUNS, _outcome
+
+    for task, kind, basis, source, emitted, baseline in RUNS:
+        key = RunKey("train", "r1", task).as_dict()
+        ledger.write("decision", key, sample_decision(signal=kind), datetime.now(UTC))
+        ledger.write("outcome", key, _outcome(kind, basis, source, emitted, baseline), datetime.now(UTC))
+    summary = data.summary(everyone, ledger_url=ledger.url)
+    assert [(t["signal_kind"], t["basis"], t["saving_g"]) for t in summary["totals"]] == [
+        ("average", "realised", 120.0), ("average", "forecast", 50.0), ("marginal", "realised", 300.0)]
+    assert [(d["dag_id"], d["signal_kind"], d["basis"], d["saving_g"]) for d in summary["dags"]] == [
+        ("train", "average", "realised", 120.0), ("train", "average", "forecast", 50.0),
+        ("train", "marginal", "realised", 300.0)]
+    page = views.overview_page(summary, None, {"clusters": []})
+    for label in ("average/realised", "average/forecast", "marginal/realised"):
+        assert f'data-kind="{label}"' in page
+    assert page.count('<tr data-dag="train"') == 3
+    assert "470.0" not in page and "390.0" not in page  # no saving or emission summed across kinds
