@@ -37,7 +37,8 @@ async def test_carbon_pages_in_chromium(carbon_ui: CarbonUI, artifacts: Path) ->
         await browser.set_cookie(carbon_ui.url, "_token", carbon_ui.token())
         assert await browser.open(f"{carbon_ui.url}/carbon/ui/") == 200
         text = await browser.evaluate(TEXT)
-        for expected in ("Savings per DAG", "nightly_training", "batch_inference", "600.0 g", "60.0 %",
+        for expected in ("Savings per DAG", "nightly_training", "batch_inference", "saved g", "600.0", "60.0 %",
+                         "Totals per signal kind and basis", "average\trealised",
                          "75.0 %", "k8s_gb", "k8s_de", "k8s_broken", "no-such-trace.csv"):
             assert expected in text, f"{expected!r} not on the Carbon page:\n{text}"
         marks = await browser.evaluate(
