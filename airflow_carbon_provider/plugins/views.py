@@ -48,6 +48,14 @@ def _text(value: Any) -> str:
     return escape(str(value))
 
 
+def _kind_cells(group: dict) -> str:
+    """Return the cells a total and a DAG's row share: kind, basis, runs, grams and saving."""
+    return (f"<td>{_text(group['signal_kind'])}</td><td>{_text(group['basis'])}</td>"
+            f"<td class=\"num\">{int(group['runs'])}</td><td class=\"num\">{_num(group['emissions_g'])}</td>"
+            f"<td class=\"num\">{_num(group['baseline_emissions_g'])}</td><td class=\"num\">{_num(group['saving_g'])}</td>"
+            f"<td class=\"num\">{_num(group['saving_pct'], '{:.1f} %')}</td>")
+
+
 def _mark(met: bool | None) -> str:
     if met is None:
         return '<span class="nodata" data-slo="nodata">no data</span>'
@@ -192,10 +200,7 @@ def overview_page(summary: Mapping[str, Any] | None, recent: Mapping[str, Any] |
         kinds = []
         for t in summary["totals"]:
             label = f"{t['signal_kind']}/{t['basis']}"
-            kinds.append(f"<tr data-kind=\"{escape(label)}\"><td>{_text(t['signal_kind'])}</td><td>{_text(t['basis'])}</td>"
-                         f"<td class=\"num\">{int(t['runs'])}</td><td class=\"num\">{_num(t['emissions_g'])}</td>"
-                         f"<td class=\"num\">{_num(t['baseline_emissions_g'])}</td><td class=\"num\">{_num(t['saving_g'])}</td>"
-                         f"<td class=\"num\">{_num(t['saving_pct'], '{:.1f} %')}</td></tr>")
+            kinds.append(f"<tr data-kind=\"{escape(label)}\">{_kind_cells(t)}</tr>")
         body.append("<h2>Totals per signal kind and basis</h2><p class=\"muted small\">Average and marginal "
                     "intensities, and figures from realised history and from forecasts, are different quantities: "
                     "each has its own total, and none is added to another.</p>"
@@ -207,10 +212,7 @@ def overview_page(summary: Mapping[str, Any] | None, recent: Mapping[str, Any] |
         for d in summary["dags"]:
             label = f"{d['signal_kind']}/{d['basis']}"
             rows.append(f"<tr data-dag=\"{escape(str(d['dag_id']))}\" data-kind=\"{escape(label)}\"><td>{_text(d['dag_id'])}</td>"
-                        f"<td>{_text(d['signal_kind'])}</td><td>{_text(d['basis'])}</td>"
-                        f"<td class=\"num\">{int(d['runs'])}</td><td class=\"num\">{_num(d['emissions_g'])}</td>"
-                        f"<td class=\"num\">{_num(d['baseline_emissions_g'])}</td><td class=\"num\">{_num(d['saving_g'])}</td>"
-                        f"<td class=\"num\">{_num(d['saving_pct'], '{:.1f} %')}</td>"
+                        f"{_kind_cells(d)}"
                         f"<td class=\"num\">{_num(None if d['mean_delay_s'] is None else d['mean_delay_s'] / 3600, '{:.2f}')}</td>"
                         f"<td>{_mark(d['objectives_met'])}</td></tr>")
         table = ("<table id=\"carbon-dags\"><tr><th>DAG</th><th>signal</th><th>basis</th><th class=\"num\">runs</th>"
