@@ -138,8 +138,8 @@ def _summary(report: dict[str, Any], elapsed: float, *, launched: datetime | Non
             lines.append(
                 f"  saving   : {d['expected_saving_pct']:.1f} % against running now at home: "
                 f"{d.get('expected_intensity')} vs {d.get('baseline_intensity')} gCO2eq/kWh; "
-                f"{d.get('expected_emissions_g')} g instead of {d.get('baseline_emissions_g')} g for this "
-                f"{d.get('expected_duration_s', 0) / 60:g}-minute, {d.get('power_watts')} W job")
+                f"{_grams(d.get('expected_emissions_g'))} instead of {_grams(d.get('baseline_emissions_g'))} for this "
+                f"{d.get('expected_duration_s', 0) / 60:g}-minute, {_grams(d.get('power_watts'), ' W', '.6g')} job")
             if launched is not None:
                 reached = (decided - launched).total_seconds()
                 before = (launched + LEAD - decided).total_seconds()
@@ -152,3 +152,8 @@ def _summary(report: dict[str, Any], elapsed: float, *, launched: datetime | Non
             lines.append(f"  fallbacks: {d['fallbacks']}")
     lines.append(f"DAG run {report['run_id']}: {report['state']} in {elapsed:.0f} s")
     return lines
+
+
+def _grams(value: object, unit: str = " g", spec: str = ".3g") -> str:
+    """Round a figure for display only (the decision keeps it unrounded): three significant digits."""
+    return f"{value:{spec}}{unit}" if isinstance(value, (int, float)) else f"{value}{unit}"
