@@ -46,7 +46,7 @@ def main() -> None:
         os.environ.update(connections_env(clusters))
         os.environ.update(replay_connection_env(moment=NOW_IN_TRACE, lead=timedelta(0)))
         planned = CarbonAwareKubernetesPodOperator(**pod_args(max_delay="6h")).carbon_schedule.plan(
-            datetime.now(utc), datetime.now(utc)).to_dict()
+            datetime.now(utc), datetime.now(utc)).to_xcom()
         os.environ["AIRFLOW_CONN_CARBONTRACE_DEFAULT"] = json.dumps(
             {"conn_type": "electricitymaps", "host": silent, "password": "bench-key-1"})
 

@@ -32,6 +32,7 @@ __all__ = [
     "Unit",
     "check_same_kind",
     "ensure_utc",
+    "splice_current",
     "to_g_per_kwh",
 ]
 
@@ -538,3 +539,26 @@ def check_same_kind(series: Sequence[IntensitySeries], *, allow_mixed: bool = Fa
             "for every candidate, or pass allow_mixed_signals=True to accept the mix"
         )
     return next(iter(kinds)) if len(kinds) == 1 else SignalKind.AVERAGE
+
+
+def splice_current(current: IntensitySeries, forecast: IntensitySeries, now: datetime) -> IntensitySeries:
+    """Cover ``now`` by prefixing a forecast that starts later with the current interval's value.
+
+    The current value holds until the current interval ends (or until the forecast starts, if
+    the current interval has already ended); any time left between that and the forecast's
+    first known interval is a gap, never "now's value" stretched over unknown hours.
+    """
+    t = now.timestamp()
+    start = forecast.bounds[0]
+    if start <= t:
+        return forecast
+    value = current.values[-1]
+    held_until = current.bounds[-1]
+    if held_until <= t or held_until >= start:
+        bounds, values = [t, *forecast.bounds], [value, *forecast.values]
+    else:
+        bounds, values = [t, held_until, *forecast.bounds], [value, math.nan, *forecast.values]
+    return IntensitySeries.from_arrays(
+        forecast.zone, forecast.kind, bounds, values, source=forecast.source, issued_at=forecast.issued_at,
+        is_forecast=True, allow_gaps=True,
+    )

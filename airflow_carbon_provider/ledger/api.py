@@ -22,6 +22,7 @@ from airflow_carbon_provider.ledger.realised import realised_outcome
 from airflow_carbon_provider.ledger.secrets import redact_text, sanitize
 from airflow_carbon_provider.ledger.spool import Spool, SpoolResult
 from airflow_carbon_provider.ledger.store import Ledger, RunKey
+from airflow_carbon_provider.scheduling.decision import Decision
 
 __all__ = ["flush_spool", "record_decision", "record_outcome", "run_key_from_context"]
 
@@ -75,15 +76,7 @@ def _store(ledger: LedgerLike, kind: str, key: dict[str, Any], data: dict[str, A
         store.write(kind, key, data, recorded_at)
         return True
     except RecordRejectedError as exc:  # no retry can store it: set it aside, never block the spool
-        line = json.dumps(record, sort_keys=True, default=str)
-        spool = spool or Spool(default_spool_path())
-        log.warning("Carbon ledger at %s rejected a %s record (%s); moved it to %s: %s", where, kind, exc,
-                    spool.rejected_path, line)
-        try:
-            spool.reject(line, str(exc))
-        except Exception as exc2:
-            log.error("Carbon ledger: %s not writable (%s); the record is only in this log", spool.rejected_path,
-                      _short(exc2))
+        _quarantine(spool, where, record, str(exc))
         return False
     except Exception as exc:
         spool = spool or Spool(default_spool_path())
@@ -98,12 +91,45 @@ def _store(ledger: LedgerLike, kind: str, key: dict[str, Any], data: dict[str, A
         return False
 
 
+def _quarantine(spool: Spool | None, where: str, record: dict[str, Any], why: str) -> None:
+    """Set aside a record no retry can store (``.rejected`` beside the spool), never blocking the spool."""
+    line = json.dumps(record, sort_keys=True, default=str)
+    spool = spool or Spool(default_spool_path())
+    log.warning("Carbon ledger at %s rejected a %s record (%s); moved it to %s: %s", where, record["kind"], why,
+                spool.rejected_path, line)
+    try:
+        spool.reject(line, why)
+    except Exception as exc:
+        log.error("Carbon ledger: %s not writable (%s); the record is only in this log", spool.rejected_path,
+                  _short(exc))
+
+
+def _unreadable(ledger: LedgerLike, kind: str, decision: Any, key: Any, exc: Exception) -> None:
+    """Quarantine a decision that is not one (so nothing is lost), or log it if even that fails."""
+    try:
+        data, run = sanitize(_json_safe(dict(decision))), _key(key)
+        spool = ledger.spool if isinstance(ledger, Ledger) else None
+        _quarantine(spool, "the ledger", {"kind": kind, "key": run, "recorded_at": datetime.now(UTC).isoformat(),
+                                          "data": data}, _short(exc))
+    except Exception as exc2:
+        log.warning("Carbon ledger: %s not recordable (%s; %s)", kind, _short(exc), _short(exc2))
+
+
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _decision_data(decision: Decision | Mapping[str, Any]) -> dict[str, Any]:
+    """Return the stored form of a decision: :meth:`Decision.to_xcom`, secrets masked.
+
+    The decision table's columns are keys of that dict, so they read the record's fields.
+    """
+    record = decision if isinstance(decision, Decision) else Decision.from_xcom(decision)
+    return sanitize(_json_safe(record.to_xcom()))
+
+
 def record_decision(
-    decision: Mapping[str, Any],
+    decision: Decision | Mapping[str, Any],
     key: RunKey | Mapping[str, Any],
     *,
     ledger: LedgerLike = None,
@@ -115,17 +141,17 @@ def record_decision(
     Secret-looking keys are dropped and secret-looking values masked before anything is
     stored or logged. Never raises.
 
-    :param decision: the ``carbon_decision`` dict.
+    :param decision: the :class:`~airflow_carbon_provider.scheduling.Decision` (or its XCom dict).
     :param key: the task try, e.g. ``run_key_from_context(context)``.
     :param ledger: a :class:`Ledger`, a SQLAlchemy URL, or None for the configured ledger.
     :param emit_metrics: also emit the decision metrics (intensity per zone, API errors,
         fail-open); pass False when re-recording a decision already recorded.
     """
     try:
-        data = sanitize(_json_safe(dict(decision)))
+        data = _decision_data(decision)
         run = _key(key)
     except Exception as exc:
-        log.warning("Carbon ledger: decision not recordable (%s)", _short(exc))
+        _unreadable(ledger, "decision", decision, key, exc)
         return False
     if emit_metrics:
         from airflow_carbon_provider import metrics
@@ -135,7 +161,7 @@ def record_decision(
 
 
 def record_outcome(
-    decision: Mapping[str, Any],
+    decision: Decision | Mapping[str, Any],
     key: RunKey | Mapping[str, Any],
     *,
     actual_end: datetime | None = None,
@@ -161,7 +187,7 @@ def record_outcome(
     :param hook_for: ``conn_id -> hook``; default the provider's hook registry.
     """
     try:
-        data = sanitize(_json_safe(dict(decision)))
+        data = _decision_data(decision)
         run = _key(key)
         outcome = realised_outcome(
             data, actual_end or datetime.now(UTC), actual_start=actual_start, carbon_conn_id=carbon_conn_id,

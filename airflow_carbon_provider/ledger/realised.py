@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_carbon_provider.core.emissions import emissions_g, energy_kwh
+from airflow_carbon_provider.scheduling.decision import Decision
 
 __all__ = ["BASES", "SIGNAL_KINDS", "START_GRACE", "basis_of", "realised_outcome", "saving_pct", "signal_kind_of"]
 
@@ -72,30 +73,6 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _zone_of(decision: Mapping[str, Any], cluster: str | None, fallback: str | None) -> str | None:
-    for row in decision.get("candidates") or []:
-        if isinstance(row, Mapping) and row.get("cluster") == cluster and row.get("zone"):
-            return str(row["zone"])
-    return fallback
-
-
-def _run_zone(decision: Mapping[str, Any], cluster: str | None) -> str | None:
-    """Return the zone of the candidate the run used.
-
-    By the candidate's key first (two node pools of one connection differ only there); then by
-    connection id when that names one candidate; else the decision's own ``zone``.
-    """
-    rows = [r for r in decision.get("candidates") or [] if isinstance(r, Mapping) and r.get("zone")]
-    key = decision.get("chosen_key")
-    for row in rows:
-        if key and row.get("key") == key:
-            return str(row["zone"])
-    same_conn = [r for r in rows if r.get("cluster") == cluster]
-    if len(same_conn) == 1:
-        return str(same_conn[0]["zone"])
-    return decision.get("zone")
-
-
 def _history_mean(hook_for: Callable[[str], Any], conn_id: str, zone: str, start: datetime,
                   end: datetime) -> tuple[float | None, str | None, str]:
     """Return (mean realised intensity, None, signal kind) or (None, why not, kind)."""
@@ -119,7 +96,7 @@ def _default_hook(conn_id: str) -> Any:
 
 
 def realised_outcome(
-    decision: Mapping[str, Any],
+    decision: Decision | Mapping[str, Any],
     actual_end: datetime,
     *,
     actual_start: datetime | None = None,
@@ -130,7 +107,7 @@ def realised_outcome(
 ) -> dict[str, Any]:
     """Return the outcome of a finished run (JSON-safe: instants as ISO strings).
 
-    :param decision: the ``carbon_decision`` the operator pushed (its ``actual_start``,
+    :param decision: the decision (or its XCom ``carbon_decision``) the operator pushed (its ``actual_start``,
         ``cluster``, ``arrival``, ``power_watts`` and forecast intensities are read).
     :param actual_end: when the task finished (aware).
     :param actual_start: when it started (default: the decision's ``actual_start``).
@@ -140,29 +117,28 @@ def realised_outcome(
     :param hook_for: ``conn_id -> hook`` (default :func:`~airflow_carbon_provider.hooks._registry.carbon_hook`).
     :param power_watts: override the decision's power estimate.
     """
+    record = decision if isinstance(decision, Decision) else Decision.from_xcom(decision)
     hook_for = hook_for or _default_hook
-    conn_id = carbon_conn_id or str(decision.get("carbon_conn_id") or "carbontrace_default")
+    conn_id = carbon_conn_id or record.carbon_conn_id or "carbontrace_default"
     end = _instant(actual_end)
-    start = _instant(actual_start) or _instant(decision.get("actual_start")) or _instant(decision.get("planned_start"))
-    arrival = _instant(decision.get("arrival")) or start
-    if end is None or start is None or arrival is None:
-        raise ValueError("an outcome needs actual_start (or the decision's), actual_end and an arrival")
+    start = _instant(actual_start) or record.actual_start or record.planned_start
+    arrival = record.arrival
+    if end is None:
+        raise ValueError("an outcome needs actual_end")
     if end < start:
         raise ValueError(f"actual_end {_iso(end)} is before actual_start {_iso(start)}")
-    cluster = decision.get("cluster") or decision.get("chosen_cluster")
-    zone = _run_zone(decision, cluster)
-    home_cluster = decision.get("home_cluster")
-    home_zone = decision.get("home_zone") or _zone_of(decision, home_cluster, None)
-    watts = power_watts if power_watts is not None else decision.get("power_watts")
+    # By the candidate's key: two node pools of one connection are two zones.
+    cluster, zone = record.chosen.conn_id, record.zone
+    home_cluster, home_zone = record.home.conn_id, record.home.zone
+    watts = power_watts if power_watts is not None else record.power_watts
     duration = end - start
-    latest = _instant(decision.get("latest_start"))
-    deadline = _instant(decision.get("deadline"))
-    fallbacks = list(decision.get("fallbacks") or [])
+    latest, deadline = record.latest_start, record.deadline
+    fallbacks = [f.to_xcom() for f in record.fallbacks]
     notes: list[str] = []
 
     realised = baseline = None
     source = "none"
-    planned_kind = signal_kind_of(decision.get("signal"))
+    planned_kind = signal_kind_of(record.signal)
     kind = planned_kind
     if duration > timedelta(0) and zone and home_zone:
         realised, why, run_kind = _history_mean(hook_for, conn_id, zone, start, end)
@@ -181,7 +157,7 @@ def realised_outcome(
     if source != "history":
         kind = planned_kind
         realised = baseline = None
-        expected, base = decision.get("expected_intensity"), decision.get("baseline_intensity")
+        expected, base = record.expected_intensity, record.baseline_intensity
         if expected is not None and base is not None:
             realised, baseline, source = float(expected), float(base), "forecast"
             notes.append("forecast intensities used for both the run and the baseline")
@@ -218,7 +194,7 @@ def realised_outcome(
         # unrounded: a short pod emits micrograms, and a figure rounded here could never be
         # summed or divided honestly again (0.001 g emitted vs 0.001 g baseline read 0 % saved)
         "power_watts": None if watts is None else float(watts),
-        "power_source": decision.get("power_source"),
+        "power_source": record.power_source,
         "energy_kwh": energy,
         "realised_intensity": realised,
         "baseline_intensity": baseline,
@@ -235,7 +211,7 @@ def realised_outcome(
         "deadline_met": deadline_met,
         "fallback_used": bool(fallbacks),
         "fallbacks": fallbacks,
-        "fail_open": bool(decision.get("fail_open")),
-        "policy": decision.get("policy"),
+        "fail_open": record.fail_open,
+        "policy": record.policy,
         "notes": notes,
     }

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import convert_affinity
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
 try:
@@ -37,21 +38,28 @@ except ImportError:  # Airflow 3.1
 from airflow_carbon_provider.core.emissions import PowerModel, ResourceError
 from airflow_carbon_provider.core.planner import Option
 from airflow_carbon_provider.exceptions import CarbonDataError
-from airflow_carbon_provider.fetching import run_bounded
 from airflow_carbon_provider.links.carbon import CarbonDecisionLink
+from airflow_carbon_provider.operators._pod_support import (
+    ContextWithStart,
+    bounded_history,
+    iso,
+    parse_instant,
+    short_error,
+)
+from airflow_carbon_provider.operators.mixin import CarbonScheduledMixin
 from airflow_carbon_provider.scheduling import (
     DEFAULT_CARBON_CONN_ID,
     XCOM_KEY,
+    CandidateRow,
     CarbonPlanningFailed,
-    CarbonScheduledMixin,
     ClusterCandidate,
     Decision,
     ScheduleConfigError,
     parse_candidates,
     pull_decision,
-    refresh_expected_figures,
     utcnow,
 )
+from airflow_carbon_provider.scheduling.fetching import run_bounded
 from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
 
 if TYPE_CHECKING:
@@ -60,10 +68,10 @@ if TYPE_CHECKING:
 __all__ = ["XCOM_KEY", "CarbonAwareKubernetesPodOperator"]
 
 TRIGGER_FAIL = "__fail__"
+#: The task state store key holding when the first try started (``max_delay`` counts from it).
+ARRIVAL_KEY = "carbon_first_try_start"
 #: KPO parameters that choose the cluster inside KPO's hook, over the connection's own.
 PLACEMENT_OVERRIDES = ("config_file", "cluster_context", "in_cluster")
-#: The candidate fields that travel with the decision and rebuild the candidate later.
-_CANDIDATE_FIELDS = frozenset(ClusterCandidate.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -205,12 +213,10 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             return self.power_model.watts("1", "1Gi", 0), "default: resources unreadable"
         return watts, "container_resources"
 
-    def _add_emissions(self, decision: dict[str, Any]) -> None:
-        """Derive every expected figure from the decision's current intensities (call after each change)."""
+    def _with_power(self, decision: Decision) -> Decision:
+        """Return ``decision`` with this pod's power and expected run time (its grams derive from them)."""
         watts, source = self.estimated_power_watts()
-        decision["power_watts"] = watts
-        decision["power_source"] = source
-        refresh_expected_figures(decision, watts, self.carbon_schedule.expected_duration)
+        return decision.with_power(watts, source, self.carbon_schedule.expected_duration)
 
     def _expected_now(self, cand: ClusterCandidate) -> float | None:
         """Return ``cand``'s forecast mean for a run starting now, or None if its source has none in time."""
@@ -224,7 +230,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
                              "; ".join(errors.values()))
             return None
         try:
-            return round(float(forecast.mean(now, min(end, forecast.end))), 3)
+            return float(forecast.mean(now, min(end, forecast.end)))
         except ValueError:
             return None
 
@@ -244,58 +250,61 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         except CarbonPlanningFailed as exc:  # fail_open is off and the data failed
             raise CarbonDataError(f"{self.task_id}: no carbon plan and fail_open is off: {exc}",
                                   provider="planner") from exc
-        record = decision.to_dict()
-        self._add_emissions(record)
-        (self.log.warning if decision.fail_open else self.log.info)("%s", decision.sentence())
-        self._record_decision(context, record)
+        decision = self._with_power(decision)
+        (self.log.warning if decision.fail_open else self.log.info)("%s", decision.reason)
+        self._record_decision(context, decision)
         if decision.waits:
-            record["phase"] = "waiting"
-            ti.xcom_push(key=XCOM_KEY, value=record)
+            waiting = decision.with_phase("waiting").to_xcom()
+            ti.xcom_push(key=XCOM_KEY, value=waiting)
             self.defer(
                 trigger=CarbonWindowTrigger.from_decision(schedule, decision),
                 method_name="execute_complete",
-                kwargs={"decision": record},
+                kwargs={"decision": waiting},
                 timeout=schedule.defer_timeout(decision, now),
             )
-        return self._start_pod(context, record)
+        return self._start_pod(context, decision)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
                          decision: dict[str, Any] | None = None) -> Any:
         """Resume from the window trigger: re-check the cluster with fresh data, then run."""
-        if not decision:
-            # The decision travels in defer(kwargs=...); Airflow's dag.test() (3.3) resumes with
-            # the event only, so the copy pushed to XCom before deferring is the fallback.
-            decision = self._pulled_decision(context)
-        if not decision:
+        # The decision travels in defer(kwargs=...); Airflow's dag.test() (3.3) resumes with
+        # the event only, so the copy pushed to XCom before deferring is the fallback.
+        record = self._readable_decision(decision) or self._pulled_decision(context)
+        if record is None:
             raise ScheduleConfigError(f"{self.task_id}: resumed without its carbon decision; cannot place the pod")
-        decision = dict(decision)
         if not isinstance(event, dict) or "cluster" not in event:
             self.log.warning("Window trigger sent no usable event (%r); starting on the planned cluster", event)
-            event = {"status": "start", "cluster": decision.get("chosen_key", decision["chosen_cluster"])}
-        decision["trigger"] = {k: event.get(k) for k in ("status", "fired_at", "replans", "api_errors")}
-        self._apply_trigger_choice(decision, event)
-        self._recheck(decision)
-        return self._start_pod(context, decision)
+            event = {"status": "start", "cluster": record.chosen_key}
+        record = self._recheck(record.after_trigger(event))
+        return self._start_pod(context, record)
+
+    def _readable_decision(self, data: Any) -> Decision | None:
+        if not data:
+            return None
+        try:
+            return Decision.from_xcom(data)
+        except ValueError as exc:
+            self.log.warning("The carbon decision passed on resume is not readable (%s); reading XCom", exc)
+            return None
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         """Start the pod anyway if the window trigger failed or timed out: never miss the deadline."""
         if next_method == TRIGGER_FAIL:
             record = self._pulled_decision(context)
-            if record is not None and record.get("phase") == "waiting":
-                error = (next_kwargs or {}).get("error", "unknown")
+            if record is not None and record.phase == "waiting":
+                error = str((next_kwargs or {}).get("error", "unknown"))
                 self.log.warning(
                     "The carbon window trigger ended without firing (%s); starting now on %s as planned",
-                    error, record.get("chosen_cluster"),
+                    error, record.chosen.conn_id,
                 )
-                record["trigger"] = {"status": "trigger_failed", "error": str(error)}
-                return self._start_pod(context, record)
+                return self._start_pod(context, record.after_trigger_failure(error))
         return super().resume_execution(next_method, next_kwargs, context)
 
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume KPO's own deferral on the cluster the pod was placed on (not the home one)."""
         record = self._pulled_decision(context)
         if record is not None:
-            self._place(self._candidate_from_record(record))
+            self._place(record.chosen)
         try:
             result = super().trigger_reentry(context, event)
         except TaskDeferred:  # KPO re-defers to stream logs: not finished yet
@@ -316,9 +325,10 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         the pod's run time.
         """
         if context is not None and self.execution_timeout is not None:
-            started = _parse_instant((self._pulled_decision(context) or {}).get("actual_start"))
+            record = self._pulled_decision(context)
+            started = record.actual_start if record is not None else None
             if started is not None:
-                context = _ContextWithStart(context, started)  # type: ignore[assignment]
+                context = ContextWithStart(context, started)  # type: ignore[assignment]
         super().invoke_defer_method(last_log_time=last_log_time, context=context)
 
     # -- tries ------------------------------------------------------------------------------
@@ -335,15 +345,15 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         if store is None:
             return own
         try:
-            first = _parse_instant(store.get(ARRIVAL_KEY))
+            first = parse_instant(store.get(ARRIVAL_KEY))
             if first is not None and first <= own:
                 return first
-            store.set(ARRIVAL_KEY, _iso(own))
+            store.set(ARRIVAL_KEY, iso(own))
         except Exception as exc:  # the store is a convenience: never fail the task on it
-            self.log.warning("Could not read or keep the first try's start in the task state store (%s)", _short(exc))
+            self.log.warning("Could not read or keep the first try's start in the task state store (%s)", short_error(exc))
         return own
 
-    def _adopt_earlier_pod(self, context: Context) -> dict[str, Any] | None:
+    def _adopt_earlier_pod(self, context: Context) -> Decision | None:
         """On a retry, find a live pod of an earlier try on any candidate: one pod per task instance.
 
         With ``reattach_on_restart`` (KPO's default) the task reattaches to it on its cluster
@@ -375,14 +385,12 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         reason = (f"a live pod of an earlier try ({pod.metadata.name}) runs on {cand.conn_id}; reattached to it "
                   "instead of planning again (one pod per task instance)")
         self.log.info("%s", reason)
-        decision = Decision(
-            self.carbon_schedule.policy, list(candidates), candidates[0], cand, now, None, now, now, now,
-            None, None, reason,
-        )
-        record = decision.to_dict()
-        record["reattached_pod"] = pod.metadata.name
-        self._record_decision(context, record)
-        return record
+        decision = self._with_power(Decision(
+            self.carbon_schedule.policy, tuple(CandidateRow(c) for c in candidates), candidates[0].key, cand.key,
+            now, None, now, now, now, None, None, reason, reattached_pod=pod.metadata.name,
+        ))
+        self._record_decision(context, decision)
+        return decision
 
     def _live_pods(self, context: Context, candidates: list[ClusterCandidate]) -> list[tuple[ClusterCandidate, Any]]:
         budget = self.carbon_schedule.planning_timeout
@@ -396,7 +404,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             try:
                 namespace = self.namespace or hook.get_namespace() or "default"
             except Exception as exc:
-                self.log.warning("Cannot read the namespace of %s (%s); not searched", cand.conn_id, _short(exc))
+                self.log.warning("Cannot read the namespace of %s (%s); not searched", cand.conn_id, short_error(exc))
                 continue
             if (where, namespace) in seen:
                 continue
@@ -412,7 +420,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             try:
                 pods = run_bounded(partial(search, hook, namespace), budget, f"pod search on {cand.conn_id}")
             except Exception as exc:
-                self.log.warning("Could not search %s for a pod of an earlier try (%s)", cand.conn_id, _short(exc))
+                self.log.warning("Could not search %s for a pod of an earlier try (%s)", cand.conn_id, short_error(exc))
                 continue
             for pod in pods:
                 phase = pod.status.phase if pod.status else None
@@ -428,48 +436,17 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
                 pod.metadata.name, pod.metadata.namespace, _request_timeout=self.carbon_schedule.planning_timeout),
                 self.carbon_schedule.planning_timeout, "pod deletion")
         except Exception as exc:
-            self.log.warning("Could not delete pod %s on %s (%s)", pod.metadata.name, cand.conn_id, _short(exc))
+            self.log.warning("Could not delete pod %s on %s (%s)", pod.metadata.name, cand.conn_id, short_error(exc))
 
     # -- placement --------------------------------------------------------------------------
 
-    def _pulled_decision(self, context: Context) -> dict[str, Any] | None:
+    def _pulled_decision(self, context: Context) -> Decision | None:
         return pull_decision(context["ti"], self.task_id)
 
     def _candidates(self) -> list[ClusterCandidate]:
         return self.carbon_schedule.resolve()
 
-    def _recorded_candidates(self, record: dict[str, Any]) -> list[ClusterCandidate]:
-        """Return the candidates as resolved when the decision was made (zones and carbon sources)."""
-        rows = [r for r in record.get("candidates") or [] if isinstance(r, dict) and r.get("conn_id")]
-        if rows:
-            return [ClusterCandidate.from_dict({k: v for k, v in r.items() if k in _CANDIDATE_FIELDS}) for r in rows]
-        return list(self.carbon_schedule.candidates)
-
-    def _candidate_from_record(self, record: dict[str, Any]) -> ClusterCandidate:
-        key = record.get("chosen_key", record.get("chosen_cluster"))
-        for cand in self._recorded_candidates(record):
-            if cand.key == key:
-                return cand
-        for cand in self._recorded_candidates(record):
-            if cand.conn_id == key:
-                return cand
-        return ClusterCandidate(str(record.get("chosen_cluster")))
-
-    def _apply_trigger_choice(self, decision: dict[str, Any], event: dict[str, Any]) -> None:
-        key = event.get("cluster")
-        cands = {c.key: c for c in self._recorded_candidates(decision)}
-        if key in cands and key != decision.get("chosen_key", decision["chosen_cluster"]):
-            cand = cands[key]
-            self.log.info("While waiting, re-planning moved the task to %s", key)
-            decision["chosen_cluster"], decision["chosen_key"] = cand.conn_id, cand.key
-            decision["zone"] = cand.zone or decision.get("zone")
-        if event.get("planned_start"):
-            decision["planned_start"] = str(event["planned_start"]).replace("+00:00", "Z")
-        if event.get("expected_intensity") is not None and decision.get("expected_intensity") is not None:
-            decision["expected_intensity"] = round(float(event["expected_intensity"]), 3)
-        self._add_emissions(decision)
-
-    def _recheck(self, decision: dict[str, Any]) -> None:
+    def _recheck(self, record: Decision) -> Decision:
         """Re-check the spatial choice with fresh data just before starting; keep it on any failure.
 
         Bounded by ``planning_timeout``: a carbon API that hangs delays the pod by that much at most.
@@ -479,29 +456,22 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             cands = self._candidates()
             schedule = self.carbon_schedule
             series, errors = schedule.fetch_forecasts(cands, now, now + schedule.expected_duration)
-            by_key = {c.key: c for c in cands}
-            current = by_key.get(decision.get("chosen_key", decision["chosen_cluster"]))
+            current = next((c for c in cands if c.key == record.chosen_key), None)
             if current is None:
-                return
+                return record
             incumbent = Option(schedule.planner_candidate(current), now, 0.0)
             fresh = schedule.decide(cands, series, errors, now=now, arrival=now, latest=now, finish_by=None,
                                     incumbent=incumbent, fail_open=True)
         except (CarbonDataError, ScheduleConfigError, ValueError) as exc:
             self.log.warning("Could not re-check the cluster before starting (%s); keeping %s", exc,
-                             decision["chosen_cluster"])
-            return
+                             record.chosen.conn_id)
+            return record
         if fresh.fail_open or fresh.plan is None:
-            self.log.warning("No fresh carbon data to re-check the cluster; keeping %s", decision["chosen_cluster"])
-            return
-        decision["recheck"] = {"at": fresh.to_dict()["decided_at"], "chosen_cluster": fresh.chosen.conn_id,
-                               "expected_intensity": fresh.to_dict()["expected_intensity"]}
-        if fresh.chosen.key != current.key:
-            self.log.info("Fresh data just before starting: %s", fresh.sentence())
-            decision["chosen_cluster"], decision["chosen_key"] = fresh.chosen.conn_id, fresh.chosen.key
-            decision["zone"] = fresh.chosen.zone
-            decision["expected_intensity"] = fresh.to_dict()["expected_intensity"]
-            decision["reason"] += f"; at start, fresh data moved it to {fresh.chosen.conn_id}"
-            self._add_emissions(decision)
+            self.log.warning("No fresh carbon data to re-check the cluster; keeping %s", record.chosen.conn_id)
+            return record
+        if fresh.chosen_key != record.chosen_key:
+            self.log.info("Fresh data just before starting: %s", fresh.reason)
+        return record.after_recheck(fresh)
 
     def _base_placement(self) -> _Placement:
         """Return the operator's own placement, captured before the first candidate is applied."""
@@ -523,12 +493,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         self.kubernetes_conn_id = cand.conn_id
         self.namespace = cand.namespace or base.namespace
         self.node_selector = {**base.node_selector, **(cand.node_selector or {})}
-        if cand.affinity:
-            from kubernetes.client import ApiClient
-
-            self.affinity = ApiClient()._ApiClient__deserialize(cand.affinity, "V1Affinity")
-        else:
-            self.affinity = base.affinity
+        self.affinity = convert_affinity(cand.affinity) if cand.affinity else base.affinity
         self.config_file = cand.config_file or base.config_file
         self.cluster_context = cand.cluster_context or base.cluster_context
         self.in_cluster = cand.in_cluster if cand.in_cluster is not None else base.in_cluster
@@ -546,45 +511,29 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         else:
             self._config_dict = None
 
-    def _fallback_order(self, record: dict[str, Any]) -> list[ClusterCandidate]:
-        cands = self._recorded_candidates(record)
-        chosen = self._candidate_from_record(record)
-        means = {}
-        for row in record.get("candidates", []):
-            if row.get("forecast_mean") is not None:
-                means[row.get("key", row.get("cluster"))] = row["forecast_mean"]
-        rest = [c for c in cands if c.key != chosen.key]
-        rest.sort(key=lambda c: (means.get(c.key, math.inf), cands.index(c)))
-        if record.get("reattached_pod"):
-            return [chosen]  # the pod runs there: never start a second one elsewhere
-        return [chosen, *rest]
+    def _fallback_order(self, record: Decision) -> list[ClusterCandidate]:
+        """Return the chosen candidate, then the others by their planned forecast mean (home order on ties)."""
+        if record.reattached_pod:
+            return [record.chosen]  # the pod runs there: never start a second one elsewhere
+        rows = [row for row in record.rows if row.candidate.key != record.chosen_key]
+        rows.sort(key=lambda row: math.inf if row.forecast_mean is None else row.forecast_mean)  # stable
+        return [record.chosen, *(row.candidate for row in rows)]
 
-    def _start_pod(self, context: Context, record: dict[str, Any]) -> Any:
+    def _start_pod(self, context: Context, record: Decision) -> Any:
         """Run the pod on the chosen cluster; fall back to the next candidate if the API refuses it."""
         ti = context["ti"]
-        if "power_watts" not in record:
-            self._add_emissions(record)
-        fallbacks: list[dict[str, str]] = list(record.get("fallbacks", []))
+        if record.power_watts is None:
+            record = self._with_power(record)
         order = self._fallback_order(record)
         last_error: BaseException | None = None
         for attempt, cand in enumerate(order):
             self._place(cand)
             self.pod = None
             self.pod_request_obj = None
-            record.update({
-                "phase": "running",
-                "cluster": cand.conn_id,
-                "actual_start": _iso(utcnow()),
-                "fallbacks": fallbacks,
-            })
-            if attempt:
-                record["chosen_cluster"], record["chosen_key"] = cand.conn_id, cand.key
-                record["zone"] = cand.zone or record.get("zone")
-                # The expected figures are the cluster's it runs on, for a run starting now.
-                record["expected_intensity"] = self._expected_now(cand)
-                self._add_emissions(record)
-            record["carbon_conn_id"] = cand.carbon_conn_id or self._carbon_options["carbon_conn_id"]
-            ti.xcom_push(key=XCOM_KEY, value=record)
+            if attempt:  # the expected figures are the cluster's it runs on, for a run starting now
+                record = record.moved_to(cand.key, self._expected_now(cand))
+            record = record.starting(utcnow())
+            ti.xcom_push(key=XCOM_KEY, value=record.to_xcom())
             try:
                 result = super().execute(context)
             except TaskDeferred:  # KPO's own deferrable mode: the outcome is recorded on re-entry
@@ -594,98 +543,39 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
                     self._record_outcome(context, record, "failed")
                     raise
                 last_error = exc
-                fallbacks.append({"cluster": cand.conn_id, "error": _short(exc)})
+                record = record.refused(cand.key, short_error(exc))
                 nxt = order[attempt + 1].conn_id if attempt + 1 < len(order) else None
                 self.log.warning(
-                    "Cluster %s refused the pod (%s); %s", cand.conn_id, _short(exc),
+                    "Cluster %s refused the pod (%s); %s", cand.conn_id, short_error(exc),
                     f"falling back to {nxt}" if nxt else "no candidate left",
                 )
-                record["reason"] = record.get("reason", "") + f"; {cand.conn_id} refused the pod ({_short(exc)})"
             else:
                 self._record_outcome(context, record, "success")
                 return result
-        record["phase"] = "failed"
-        ti.xcom_push(key=XCOM_KEY, value=record)
+        record = record.with_phase("failed")
+        ti.xcom_push(key=XCOM_KEY, value=record.to_xcom())
         self._record_decision(context, record, emit_metrics=False)
         assert last_error is not None
         raise last_error
 
     # -- the ledger: never fails the task (it spools when the database is down) -------------
 
-    def _record_decision(self, context: Context, record: dict[str, Any], *, emit_metrics: bool = True) -> None:
+    def _record_decision(self, context: Context, record: Decision, *, emit_metrics: bool = True) -> None:
         try:
             from airflow_carbon_provider.ledger import record_decision, run_key_from_context
 
             record_decision(record, run_key_from_context(context), emit_metrics=emit_metrics)
         except Exception as exc:  # the ledger is best effort by design
-            self.log.warning("Carbon ledger: decision not recorded (%s)", _short(exc))
+            self.log.warning("Carbon ledger: decision not recorded (%s)", short_error(exc))
 
-    def _record_outcome(self, context: Context, record: dict[str, Any], state: str) -> None:
+    def _record_outcome(self, context: Context, record: Decision, state: str) -> None:
         """Record the outcome; the realised-intensity fetch gets ``planning_timeout``, then forecasts stand in."""
         budget = self.carbon_schedule.planning_timeout
         try:
             from airflow_carbon_provider.ledger import record_outcome, run_key_from_context
 
             record_outcome(record, run_key_from_context(context), state=state,
-                           carbon_conn_id=record.get("carbon_conn_id"), hook_for=_bounded_history(budget))
+                           carbon_conn_id=record.carbon_conn_id or self._carbon_options["carbon_conn_id"],
+                           hook_for=bounded_history(budget))
         except Exception as exc:  # the ledger is best effort by design
-            self.log.warning("Carbon ledger: outcome not recorded (%s)", _short(exc))
-
-
-ARRIVAL_KEY = "carbon_first_try_start"
-
-
-class _ContextWithStart(dict):
-    """A task context whose ``ti.start_date`` reads as the pod's start (for KPO's deadline)."""
-
-    def __init__(self, context: Any, started: datetime) -> None:
-        super().__init__(context)
-        self["ti"] = self["task_instance"] = _StartedAt(context["ti"], started)
-
-
-class _StartedAt:
-    def __init__(self, ti: Any, started: datetime) -> None:
-        self._ti, self.start_date = ti, started
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ti, name)
-
-
-class _BoundedHistoryHook:
-    def __init__(self, conn_id: str, budget: float) -> None:
-        self.conn_id, self.budget = conn_id, budget
-
-    def get_history(self, zone: str, start: datetime, end: datetime) -> Any:
-        from airflow_carbon_provider.hooks._registry import carbon_hook
-
-        return run_bounded(lambda: carbon_hook(self.conn_id).get_history(zone, start, end), self.budget,
-                           f"history of {zone}")
-
-
-def _bounded_history(budget: float) -> Any:
-    """Return ``conn_id -> hook`` whose history fetch gives up after ``budget`` seconds."""
-    return lambda conn_id: _BoundedHistoryHook(conn_id, budget)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _parse_instant(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-def _short(exc: BaseException) -> str:
-    status = getattr(exc, "status", None)
-    reason = getattr(exc, "reason", None)
-    if status:
-        return f"{type(exc).__name__} {status} {reason or ''}".strip()
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:200]}"
-
+            self.log.warning("Carbon ledger: outcome not recorded (%s)", short_error(exc))

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_carbon_provider.operators.mixin import CarbonScheduledMixin
 from airflow_carbon_provider.scheduling import (
     DEFAULT_CARBON_CONN_ID,
     XCOM_KEY,
     CarbonSchedule,
-    CarbonScheduledMixin,
+    Decision,
     ScheduleConfigError,
     pull_decision,
-    refresh_expected_figures,
     utcnow,
 )
 from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
@@ -99,10 +99,10 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
                 self.log.warning("Could not read the first reschedule date (%s); max_delay counts from now", exc)
         return first or getattr(ti, "start_date", None) or now
 
-    def _decide(self, context: Context, schedule: CarbonSchedule) -> Any:
+    def _decide(self, context: Context, schedule: CarbonSchedule) -> Decision:
         now = utcnow()
         decision = schedule.plan(now, self._arrival(context, now))
-        self.log.info("%s", decision.sentence())
+        self.log.info("%s", decision.reason)
         return decision
 
     def execute(self, context: Context) -> Any:
@@ -111,35 +111,37 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
             return super().execute(context)
         schedule = self.carbon_schedule
         decision = self._decide(context, schedule)
-        record = decision.to_dict()
         if decision.waits:
-            context["ti"].xcom_push(key=XCOM_KEY, value={**record, "phase": "waiting"})
+            waiting = decision.with_phase("waiting").to_xcom()
+            context["ti"].xcom_push(key=XCOM_KEY, value=waiting)
             self.defer(
                 trigger=CarbonWindowTrigger.from_decision(schedule, decision),
                 method_name="execute_complete",
-                kwargs={"decision": record},
+                kwargs={"decision": waiting},
                 timeout=schedule.defer_timeout(decision),
             )
-        return self._opened(context, record)
+        return self._opened(context, decision)
 
-    def _opened(self, context: Context, record: dict[str, Any]) -> dict[str, Any]:
+    def _opened(self, context: Context, record: Decision) -> dict[str, Any]:
         """Stamp the decision with the moment the window opened, push it, and return it."""
-        record["actual_start"] = utcnow().isoformat().replace("+00:00", "Z")
-        record["phase"] = "open"
-        context["ti"].xcom_push(key=XCOM_KEY, value=record)
-        return record
+        data = record.starting(utcnow(), phase="open").to_xcom()
+        context["ti"].xcom_push(key=XCOM_KEY, value=data)
+        return data
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
                          decision: dict[str, Any] | None = None) -> dict[str, Any]:
         """Return the decision, updated with where the trigger ended up."""
-        record = dict(decision or pull_decision(context["ti"], self.task_id) or {})
+        record = None
+        if decision:
+            try:
+                record = Decision.from_xcom(decision)
+            except ValueError as exc:
+                self.log.warning("The carbon decision passed on resume is not readable (%s); reading XCom", exc)
+        record = record or pull_decision(context["ti"], self.task_id)
+        if record is None:
+            raise ScheduleConfigError(f"{self.task_id}: resumed without its carbon decision")
         if isinstance(event, dict):
-            if event.get("cluster"):
-                record["chosen_cluster"] = record["chosen_key"] = record["zone"] = event["cluster"]
-            record["trigger"] = {k: event.get(k) for k in ("status", "fired_at", "replans", "api_errors")}
-            if event.get("expected_intensity") is not None:
-                record["expected_intensity"] = round(float(event["expected_intensity"]), 3)
-            refresh_expected_figures(record)
+            record = record.after_trigger(event)
         else:
             self.log.warning("Window trigger sent no usable event (%r); the window is open anyway", event)
         return self._opened(context, record)
@@ -148,12 +150,11 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
         """Open anyway if the window trigger failed or timed out, and say why: never hold work past its deadline."""
         if next_method == "__fail__":
             record = pull_decision(context["ti"], self.task_id)
-            if record is not None and record.get("phase") == "waiting":
+            if record is not None and record.phase == "waiting":
                 error = str((next_kwargs or {}).get("error", "unknown"))
                 self.log.warning("The carbon window trigger ended without firing (%s); opening the window now", error)
-                record["trigger"] = {"status": "trigger_failed", "error": error}
-                record["reason"] = f"{record.get('reason', '')}; the window trigger ended without firing ({error}), " \
-                                   "so the window opened at once"
+                record = record.after_trigger_failure(
+                    error, f"the window trigger ended without firing ({error}), so the window opened at once")
                 return self._opened(context, record)
         return super().resume_execution(next_method, next_kwargs, context)
 
@@ -162,4 +163,4 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
         decision = self._decide(context, self.carbon_schedule)
         if decision.waits:
             return PokeReturnValue(is_done=False)
-        return PokeReturnValue(is_done=True, xcom_value=self._opened(context, decision.to_dict()))
+        return PokeReturnValue(is_done=True, xcom_value=self._opened(context, decision))

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_carbon_provider.core.planner import Option
-from airflow_carbon_provider.fetching import DEFAULT_PLANNING_TIMEOUT, afetch_sources
 from airflow_carbon_provider.scheduling import ClusterCandidate, PlanningOptions, decide
+from airflow_carbon_provider.scheduling.fetching import DEFAULT_PLANNING_TIMEOUT, afetch_sources
 
 if TYPE_CHECKING:
     from airflow_carbon_provider.scheduling import CarbonSchedule, Decision

@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_carbon_provider.scheduling import XCOM_KEY, CarbonSchedule, pull_decision, utcnow
+from airflow_carbon_provider.scheduling import XCOM_KEY, CarbonSchedule, Decision, pull_decision, utcnow
 from airflow_carbon_provider.triggers.carbon_window import CarbonWindowTrigger
 
 
@@ -31,24 +31,26 @@ class CarbonAwareJobOperator(BaseOperator):
         schedule = CarbonSchedule(self.zones, expected_duration=self.expected_duration, max_delay=self.max_delay)
         now = utcnow()
         decision = schedule.plan(now=now, arrival=context["ti"].start_date or now)
-        self.log.info("%s", decision.sentence())
-        record = decision.to_dict()
+        self.log.info("%s", decision.reason)
         if decision.waits:
             # Keep a copy in XCom: a resume that brings the event only can still find the plan.
-            context["ti"].xcom_push(key=XCOM_KEY, value=record)
+            waiting = decision.with_phase("waiting").to_xcom()
+            context["ti"].xcom_push(key=XCOM_KEY, value=waiting)
             self.defer(trigger=CarbonWindowTrigger.from_decision(schedule, decision), method_name="execute_complete",
-                       kwargs={"decision": record}, timeout=schedule.defer_timeout(decision, now))
-        return self.run_job(record, decision.chosen.key)
+                       kwargs={"decision": waiting}, timeout=schedule.defer_timeout(decision, now))
+        return self.run_job(decision)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None,
                          decision: dict[str, Any] | None = None) -> Any:
-        record = decision or pull_decision(context["ti"], self.task_id) or {}
+        record = Decision.from_xcom(decision) if decision else pull_decision(context["ti"], self.task_id)
+        if record is None:
+            raise RuntimeError("resumed without the carbon decision")
         # The trigger may have moved the task while it waited: the event names where to run.
-        return self.run_job(record, (event or {}).get("cluster") or record["chosen_key"])
+        return self.run_job(record.after_trigger(event or {}))
 
-    def run_job(self, record: dict[str, Any], where: str) -> dict[str, Any]:
-        self.log.info("Running on %s (%s expected)", where, record.get("expected_intensity"))
-        return record
+    def run_job(self, decision: Decision) -> dict[str, Any]:
+        self.log.info("Running on %s (%s g/kWh expected)", decision.chosen_key, decision.expected_intensity)
+        return decision.starting(utcnow()).to_xcom()
 
 
 CarbonAwareJobOperator(task_id="job", zones={"k8s_de": "DE", "k8s_gb": "GB"}, expected_duration="1h",

@@ -34,7 +34,7 @@ schedule = CarbonSchedule(
 
 for now in (datetime(2023, 3, 10, 3, 0, tzinfo=timezone.utc), datetime(2023, 3, 15, 22, 50, tzinfo=timezone.utc)):
     decision = schedule.plan(now=now, arrival=now)
-    print(f"at {now:%Y-%m-%d %H:%M}Z: {decision.sentence()}")
+    print(f"at {now:%Y-%m-%d %H:%M}Z: {decision.reason}")
     if not decision.waits:
         print(f"  run now on {decision.chosen.conn_id}")
         continue

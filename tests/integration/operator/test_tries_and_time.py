@@ -139,7 +139,7 @@ def test_a_hanging_carbon_api_after_the_trigger_fires_delays_the_pod_by_the_budg
     """The trigger fired at the latest start; the re-check and the post-run fetch must not wait minutes."""
     op = CarbonAwareKubernetesPodOperator(**pod_args(max_delay="6h"))
     ti = FakeTI()
-    planned = op.carbon_schedule.plan(datetime.now(UTC), datetime.now(UTC)).to_dict()
+    planned = op.carbon_schedule.plan(datetime.now(UTC), datetime.now(UTC)).to_xcom()
     _hanging_carbon_env(monkeypatch, silent_server)  # the API hangs from here on
     fired = datetime.now(UTC)
     event = {"status": "start", "cluster": planned["chosen_key"], "planned_start": fired.isoformat(),

@@ -26,6 +26,8 @@ def sample_decision(**changes: Any) -> dict[str, Any]:
         "expected_emissions_g": 40.0, "baseline_emissions_g": 160.0, "expected_saving_g": 120.0,
         "phase": "running", "cluster": "k8s_gb", "actual_start": "2026-11-27T02:00:00Z", "fallbacks": [],
     }  # fmt: skip
+    if "chosen_cluster" in changes and "chosen_key" not in changes:  # the operator always writes both
+        changes["chosen_key"] = changes["chosen_cluster"]
     decision.update(changes)
     return decision
 

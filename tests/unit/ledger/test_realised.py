@@ -85,10 +85,12 @@ def test_a_late_start_misses_the_deadline():
 def test_two_node_pools_on_one_connection_are_charged_the_pool_the_run_used(hook):
     """Issue 9 item 2: a run in the SE pool of k8s_multi was looked up by connection id and charged DE."""
     decision = sample_decision(cluster="k8s_multi", chosen_cluster="k8s_multi", chosen_key="k8s_multi[pool=gb]",
-                               zone="GB", home_cluster="k8s_multi",
+                               zone="GB", home_cluster="k8s_multi", home_key="k8s_multi[pool=de]",
                                home_zone="DE", candidates=[
-                                   {"cluster": "k8s_multi", "key": "k8s_multi[pool=de]", "zone": "DE"},
-                                   {"cluster": "k8s_multi", "key": "k8s_multi[pool=gb]", "zone": "GB"}])
+                                   {"cluster": "k8s_multi", "key": "k8s_multi[pool=de]", "zone": "DE",
+                                    "node_selector": {"pool": "de"}},
+                                   {"cluster": "k8s_multi", "key": "k8s_multi[pool=gb]", "zone": "GB",
+                                    "node_selector": {"pool": "gb"}}])
     out = realised_outcome(decision, END, hook_for=lambda _: hook)
     assert out["zone"] == "GB" and out["home_zone"] == "DE"
     assert out["realised_intensity"] == pytest.approx(trace_mean(hook, "GB", START, END), abs=1e-3)

@@ -11,6 +11,7 @@ from sqlalchemy import inspect
 from airflow_carbon_provider.ledger import record_decision
 from airflow_carbon_provider.ledger.config import mask_url, resolve_ledger_url
 from airflow_carbon_provider.ledger.store import Ledger, RunKey
+from airflow_carbon_provider.scheduling import Decision
 from tests.unit.ledger.conftest import KEY, sample_decision
 
 UTC = timezone.utc
@@ -46,10 +47,17 @@ def test_an_older_record_never_replaces_a_newer_one(ledger):
     assert ledger.read("decision")[0]["phase"] == "running"
 
 
-def test_a_clean_decision_is_stored_unchanged(ledger):
+def test_a_clean_decision_is_stored_as_its_typed_record(ledger):
+    """The stored details are the record's own JSON; the columns read the record's fields."""
     decision = sample_decision(reason="moved to k8s_gb: 75 % cleaner", errors={"k8s_fr": "CarbonServerError 503"})
     record_decision(decision, KEY, ledger=ledger, emit_metrics=False)
-    assert ledger.read("decision")[0]["details"] == decision
+    row = ledger.read("decision")[0]
+    record = Decision.from_xcom(decision)
+    assert row["details"] == record.to_xcom() and Decision.from_xcom(row["details"]) == record
+    figures = record.figures()
+    assert (row["chosen_cluster"], row["zone"], row["home_zone"]) == ("k8s_gb", "GB", "DE")
+    assert row["expected_emissions_g"] == pytest.approx(figures.emissions_g)
+    assert row["expected_saving_g"] == pytest.approx(figures.saving_g) and row["expected_saving_pct"] == 75.0
 
 
 def test_secret_looking_keys_are_dropped_and_values_masked(ledger, caplog):
@@ -64,9 +72,10 @@ def test_secret_looking_keys_are_dropped_and_values_masked(ledger, caplog):
     text = repr(stored) + caplog.text
     for secret in ("em-abc123", "pw1", "tok'", "SEKRET1", "zzz", "abcdefghijkl"):
         assert secret not in text
-    assert "api_key" not in stored and "access_token" not in stored and stored["auth"] == {"user": "me"}
-    assert stored["candidates"] == [{"cluster": "k8s_de", "zone": "DE"}]
-    assert "token=***" in stored["errors"]["k8s_fr"] and "dropped" in caplog.text
+    # Keys the typed record does not know never reach the ledger; strings it keeps are masked.
+    assert "api_key" not in stored and "access_token" not in stored and "auth" not in stored
+    assert stored["candidates"][0] == {"cluster": "k8s_de", "key": "k8s_de", "conn_id": "k8s_de", "zone": "DE"}
+    assert "token=***" in stored["errors"]["k8s_fr"] and "Bearer ***" in stored["reason"]
 
 
 def test_concurrent_writers_on_one_key_leave_one_row(ledger):

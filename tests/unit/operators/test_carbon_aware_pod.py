@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +11,9 @@ from kubernetes.client import models as k8s
 
 from airflow_carbon_provider.core.emissions import PowerModel
 from airflow_carbon_provider.operators.carbon_aware_pod import CarbonAwareKubernetesPodOperator
-from airflow_carbon_provider.scheduling import ScheduleConfigError
+from airflow_carbon_provider.scheduling import CandidateRow, ClusterCandidate, Decision, ScheduleConfigError
+
+T0 = datetime(2026, 11, 27, tzinfo=timezone.utc)
 
 
 def _op(**kw):
@@ -71,10 +73,17 @@ def test_power_from_resources_gpus_included():
     assert source.startswith("default") and watts == pytest.approx(2.12 + 0.392)
 
 
-def test_emissions_are_added_to_the_decision():
-    op = _op(power_watts=500)
-    record = {"expected_intensity": 100.0, "baseline_intensity": 400.0}
-    op._add_emissions(record)
+def _decision(chosen: str = "k8s_se", **kw) -> Decision:
+    """Return a plan made at T0 to start k8s_se at T0 + 2 h: 100 g/kWh against 400 at home (k8s_de) now."""
+    rows = (CandidateRow(ClusterCandidate("k8s_de", "DE", carbon_conn_id="em")),
+            CandidateRow(ClusterCandidate("k8s_se", "SE", carbon_conn_id="em")))
+    args = {"expected_intensity": 100.0, "baseline_intensity": 400.0, "reason": "SE is cleaner in 2 h", **kw}
+    return Decision("carbon-aware", rows, "k8s_de", chosen, T0 + timedelta(hours=2), None, T0 + timedelta(hours=12),
+                    T0, T0, **args)
+
+
+def test_emissions_are_derived_from_the_decision():
+    record = _op(power_watts=500)._with_power(_decision()).to_xcom()
     # 500 W for 4 h = 2 kWh: 200 g expected, 800 g at home now, 600 g saved
     assert (record["expected_emissions_g"], record["baseline_emissions_g"], record["expected_saving_g"]) == (
         200.0, 800.0, 600.0)
@@ -84,13 +93,14 @@ def test_emissions_are_added_to_the_decision():
 def test_a_failed_or_timed_out_window_trigger_still_starts_the_pod(monkeypatch):
     """__fail__ from the scheduler (trigger timeout) while waiting: start on the planned cluster."""
     op = _op()
-    waiting = {"phase": "waiting", "chosen_cluster": "k8s_se", "chosen_key": "k8s_se"}
+    waiting = _decision(phase="waiting").to_xcom()
     ti = SimpleNamespace(map_index=-1, xcom_pull=lambda **kw: dict(waiting))
     started = []
     monkeypatch.setattr(op, "_start_pod", lambda context, record: started.append(record) or "ran")
     assert op.resume_execution("__fail__", {"error": "Trigger timeout"}, {"ti": ti}) == "ran"
-    assert started[0]["trigger"] == {"status": "trigger_failed", "error": "Trigger timeout"}
-    assert started[0]["chosen_cluster"] == "k8s_se"
+    record = started[0].to_xcom()
+    assert record["trigger"] == {"status": "trigger_failed", "error": "Trigger timeout"}
+    assert record["chosen_cluster"] == "k8s_se"
 
 
 def test_a_failure_that_is_not_the_window_trigger_fails_as_kpo_would():
@@ -100,7 +110,7 @@ def test_a_failure_that_is_not_the_window_trigger_fails_as_kpo_would():
         from airflow.exceptions import TaskDeferralError
 
     op = _op()
-    running = {"phase": "running", "chosen_cluster": "k8s_se"}
+    running = _decision(phase="running").to_xcom()
     ti = SimpleNamespace(map_index=-1, xcom_pull=lambda **kw: dict(running))
     with pytest.raises(TaskDeferralError):
         op.resume_execution("__fail__", {"error": "pod trigger crashed"}, {"ti": ti})
@@ -135,11 +145,9 @@ def test_the_carbon_decision_link_opens_the_task_page(monkeypatch):
 def test_a_replan_that_changes_the_expected_intensity_refreshes_every_saving_figure():
     """The trigger's re-plan found 50 g/kWh where the plan said 100: no figure keeps the old value."""
     op = _op(power_watts=500)
-    record = {"chosen_cluster": "k8s_se", "chosen_key": "k8s_se", "expected_intensity": 100.0,
-              "baseline_intensity": 400.0, "candidates": []}
-    op._add_emissions(record)
-    assert record["expected_saving_pct"] is None or record["expected_saving_pct"] == 75.0
-    op._apply_trigger_choice(record, {"cluster": "k8s_se", "expected_intensity": 50.0})
+    decision = op._with_power(_decision())
+    assert decision.to_xcom()["expected_saving_pct"] == 75.0
+    record = decision.after_trigger({"cluster": "k8s_se", "expected_intensity": 50.0}).to_xcom()
     # 500 W for 4 h = 2 kWh: 100 g expected, 800 g at home now
     assert record["expected_saving_pct"] == 87.5
     assert (record["expected_emissions_g"], record["baseline_emissions_g"], record["expected_saving_g"]) == (

@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import pytest
 
+from airflow_carbon_provider.core.signals import splice_current
 from airflow_carbon_provider.exceptions import CarbonDataError
 from airflow_carbon_provider.scheduling import (
     CarbonSchedule,
     ClusterCandidate,
     ScheduleConfigError,
     parse_candidates,
-    splice_current,
 )
 from tests.unit.core.helpers import at, hourly
 
@@ -85,11 +85,11 @@ def test_decision_is_the_planners_joint_choice():
     series = {("c", "A"): hourly("A", [100, 300, 300, 100]), ("c", "B"): hourly("B", [200, 200, 50, 50])}
     d = _decide(s, series)
     assert (d.chosen.conn_id, d.planned_start, d.waits) == ("k8s_b", at(2), True)
-    record = d.to_dict()
+    record = d.to_xcom()
     assert record["chosen_cluster"] == "k8s_b" and record["home_cluster"] == "k8s_a"
     assert record["expected_saving_pct"] == 75.0 and record["zone"] == "B"
     assert {r["cluster"]: r["forecast_mean"] for r in record["candidates"]} == {"k8s_a": 200.0, "k8s_b": 50.0}
-    assert "start at 2024-01-01T02:00:00Z (in 2 h) on k8s_b (B)" in d.sentence()
+    assert "start at 2024-01-01T02:00:00Z (in 2 h) on k8s_b (B)" in d.reason
 
 
 def test_other_candidate_without_data_is_left_out():

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import airflow_carbon_provider.scheduling as scheduling
+import airflow_carbon_provider.scheduling.schedule as scheduling
 from airflow_carbon_provider.scheduling import ScheduleConfigError
 from airflow_carbon_provider.sensors.carbon_window import CarbonWindowSensor
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import airflow_carbon_provider.scheduling as scheduling
+import airflow_carbon_provider.scheduling.schedule as scheduling
 from airflow_carbon_provider.scheduling import ScheduleConfigError
 from airflow_carbon_provider.sensors.carbon_window import CarbonWindowSensor
 
@@ -30,7 +30,9 @@ def test_zones_given_as_one_string_is_refused_with_the_fix():
 def test_a_failed_or_timed_out_trigger_opens_the_window_and_says_why(error):
     sensor = CarbonWindowSensor(task_id="gate", zones=["DE", "GB"], expected_duration="1h", max_delay="6h")
     pushed: dict = {}
-    waiting = {"phase": "waiting", "chosen_cluster": "GB", "zone": "GB", "reason": "wait for GB"}
+    waiting = {"phase": "waiting", "chosen_cluster": "GB", "zone": "GB", "home_cluster": "DE", "home_zone": "DE",
+               "planned_start": "2024-01-06T12:00:00Z", "decided_at": "2024-01-06T09:00:00Z",
+               "reason": "wait for GB"}
     result = sensor.resume_execution("__fail__", {"error": error}, {"ti": _ti(pushed, waiting)})
     assert result["phase"] == "open" and result["trigger"] == {"status": "trigger_failed", "error": error}
     assert error in result["reason"] and pushed["carbon_decision"]["phase"] == "open"

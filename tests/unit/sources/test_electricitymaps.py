@@ -240,7 +240,7 @@ def test_a_forecast_with_a_null_is_planned_on_every_known_hour():
     spliced with the current value from now, it planned a start at +4 h at 300. Every known
     hour is kept now, so the plan starts at +1 h, at 20."""
     from airflow_carbon_provider.core.planner import Candidate, plan
-    from airflow_carbon_provider.scheduling import splice_current
+    from airflow_carbon_provider.core.signals import splice_current
 
     now = datetime(2024, 3, 6, 12, tzinfo=UTC)
     values = [500, 20, 20, None, 300, 300, 300, 300, 300, 300]

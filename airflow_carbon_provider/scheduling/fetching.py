@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_carbon_provider.core.signals import IntensitySeries
+from airflow_carbon_provider.core.signals import IntensitySeries, splice_current
 
 __all__ = [
     "DEFAULT_PLANNING_TIMEOUT",
@@ -74,29 +74,6 @@ def planning_timeout_default() -> float:
                     MIN_PLANNING_TIMEOUT, MAX_PLANNING_TIMEOUT, DEFAULT_PLANNING_TIMEOUT)
         return DEFAULT_PLANNING_TIMEOUT
     return value
-
-
-def splice_current(current: IntensitySeries, forecast: IntensitySeries, now: datetime) -> IntensitySeries:
-    """Cover ``now`` by prefixing a forecast that starts later with the current interval's value.
-
-    The current value holds until the current interval ends (or until the forecast starts, if
-    the current interval has already ended); any time left between that and the forecast's
-    first known interval is a gap, never "now's value" stretched over unknown hours.
-    """
-    t = now.timestamp()
-    start = forecast.bounds[0]
-    if start <= t:
-        return forecast
-    value = current.values[-1]
-    held_until = current.bounds[-1]
-    if held_until <= t or held_until >= start:
-        bounds, values = [t, *forecast.bounds], [value, *forecast.values]
-    else:
-        bounds, values = [t, held_until, *forecast.bounds], [value, math.nan, *forecast.values]
-    return IntensitySeries.from_arrays(
-        forecast.zone, forecast.kind, bounds, values, source=forecast.source, issued_at=forecast.issued_at,
-        is_forecast=True, allow_gaps=True,
-    )
 
 
 async def afetch_source(conn_id: str, zone: str, now: datetime, until: datetime,

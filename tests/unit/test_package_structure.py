@@ -1,0 +1,127 @@
+"""The package's shape (issue 10): no import cycle between modules, no module past the size a reader holds.
+
+Imports are read with :mod:`ast`, not executed. Only module-level imports count (those inside
+functions or under ``if TYPE_CHECKING:`` run late, or never, and cannot form an import-time
+cycle); ``from package import name`` counts as an import of ``package``, and of
+``package.name`` when that is a module.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "airflow_carbon_provider"
+#: About 600 lines: past that a module holds more than one concern (issue 10's bound).
+MAX_LINES = 600
+#: Modules allowed past it, each with the reason.
+LARGE: dict[str, str] = {
+    "airflow_carbon_provider.hooks.base": "issue 10 item 1 (sources without I/O) rewrites it",
+    "airflow_carbon_provider.sources.watttime": "issue 10 item 1 (sources without I/O) rewrites it",
+    "airflow_carbon_provider.testing.kube_emulator": "issue 10 item 5 / issue 12 item 4 split it into a package",
+}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def _top_level_imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    is_package = path.name == "__init__.py"
+    targets: set[str] = set()
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, (ast.If, ast.Try)):
+                visit(node.body)
+                visit(getattr(node, "orelse", []))
+                for handler in getattr(node, "handlers", []):
+                    visit(handler.body)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = name.split(".") if is_package else name.split(".")[:-1]
+                    anchor = anchor[: len(anchor) - (node.level - 1)]
+                    base = ".".join([*anchor, base] if base else anchor)
+                targets.add(base)
+                targets.update(f"{base}.{alias.name}" for alias in node.names)
+
+    visit(tree.body)
+    return {t for t in targets if t in modules and t != name}
+
+
+def _graph() -> dict[str, set[str]]:
+    """Return module -> modules it imports at import time (explicit imports only).
+
+    Importing ``a.b.c`` also runs ``a/b/__init__``, but a parent package is always in
+    ``sys.modules`` (perhaps half-initialised) before its submodules run, so that implicit
+    edge cannot fail; ``from a.b import name`` inside ``a.b``'s own submodules can, and is an
+    explicit edge here.
+    """
+    modules = _modules()
+    return {name: _top_level_imports(path, name, modules) for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Return the strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for dep in graph[node]:
+            if dep not in index:
+                connect(dep)
+                low[node] = min(low[node], low[dep])
+            elif dep in on_stack:
+                low[node] = min(low[node], index[dep])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return found
+
+
+def test_no_import_cycle_in_the_package():
+    cycles = _cycles(_graph())
+    assert not cycles, f"import cycles (module-level imports): {cycles}"
+
+
+def test_the_cycle_check_finds_a_cycle():
+    """The checker itself: two modules importing each other are reported."""
+    assert _cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_is_longer_than_a_reader_holds():
+    long = {}
+    for name, path in _modules().items():
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_LINES and name not in LARGE:
+            long[name] = lines
+    assert not long, f"modules over {MAX_LINES} lines (split them by concern): {long}"
