@@ -133,7 +133,7 @@ def _instant(text: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for every subcommand."""
-    from airflow_carbon_provider.core.backtest import BACKTEST_POLICIES
+    from airflow_carbon_provider.core.backtest import backtest_policies
 
     parser = _Parser(
         prog=PROG, description="Carbon-aware scheduling for Apache Airflow: the demo, tools and backtests."
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--refresh", type=_duration("--refresh"), default=timedelta(hours=1),
                     metavar="DURATION", help="carbon-aware re-plans at this forecast cadence while waiting (default 1h)")
     bt.add_argument("--policy", action="append", metavar="NAME",
-                    help=f"policy to compare, repeatable: {', '.join(BACKTEST_POLICIES)} (default: all; "
+                    help=f"policy to compare, repeatable: {', '.join(backtest_policies())} (default: all; "
                     "run-now and oracle always run, as the other figures are measured against them)")
     bt.add_argument("--threshold-pct", type=float, default=10.0, metavar="PCT",
                     help="for the threshold policy: move when home is this much dirtier than the greenest zone")
@@ -343,7 +343,7 @@ def _progress(stream: TextIO) -> Callable[[int, int], None] | None:
 
 def cmd_backtest(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``airflow-carbon backtest``."""
-    from airflow_carbon_provider.core.backtest import BACKTEST_POLICIES, run_backtest
+    from airflow_carbon_provider.core.backtest import backtest_policies, run_backtest
     from airflow_carbon_provider.core.forecast import parse_forecast_spec
     from airflow_carbon_provider.core.traces import bundled_trace_path, read_trace
 
@@ -366,10 +366,11 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO) -> int:
     if args.zones is not None and not zones:
         raise CliError("--zones is empty; name at least one zone, e.g. --zones DE,GB")
     home = args.home_zone or zones[0]
-    policies = args.policy or list(BACKTEST_POLICIES)
-    unknown = [p for p in policies if p not in BACKTEST_POLICIES]
+    known = backtest_policies()
+    policies = args.policy or list(known)
+    unknown = [p for p in policies if p not in known]
     if unknown:
-        raise CliError(f"unknown policy {unknown[0]!r}; use one of: {', '.join(BACKTEST_POLICIES)}")
+        raise CliError(f"unknown policy {unknown[0]!r}; use one of: {', '.join(known)}")
     model = parse_forecast_spec(args.forecast, actuals, kind=args.signal)
     result = run_backtest(
         actuals,

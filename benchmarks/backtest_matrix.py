@@ -27,7 +27,7 @@ from typing import Any
 
 from forecast_mape import LEADS_H, measure
 
-from airflow_carbon_provider.core.backtest import BACKTEST_POLICIES, run_backtest
+from airflow_carbon_provider.core.backtest import backtest_policies, run_backtest
 from airflow_carbon_provider.core.forecast import parse_forecast_spec
 from airflow_carbon_provider.core.traces import read_trace
 from airflow_carbon_provider.scheduling import CarbonSchedule
@@ -133,7 +133,7 @@ def render(
     command: str,
 ) -> str:
     """Return the reStructuredText results section."""
-    policies = [p for p in BACKTEST_POLICIES if p != "run-now"]
+    policies = [p for p in backtest_policies() if p != "run-now"]
     shipped = f"{SHIPPED_MIN_SAVING_PCT:g} %"
     leads = "/".join(str(lead) for lead in LEADS_H)
     noisy = {name: row for name, row in mape.items() if name.startswith("noisy")}

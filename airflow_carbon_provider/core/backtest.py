@@ -17,11 +17,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_carbon_provider.core.forecast import ForecastModel
-from airflow_carbon_provider.core.planner import POLICIES, Candidate, Option, plan
+from airflow_carbon_provider.core.planner import Candidate, Option, plan
+from airflow_carbon_provider.core.policies import get_policy, policy_names
 from airflow_carbon_provider.core.signals import IntensitySeries, check_same_kind
 
 __all__ = [
-    "BACKTEST_POLICIES",
     "BacktestError",
     "BacktestResult",
     "JobOutcome",
@@ -31,9 +31,15 @@ __all__ = [
 ]
 
 UTC = timezone.utc
-BACKTEST_POLICIES = ("run-now", "oracle", "carbon-aware", "rolling-window", "next-hour-window",
-                     "greenest-now", "threshold")
-assert set(BACKTEST_POLICIES) - {"oracle"} == set(POLICIES)
+
+
+def backtest_policies() -> tuple[str, ...]:
+    """Return every registered policy, the baseline and the offline bound first.
+
+    Read from the registry each time, so a policy registered later appears here, in the CLI
+    and in the report without further changes.
+    """
+    return ("run-now", "oracle", *(p for p in policy_names(offline=True) if p not in ("run-now", "oracle")))
 
 
 class BacktestError(ValueError):
@@ -134,7 +140,7 @@ def run_backtest(
     max_delay: timedelta,
     arrival_every: timedelta,
     forecast: ForecastModel,
-    policies: Sequence[str] = BACKTEST_POLICIES,
+    policies: Sequence[str] | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     forecast_horizon: timedelta = timedelta(hours=48),
@@ -161,9 +167,11 @@ def run_backtest(
             raise BacktestError(f"{name} must be longer than zero, got {value}")
     if max_delay < timedelta(0):
         raise BacktestError(f"--max-delay must be zero or more, got {max_delay}")
-    unknown = [p for p in policies if p not in BACKTEST_POLICIES]
+    known = backtest_policies()
+    policies = known if policies is None else policies
+    unknown = [p for p in policies if p not in known]
     if unknown:
-        raise BacktestError(f"unknown policy {unknown[0]!r}; use one of: {', '.join(BACKTEST_POLICIES)}")
+        raise BacktestError(f"unknown policy {unknown[0]!r}; use one of: {', '.join(known)}")
     # Every figure is measured against run-now (reduction) and oracle (fraction of oracle),
     # so those two always run.
     policies = list(dict.fromkeys(["run-now", "oracle", *policies]))
@@ -201,17 +209,18 @@ def run_backtest(
 
     def run(policy: str, arrival: datetime) -> JobOutcome:
         latest = arrival + max_delay
-        if policy == "oracle":
+        rule = get_policy(policy)
+        if rule.offline:  # plans on what really happened
             choice = plan(candidates, oracle_model.all(zones, arrival, latest + job_duration), now=arrival,
-                          duration=job_duration, latest_start=latest).chosen
+                          duration=job_duration, latest_start=latest, policy=policy).chosen
             return _charge(actuals, arrival, choice, job_duration)
-        pool = home_only if policy in ("run-now", "rolling-window", "next-hour-window") else candidates
+        pool = candidates if rule.spatial else home_only
         forecasts = {c.zone: forecast.forecast(c.zone, arrival, forecast_horizon) for c in pool}
         decision = plan(pool, forecasts, now=arrival, duration=job_duration, latest_start=latest,
                         policy=policy, threshold_pct=threshold_pct, min_saving_pct=min_saving_pct)
         choice = decision.chosen
         replans = 0
-        if policy == "carbon-aware":
+        if rule.replans:
             now = arrival
             while choice.start > now:
                 next_refresh = now + refresh

@@ -35,20 +35,22 @@ Hysteresis
 Ties
     Options within a relative 1e-9 of each other are equal; among equals the earlier start
     wins, then the candidate declared first.
+
+Policies
+    What is chosen from the options is the policy's: see :mod:`airflow_carbon_provider.core.policies`.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from itertools import accumulate
-from operator import mul, sub
 from typing import Any
 
+from airflow_carbon_provider.core.policies import PlanContext, get_policy, policy_names
 from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, check_same_kind, ensure_utc
+from airflow_carbon_provider.core.windows import Candidate, Option, PlanningError, Zone
 
 __all__ = [
     "POLICIES",
@@ -60,58 +62,9 @@ __all__ = [
 ]
 
 UTC = timezone.utc
-POLICIES = ("carbon-aware", "rolling-window", "next-hour-window", "greenest-now", "threshold", "run-now")
+#: The policies a task may use (the registry's online ones; the backtest adds ``oracle``).
+POLICIES = policy_names()
 BEYOND_HORIZON = ("exclude", "persist")
-_TIE = 1e-9
-
-
-class PlanningError(ValueError):
-    """Raised when a plan cannot be made from the inputs given; the message says which input."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """Somewhere the job can run: a cluster (connection id) drawing power from ``zone``.
-
-    :param cluster_id: the Kubernetes connection id (or any name the caller uses).
-    :param zone: the grid zone whose forecast applies.
-    :param capacity: at most this many planned jobs may overlap on this candidate (``None``:
-        unlimited); see ``busy`` in :func:`plan`.
-    """
-
-    cluster_id: str
-    zone: str
-    capacity: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.cluster_id or not isinstance(self.cluster_id, str):
-            raise PlanningError(f"candidate cluster_id must be a non-empty string, got {self.cluster_id!r}")
-        if not self.zone or not isinstance(self.zone, str):
-            raise PlanningError(
-                f"candidate {self.cluster_id}: zone must be a grid zone key such as 'DE', got {self.zone!r}"
-            )
-        if self.capacity is not None and (not isinstance(self.capacity, int) or self.capacity < 1):
-            raise PlanningError(
-                f"candidate {self.cluster_id}: capacity must be a positive integer or None, got {self.capacity!r}"
-            )
-
-
-@dataclass(frozen=True)
-class Option:
-    """One candidate at one start time, with the forecast mean intensity over the run."""
-
-    candidate: Candidate
-    start: datetime
-    mean_intensity: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-safe dict."""
-        return {
-            "cluster": self.candidate.cluster_id,
-            "zone": self.candidate.zone,
-            "start": _iso(self.start),
-            "mean_intensity": round(self.mean_intensity, 3),
-        }
 
 
 @dataclass(frozen=True)
@@ -179,115 +132,6 @@ def _dt(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-class _Zone:
-    """Prefix sums of one forecast, extended by persistence beyond its end.
-
-    Unknown intervals (gaps) hold the last known value in ``v`` and ``c``, which is what
-    starting now is scored with; ``u`` sums the unknown seconds, so that :meth:`known` can
-    tell whether a run overlaps a gap.
-    """
-
-    __slots__ = ("b", "c", "end", "gap", "n", "u", "uniform", "v")
-
-    b: Sequence[float]
-    v: Sequence[float]
-    c: list[float]
-    u: list[float] | None
-    gap: list[bool] | None
-    uniform: float
-
-    def __init__(self, series: IntensitySeries) -> None:
-        memo: Any = series._derived.get("planner")
-        if memo is None:
-            b, v = series.bounds, series.values
-            gap = u = None
-            # map() over operator functions keeps these two passes in C.
-            steps = list(map(sub, b[1:], b[:-1]))
-            if series.has_gaps:
-                gap = [x != x for x in v]
-                held: list[float] = []
-                for x in v:
-                    held.append(held[-1] if x != x else x)
-                v = held
-                u = list(accumulate((st if g else 0.0 for st, g in zip(steps, gap)), initial=0.0))
-            c = list(accumulate(map(mul, v, steps), initial=0.0))
-            n = len(v)
-            # The first and last intervals are often clipped (a forecast starting now, a
-            # horizon cut mid-interval); the interior decides whether the grid is uniform.
-            step = steps[1] if n > 2 else 0.0
-            uniform = step if n > 2 and steps[1:-1].count(step) == n - 2 else 0.0
-            memo = (c, uniform, v, u, gap)
-            series._derived["planner"] = memo
-        self.b = series.bounds
-        self.c, self.uniform, self.v, self.u, self.gap = memo
-        self.n = len(self.v)
-        self.end = self.b[-1]
-
-    def _unknown(self, t: float) -> float:
-        """Return the unknown seconds from the series start to ``t`` (none past the end)."""
-        assert self.u is not None and self.gap is not None
-        if t >= self.end:
-            return self.u[-1]
-        i = bisect_right(self.b, t) - 1
-        return self.u[i] + (t - self.b[i] if self.gap[i] else 0.0)
-
-    def known(self, start: float, end: float) -> bool:
-        """Return whether ``[start, end)`` overlaps no gap."""
-        return self.u is None or self._unknown(end) - self._unknown(start) <= 0.0
-
-    def cum(self, t: float) -> float:
-        """Return the integral from the series start to ``t`` (persistence past the end)."""
-        b = self.b
-        if t >= self.end:
-            return self.c[-1] + self.v[-1] * (t - self.end)
-        i = bisect_right(b, t) - 1
-        return self.c[i] + self.v[i] * (t - b[i])
-
-    def value_at(self, t: float) -> float:
-        """Return the value in force at ``t`` (the last value past the end)."""
-        if t >= self.end:
-            return self.v[-1]
-        return self.v[bisect_right(self.b, t) - 1]
-
-    def best(self, lo: float, hi: float, dur: float) -> tuple[float, float]:
-        """Return ``(integral, start)`` of the lowest-emission start in ``[lo, hi]``, earliest on ties."""
-        b, c, n, cum = self.b, self.c, self.n, self.cum
-        starts = [lo]
-        scores = [cum(lo + dur) - cum(lo)]
-        if hi > lo:
-            ratio = dur / self.uniform if self.uniform else 0.5
-            on_grid = ratio == int(ratio)
-            k = int(ratio)
-            # Starts on a boundary strictly inside (lo, hi).
-            i0, i1 = bisect_right(b, lo), bisect_left(b, hi)
-            if i1 > i0:
-                # On a uniform grid a run from boundary i ends on boundary i + k: its integral
-                # is a difference of two prefix sums, no search needed. Boundaries 1..n-1 are
-                # on the grid; runs ending in the last (possibly clipped) interval are not.
-                split = max(i0, min(i1, n - k)) if on_grid else i0
-                scores.extend(cj - ci for ci, cj in zip(c[i0:split], c[i0 + k : split + k]))
-                scores.extend(cum(b[i] + dur) - c[i] for i in range(split, i1))
-                starts.extend(b[i0:i1])
-            # Starts whose run ends on a boundary strictly inside (lo + dur, hi + dur). On the
-            # grid these are boundary starts already, except runs that begin in the first interval.
-            j0, j1 = bisect_right(b, lo + dur), bisect_left(b, hi + dur)
-            if on_grid:
-                j1 = min(j1, i0 + k)
-            for j in range(j0, j1):
-                s = b[j] - dur
-                starts.append(s)
-                scores.append(c[j] - cum(s))
-            starts.append(hi)
-            scores.append(cum(hi + dur) - cum(hi))
-        if self.u is not None:  # a run over a gap is not an option; starting now (lo) always is
-            known = self.known
-            scores = [sc if s == lo or known(s, s + dur) else math.inf for s, sc in zip(starts, scores)]
-        best = min(scores)
-        limit = best + _TIE * max(1.0, abs(best))
-        start = min(s for s, sc in zip(starts, scores) if sc <= limit)
-        return scores[starts.index(start)], start
-
-
 def plan(
     candidates: Sequence[Candidate],
     forecasts: Mapping[str, IntensitySeries],
@@ -312,7 +156,7 @@ def plan(
     :param duration: how long the job runs.
     :param latest_start: the last allowed start (deadline minus duration, or arrival plus
         maximum delay); if it is before ``now`` the job starts now.
-    :param policy: one of :data:`POLICIES` (see the module docs and DESIGN.md).
+    :param policy: the name of a registered policy (:mod:`airflow_carbon_provider.core.policies`).
     :param min_saving_pct: hysteresis (``carbon-aware`` only), relative: percent the best
         option must beat the incumbent by.
     :param min_saving_abs: hysteresis, absolute: gCO2eq/kWh the best option must beat the
@@ -328,8 +172,7 @@ def plan(
     :param beyond_horizon: ``"exclude"`` or ``"persist"``; see the module docs.
     :param allow_mixed_signals: accept average and marginal forecasts in one comparison.
     """
-    if policy not in POLICIES:
-        raise PlanningError(f"policy {policy!r} is unknown; use one of: {', '.join(POLICIES)}")
+    chosen_policy = get_policy(policy)
     if beyond_horizon not in BEYOND_HORIZON:
         raise PlanningError(f"beyond_horizon {beyond_horizon!r} is unknown; use 'exclude' or 'persist'")
     if not candidates:
@@ -343,12 +186,9 @@ def plan(
     now = ensure_utc(now, "now")
     latest_start = ensure_utc(latest_start, "latest_start")
     home = candidates[0]
-    if policy in ("rolling-window", "next-hour-window", "run-now"):
-        pool: Sequence[Candidate] = [home]
-    else:
-        pool = candidates
+    pool: Sequence[Candidate] = candidates if chosen_policy.spatial else [home]
 
-    zones: dict[str, _Zone] = {}
+    zones: dict[str, Zone] = {}
     used = []
     for cand in pool:
         if cand.zone in zones:
@@ -364,7 +204,7 @@ def plan(
                 f"the forecast for zone {cand.zone} covers {series.start.isoformat()} to "
                 f"{series.end.isoformat()}, not now ({now.isoformat()}); fetch a current forecast"
             )
-        zones[cand.zone] = _Zone(series)
+        zones[cand.zone] = Zone(series)
         used.append(series)
     signal = check_same_kind(used, allow_mixed=allow_mixed_signals)
 
@@ -374,205 +214,10 @@ def plan(
     busy_list = [(c, ensure_utc(s, "busy start").timestamp(), ensure_utc(e, "busy end").timestamp())
                  for c, s, e in busy]
 
-    def mean(z: _Zone, start: float) -> float:
-        return (z.cum(start + dur) - z.cum(start)) / dur
-
-    baseline = Option(home, now, mean(zones[home.zone], t_now))
+    baseline = Option(home, now, (zones[home.zone].cum(t_now + dur) - zones[home.zone].cum(t_now)) / dur)
     horizon_limited = any(z.end < t_latest + dur for z in zones.values())
-
-    options: list[Option] = []
-    if policy == "run-now":
-        chosen = baseline
-        reason = "policy run-now: start now on the home cluster"
-    elif policy in ("greenest-now", "threshold"):
-        room = [c for c in pool if _fits(t_now, dur, [(s, e) for k, s, e in busy_list if k == c.cluster_id],
-                                        c.capacity)]
-        pool = room or [home]
-        current = {c.zone: zones[c.zone].value_at(t_now) for c in pool}
-        options = [Option(c, now, mean(zones[c.zone], t_now)) for c in pool]
-        order = sorted(range(len(pool)), key=lambda i: (current[pool[i].zone], i))
-        greenest = options[order[0]]
-        if policy == "greenest-now":
-            chosen = greenest
-            reason = (
-                f"policy greenest-now: {greenest.candidate.cluster_id} ({greenest.candidate.zone}) has the "
-                f"lowest current intensity, {current[greenest.candidate.zone]:.0f} g/kWh"
-            )
-        else:
-            home_now = current[home.zone]
-            green_now = current[greenest.candidate.zone]
-            if home_now > green_now * (1 + threshold_pct / 100.0):
-                chosen = greenest
-                reason = (
-                    f"policy threshold: home {home.zone} at {home_now:.0f} g/kWh exceeds "
-                    f"{greenest.candidate.zone} at {green_now:.0f} by more than {threshold_pct:g} %"
-                )
-            else:
-                chosen = baseline
-                reason = (
-                    f"policy threshold: home {home.zone} at {home_now:.0f} g/kWh is within "
-                    f"{threshold_pct:g} % of the greenest zone; stay home"
-                )
-    else:
-        options = _best_options(policy, pool, zones, t_now, t_latest, dur, beyond_horizon, busy_list)
-        if not options:
-            reason = (
-                f"{policy}: every candidate is at capacity for the whole window; starting now on the "
-                f"home cluster {home.cluster_id} rather than missing the deadline"
-            )
-            return Plan(policy, now, _dt(t_latest), duration, baseline, baseline, (), signal, reason,
-                        horizon_limited)
-        best = min(options, key=lambda o: o.mean_intensity)
-        limit = best.mean_intensity * (1 + _TIE) + _TIE
-        best = min(
-            (o for o in options if o.mean_intensity <= limit),
-            key=lambda o: (o.start, pool.index(o.candidate)),
-        )
-        if policy != "carbon-aware":  # the peers' rules: their best, no hysteresis
-            reason = _explain(policy, best, baseline, False, False, 0.0, 0.0, 0.0, 0.0, now)
-            return Plan(policy, now, _dt(t_latest), duration, best, baseline, tuple(options), signal, reason,
-                        horizon_limited)
-        if incumbent is not None and incumbent.candidate.zone in zones:
-            start_t = max(incumbent.start, now).timestamp()
-            if start_t > t_now and not zones[incumbent.candidate.zone].known(start_t, start_t + dur):
-                incumbent = None  # its run now crosses a gap in the forecast: plan afresh
-        base = incumbent if incumbent is not None else baseline
-        if incumbent is not None:
-            start = max(incumbent.start, now)
-            zone = zones.get(incumbent.candidate.zone)
-            if zone is None:
-                raise PlanningError(
-                    f"incumbent zone {incumbent.candidate.zone!r} has no forecast; pass it in forecasts"
-                )
-            base = Option(incumbent.candidate, start, mean(zone, start.timestamp()))
-        gain = base.mean_intensity - best.mean_intensity
-        gain_pct = 100.0 * gain / base.mean_intensity if base.mean_intensity > 0 else 0.0
-        if (best.candidate, best.start) == (base.candidate, base.start):
-            chosen, kept = base, incumbent is not None
-        elif gain > _TIE * max(1.0, base.mean_intensity) and gain_pct >= min_saving_pct and gain >= min_saving_abs:
-            chosen, kept = best, False
-        else:
-            chosen, kept = base, True
-        reason = _explain(policy, chosen, baseline, kept, incumbent is not None, gain, gain_pct,
-                          min_saving_pct, min_saving_abs, now)
-        return Plan(policy, now, _dt(t_latest), duration, chosen, baseline, tuple(options), signal, reason,
-                    horizon_limited, kept and incumbent is not None)
-    return Plan(policy, now, _dt(t_latest), duration, chosen, baseline, tuple(options), signal, reason,
-                horizon_limited)
-
-
-def _best_options(
-    policy: str,
-    pool: Sequence[Candidate],
-    zones: Mapping[str, _Zone],
-    t_now: float,
-    t_latest: float,
-    dur: float,
-    beyond_horizon: str,
-    busy: list[tuple[str, float, float]],
-) -> list[Option]:
-    """Return the best option per candidate under ``policy`` (starting now is always allowed)."""
-    per_zone: dict[str, tuple[float, float]] = {}
-    options = []
-    for cand in pool:
-        z = zones[cand.zone]
-        hi = t_latest if beyond_horizon == "persist" else min(t_latest, z.end - dur)
-        hi = max(hi, t_now)
-        mine = [(s, e) for c, s, e in busy if c == cand.cluster_id] if cand.capacity else []
-        if policy == "next-hour-window":
-            first = math.ceil(t_now / 3600.0) * 3600.0
-            starts = [first + 3600.0 * k for k in range(int((hi - first) // 3600.0) + 1)] if first <= hi else []
-            starts = [s for s in starts if _fits(s, dur, mine, cand.capacity) and (s == t_now or z.known(s, s + dur))]
-            if not starts:  # no full hour left (or all full): start now, if there is room
-                if not _fits(t_now, dur, mine, cand.capacity):
-                    continue
-                starts = [t_now]
-            scored = [(z.cum(s + dur) - z.cum(s), s) for s in starts]
-            best_score = min(sc for sc, _ in scored)
-            limit = best_score + _TIE * max(1.0, abs(best_score))
-            score, start = min((s, sc) for sc, s in scored if sc <= limit)[::-1]
-        elif mine:
-            found = _best_with_capacity(z, t_now, hi, dur, mine, cand.capacity)
-            if found is None:  # full for the whole window: not an option
-                continue
-            score, start = found
-        else:
-            if cand.zone not in per_zone:
-                per_zone[cand.zone] = z.best(t_now, hi, dur)
-            score, start = per_zone[cand.zone]
-        options.append(Option(cand, _dt(start), score / dur))
-    return options
-
-
-def _fits(start: float, dur: float, busy: list[tuple[float, float]], capacity: int | None) -> bool:
-    if not capacity:
-        return True
-    overlapping = sum(1 for s, e in busy if s < start + dur and start < e)
-    return overlapping < capacity
-
-
-def _best_with_capacity(
-    z: _Zone, lo: float, hi: float, dur: float, busy: list[tuple[float, float]], capacity: int | None
-) -> tuple[float, float] | None:
-    """Like :meth:`_Zone.best` but skipping starts where the candidate is full; None if always full."""
-    # Feasibility changes only where a start or end of the run meets a busy job's start or end,
-    # so those instants join the usual candidate starts.
-    extra = {lo, hi}
-    for s, e in busy:
-        for t in (s, e, s - dur, e - dur):
-            if lo <= t <= hi:
-                extra.add(t)
-    b = z.b
-    for t in b:
-        if lo <= t <= hi:
-            extra.add(t)
-        if lo <= t - dur <= hi:
-            extra.add(t - dur)
-    feasible = sorted(t for t in extra if _fits(t, dur, busy, capacity) and (t == lo or z.known(t, t + dur)))
-    if not feasible:
-        return None
-    scored = [(z.cum(t + dur) - z.cum(t), t) for t in feasible]
-    best = min(sc for sc, _ in scored)
-    limit = best + _TIE * max(1.0, abs(best))
-    return next((sc, t) for sc, t in scored if sc <= limit)
-
-
-def _explain(
-    policy: str,
-    chosen: Option,
-    baseline: Option,
-    kept: bool,
-    replanning: bool,
-    gain: float,
-    gain_pct: float,
-    min_pct: float,
-    min_abs: float,
-    now: datetime,
-) -> str:
-    wait = chosen.start - now
-    where = f"{chosen.candidate.cluster_id} ({chosen.candidate.zone})"
-    when = "now" if wait <= timedelta(0) else f"in {_human(wait)} at {_iso(chosen.start)}"
-    saving = (
-        100.0 * (baseline.mean_intensity - chosen.mean_intensity) / baseline.mean_intensity
-        if baseline.mean_intensity > 0
-        else 0.0
-    )
-    sentence = (
-        f"{policy}: start {when} on {where}, expected {chosen.mean_intensity:.0f} g/kWh against "
-        f"{baseline.mean_intensity:.0f} g/kWh at home now ({saving:.1f} % lower)"
-    )
-    if kept and gain > 0:
-        what = "the current plan" if replanning else "running now at home"
-        sentence += (
-            f"; kept {what} because the best alternative saves only {gain_pct:.1f} % / {gain:.0f} g/kWh "
-            f"(below min_saving {min_pct:g} % / {min_abs:g} g/kWh)"
-        )
-    return sentence
-
-
-def _human(delta: timedelta) -> str:
-    minutes = int(round(delta.total_seconds() / 60))
-    hours, minutes = divmod(minutes, 60)
-    if hours and minutes:
-        return f"{hours} h {minutes} min"
-    return f"{hours} h" if hours else f"{minutes} min"
+    context = PlanContext(pool, home, zones, baseline, now, t_now, t_latest, dur, beyond_horizon, busy_list,
+                          threshold_pct, min_saving_pct, min_saving_abs, incumbent)
+    choice = chosen_policy.choose(context)
+    return Plan(policy, now, _dt(t_latest), duration, choice.chosen, baseline, choice.options, signal, choice.reason,
+                horizon_limited, choice.kept_incumbent)

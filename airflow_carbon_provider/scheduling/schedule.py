@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow_carbon_provider.core.durations import format_duration, parse_duration
 from airflow_carbon_provider.core.planner import POLICIES, Candidate
+from airflow_carbon_provider.core.policies import policy_names
 from airflow_carbon_provider.core.signals import IntensitySeries
 from airflow_carbon_provider.exceptions import CarbonDataError
 from airflow_carbon_provider.scheduling.candidates import (
@@ -42,6 +43,11 @@ UTC = timezone.utc
 MAX_SPAN = timedelta(days=366)
 #: The defer timeout is a backstop after the latest start; the trigger itself fires at it.
 DEFER_GRACE = timedelta(minutes=10)
+
+
+def backtest_only() -> set[str]:
+    """Return the registered policies a task cannot use (they plan on the realised series)."""
+    return set(policy_names(offline=True)) - set(policy_names())
 
 
 def utcnow() -> datetime:
@@ -139,6 +145,9 @@ class CarbonSchedule:
         if isinstance(deadline, datetime):
             _instant(deadline, "deadline")
         if policy not in POLICIES:
+            if policy in backtest_only():
+                raise ScheduleConfigError(f"policy {policy!r} plans on what really happened and exists only in the "
+                                          f"backtest; use one of: {', '.join(POLICIES)}")
             raise ScheduleConfigError(f"policy {policy!r} is unknown; use one of: {', '.join(POLICIES)}")
         self.policy = policy
         for name, value in (("min_saving_pct", min_saving_pct), ("min_saving_abs", min_saving_abs)):

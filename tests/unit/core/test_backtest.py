@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from airflow_carbon_provider.core.backtest import BACKTEST_POLICIES, BacktestError, run_backtest
+from airflow_carbon_provider.core.backtest import BacktestError, backtest_policies, run_backtest
 from airflow_carbon_provider.core.forecast import NoisyForecast, PerfectForecast
 from airflow_carbon_provider.core.traces import bundled_trace_path, read_trace
 from tests.conftest import utc
@@ -29,7 +29,7 @@ def test_perfect_forecast_carbon_aware_matches_oracle_and_nobody_misses(zones, h
     s = result.summaries
     assert s["carbon-aware"].mean_intensity <= s["oracle"].mean_intensity * 1.005
     assert s["oracle"].mean_intensity <= s["run-now"].mean_intensity
-    for policy in BACKTEST_POLICIES:
+    for policy in backtest_policies():
         assert s[policy].deadline_misses == 0, policy
         assert s[policy].max_delay_h <= 24
     # Every outcome really is charged the actuals over its run.

@@ -1,0 +1,336 @@
+"""The planner's policies as objects, in one registry that the planner, the backtest and the CLI read.
+
+A policy is a class: its name, a one-line summary, what it may do (move to another candidate,
+re-plan while waiting) and :meth:`Policy.choose`, which picks an option from the prepared
+:class:`PlanContext`. :func:`register` adds it; :func:`get_policy` finds it by name. A new
+policy is one class here (or anywhere, registered) and one test.
+
+``oracle`` is *offline*: it plans on the realised series, so it exists for the backtest (the
+bound every other policy is measured against), never for a task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import ClassVar, TypeVar
+
+from airflow_carbon_provider.core.windows import (
+    TIE,
+    Candidate,
+    Option,
+    PlanningError,
+    Zone,
+    best_options,
+    fits,
+)
+
+__all__ = [
+    "CarbonAware",
+    "Choice",
+    "GreenestNow",
+    "NextHourWindow",
+    "Oracle",
+    "PlanContext",
+    "Policy",
+    "RollingWindow",
+    "RunNow",
+    "Threshold",
+    "get_policy",
+    "policy_names",
+    "register",
+]
+
+UTC = timezone.utc
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What a policy chooses from: the candidates it may use, their forecasts and the window.
+
+    ``pool`` is every candidate for a spatial policy and the home candidate alone otherwise;
+    ``zones`` holds each pool zone's forecast; times ``t_*`` are epoch seconds and ``dur`` the
+    run's length in seconds; ``baseline`` is running now at home.
+    """
+
+    pool: Sequence[Candidate]
+    home: Candidate
+    zones: Mapping[str, Zone]
+    baseline: Option
+    now: datetime
+    t_now: float
+    t_latest: float
+    dur: float
+    beyond_horizon: str
+    busy: list[tuple[str, float, float]]
+    threshold_pct: float
+    min_saving_pct: float
+    min_saving_abs: float
+    incumbent: Option | None
+
+    def mean(self, zone: Zone, start: float) -> float:
+        """Return the forecast mean intensity of a run from ``start`` (epoch seconds) in ``zone``."""
+        return (zone.cum(start + self.dur) - zone.cum(start)) / self.dur
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A policy's answer: the chosen option, each candidate's best option, and why."""
+
+    chosen: Option
+    options: tuple[Option, ...]
+    reason: str
+    kept_incumbent: bool = False
+
+
+class Policy:
+    """A rule that chooses where and when a job runs. Subclass, set the attributes, :func:`register`."""
+
+    #: The name users give (``policy="..."``, ``--policy ...``).
+    name: ClassVar[str]
+    #: One line for help texts and docs.
+    summary: ClassVar[str]
+    #: Whether it may choose a candidate other than home (else it sees home only).
+    spatial: ClassVar[bool] = True
+    #: Whether a waiting job re-plans at each forecast refresh (the backtest replays that).
+    replans: ClassVar[bool] = False
+    #: Whether it plans on the realised series: a bound for the backtest, never run by a task.
+    offline: ClassVar[bool] = False
+
+    def choose(self, ctx: PlanContext) -> Choice:
+        """Return the option this policy chooses in ``ctx``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<policy {self.name}>"
+
+
+_REGISTRY: dict[str, Policy] = {}
+P = TypeVar("P", bound=type[Policy])
+
+
+def register(cls: P) -> P:
+    """Add a policy class to the registry (a class decorator); its name must be new."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"a policy named {cls.name!r} is registered already")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_policy(name: str) -> Policy:
+    """Return the registered policy ``name``; :class:`PlanningError` names the known ones otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise PlanningError(f"policy {name!r} is unknown; use one of: {', '.join(policy_names())}") from None
+
+
+def policy_names(*, offline: bool = False) -> tuple[str, ...]:
+    """Return the registered policy names in registration order; with ``offline``, backtest-only ones too."""
+    return tuple(name for name, p in _REGISTRY.items() if offline or not p.offline)
+
+
+# -- the policies --------------------------------------------------------------------------
+
+
+class _Window(Policy):
+    """The lowest-mean run among the allowed starts up to the latest start, without hysteresis."""
+
+    hourly: ClassVar[bool] = False
+
+    def options(self, ctx: PlanContext) -> list[Option]:
+        return best_options(ctx.pool, ctx.zones, ctx.t_now, ctx.t_latest, ctx.dur, ctx.beyond_horizon, ctx.busy,
+                            hourly=self.hourly)
+
+    def best(self, ctx: PlanContext, options: list[Option]) -> Option:
+        """Return the lowest-mean option; among equals the earlier start, then the earlier candidate."""
+        lowest = min(o.mean_intensity for o in options)
+        limit = lowest * (1 + TIE) + TIE
+        return min((o for o in options if o.mean_intensity <= limit),
+                   key=lambda o: (o.start, list(ctx.pool).index(o.candidate)))
+
+    def choose(self, ctx: PlanContext) -> Choice:
+        options = self.options(ctx)
+        if not options:
+            return _all_full(self.name, ctx)
+        best = self.best(ctx, options)
+        return Choice(best, tuple(options), _explain(self.name, best, ctx.baseline, False, False, 0.0, 0.0, 0.0, 0.0,
+                                                    ctx.now))
+
+
+@register
+class CarbonAware(_Window):
+    """Joint choice of cluster and start, kept unless a better one beats it by the hysteresis margin."""
+
+    name = "carbon-aware"
+    summary = "the cleanest cluster and start before the latest start, with hysteresis (the operator's default)"
+    replans = True
+
+    def choose(self, ctx: PlanContext) -> Choice:
+        options = self.options(ctx)
+        if not options:
+            return _all_full(self.name, ctx)
+        best = self.best(ctx, options)
+        incumbent = ctx.incumbent
+        if incumbent is not None and incumbent.candidate.zone in ctx.zones:
+            start_t = max(incumbent.start, ctx.now).timestamp()
+            if start_t > ctx.t_now and not ctx.zones[incumbent.candidate.zone].known(start_t, start_t + ctx.dur):
+                incumbent = None  # its run now crosses a gap in the forecast: plan afresh
+        base = ctx.baseline
+        if incumbent is not None:
+            start = max(incumbent.start, ctx.now)
+            zone = ctx.zones.get(incumbent.candidate.zone)
+            if zone is None:
+                raise PlanningError(f"incumbent zone {incumbent.candidate.zone!r} has no forecast; pass it in forecasts")
+            base = Option(incumbent.candidate, start, ctx.mean(zone, start.timestamp()))
+        gain = base.mean_intensity - best.mean_intensity
+        gain_pct = 100.0 * gain / base.mean_intensity if base.mean_intensity > 0 else 0.0
+        if (best.candidate, best.start) == (base.candidate, base.start):
+            chosen, kept = base, incumbent is not None
+        elif gain > TIE * max(1.0, base.mean_intensity) and gain_pct >= ctx.min_saving_pct \
+                and gain >= ctx.min_saving_abs:
+            chosen, kept = best, False
+        else:
+            chosen, kept = base, True
+        reason = _explain(self.name, chosen, ctx.baseline, kept, incumbent is not None, gain, gain_pct,
+                          ctx.min_saving_pct, ctx.min_saving_abs, ctx.now)
+        return Choice(chosen, tuple(options), reason, kept and incumbent is not None)
+
+
+@register
+class RollingWindow(_Window):
+    """Time-shifting only: the cleanest start at home (the Carbon Aware SDK's rolling window)."""
+
+    name = "rolling-window"
+    summary = "the cleanest start at home (time-shifting only)"
+    spatial = False
+
+
+@register
+class NextHourWindow(_Window):
+    """Time-shifting on the hour only, at home."""
+
+    name = "next-hour-window"
+    summary = "the cleanest start on the hour at home"
+    spatial = False
+    hourly = True
+
+
+@register
+class GreenestNow(Policy):
+    """Space-shifting only: now, on the candidate with the lowest current intensity."""
+
+    name = "greenest-now"
+    summary = "start now on the cluster with the lowest current intensity (space-shifting only)"
+
+    def choose(self, ctx: PlanContext) -> Choice:
+        options, current, greenest = _now_options(ctx)
+        reason = (f"policy greenest-now: {greenest.candidate.cluster_id} ({greenest.candidate.zone}) has the "
+                  f"lowest current intensity, {current[greenest.candidate.zone]:.0f} g/kWh")
+        return Choice(greenest, tuple(options), reason)
+
+
+@register
+class Threshold(Policy):
+    """Now; move to the greenest candidate only when home is more than ``threshold_pct`` dirtier."""
+
+    name = "threshold"
+    summary = "start now; move only when home is more than threshold_pct dirtier than the greenest cluster"
+
+    def choose(self, ctx: PlanContext) -> Choice:
+        options, current, greenest = _now_options(ctx)
+        home_now, green_now = current[ctx.home.zone], current[greenest.candidate.zone]
+        if home_now > green_now * (1 + ctx.threshold_pct / 100.0):
+            return Choice(greenest, tuple(options), (
+                f"policy threshold: home {ctx.home.zone} at {home_now:.0f} g/kWh exceeds "
+                f"{greenest.candidate.zone} at {green_now:.0f} by more than {ctx.threshold_pct:g} %"))
+        return Choice(ctx.baseline, tuple(options), (
+            f"policy threshold: home {ctx.home.zone} at {home_now:.0f} g/kWh is within "
+            f"{ctx.threshold_pct:g} % of the greenest zone; stay home"))
+
+
+@register
+class RunNow(Policy):
+    """The baseline: now, at home."""
+
+    name = "run-now"
+    summary = "start now on the home cluster (the baseline)"
+    spatial = False
+
+    def choose(self, ctx: PlanContext) -> Choice:
+        return Choice(ctx.baseline, (), "policy run-now: start now on the home cluster")
+
+
+@register
+class Oracle(_Window):
+    """The offline bound: the best cluster and start on the realised series (backtest only)."""
+
+    name = "oracle"
+    summary = "the best cluster and start on the realised intensities (an offline bound; backtest only)"
+    offline = True
+
+
+# -- shared helpers -------------------------------------------------------------------------
+
+
+def _now_options(ctx: PlanContext) -> tuple[list[Option], dict[str, float], Option]:
+    """Return each candidate with room now started now, the current values, and the greenest."""
+    room = [c for c in ctx.pool
+            if fits(ctx.t_now, ctx.dur, [(s, e) for k, s, e in ctx.busy if k == c.cluster_id], c.capacity)]
+    pool = room or [ctx.home]
+    current = {c.zone: ctx.zones[c.zone].value_at(ctx.t_now) for c in pool}
+    options = [Option(c, ctx.now, ctx.mean(ctx.zones[c.zone], ctx.t_now)) for c in pool]
+    order = sorted(range(len(pool)), key=lambda i: (current[pool[i].zone], i))
+    return options, current, options[order[0]]
+
+
+def _all_full(name: str, ctx: PlanContext) -> Choice:
+    return Choice(ctx.baseline, (), (
+        f"{name}: every candidate is at capacity for the whole window; starting now on the "
+        f"home cluster {ctx.home.cluster_id} rather than missing the deadline"))
+
+
+def _explain(
+    policy: str,
+    chosen: Option,
+    baseline: Option,
+    kept: bool,
+    replanning: bool,
+    gain: float,
+    gain_pct: float,
+    min_pct: float,
+    min_abs: float,
+    now: datetime,
+) -> str:
+    wait = chosen.start - now
+    where = f"{chosen.candidate.cluster_id} ({chosen.candidate.zone})"
+    when = "now" if wait <= timedelta(0) else f"in {_human(wait)} at {_iso(chosen.start)}"
+    saving = (
+        100.0 * (baseline.mean_intensity - chosen.mean_intensity) / baseline.mean_intensity
+        if baseline.mean_intensity > 0
+        else 0.0
+    )
+    sentence = (
+        f"{policy}: start {when} on {where}, expected {chosen.mean_intensity:.0f} g/kWh against "
+        f"{baseline.mean_intensity:.0f} g/kWh at home now ({saving:.1f} % lower)"
+    )
+    if kept and gain > 0:
+        what = "the current plan" if replanning else "running now at home"
+        sentence += (
+            f"; kept {what} because the best alternative saves only {gain_pct:.1f} % / {gain:.0f} g/kWh "
+            f"(below min_saving {min_pct:g} % / {min_abs:g} g/kWh)"
+        )
+    return sentence
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _human(delta: timedelta) -> str:
+    minutes = int(round(delta.total_seconds() / 60))
+    hours, minutes = divmod(minutes, 60)
+    if hours and minutes:
+        return f"{hours} h {minutes} min"
+    return f"{hours} h" if hours else f"{minutes} min"
