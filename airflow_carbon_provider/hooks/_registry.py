@@ -25,14 +25,11 @@ from airflow.sdk import BaseHook
 
 from airflow_carbon_provider.exceptions import CarbonConfigError
 from airflow_carbon_provider.hooks import HOOK_CLASSES
+from airflow_carbon_provider.hooks._compat import is_connection_not_found
 
 __all__ = ["acarbon_hook", "carbon_hook", "read_connection_extras"]
 
 TRACE_DEFAULT = "carbontrace_default"
-
-
-def _not_found(exc: Exception) -> bool:
-    return type(exc).__name__ in ("AirflowNotFoundException", "ConnectionNotFound") or "isn't defined" in str(exc)
 
 
 def _hook_for_type(conn_id: str, conn_type: str | None, clock: Callable[[], datetime] | None = None) -> Any:
@@ -104,7 +101,7 @@ def _without_connection(conn_id: str, clock: Callable[[], datetime] | None, exc:
     (the demo and the tests define it); otherwise the task falls open and the reason names
     the fix.
     """
-    if not _not_found(exc):
+    if not is_connection_not_found(exc):
         raise exc
     if conn_id == TRACE_DEFAULT:
         raise CarbonConfigError(
@@ -162,7 +159,7 @@ def read_connection_extras(conn_id: str) -> dict[str, Any]:
     try:
         conn = BaseHook.get_connection(conn_id)
     except Exception as exc:
-        if _not_found(exc):
+        if is_connection_not_found(exc):
             raise CarbonConfigError(
                 f"Kubernetes connection {conn_id!r} is not defined; create it or set "
                 f"AIRFLOW_CONN_{conn_id.upper()}",
