@@ -87,6 +87,7 @@ class CarbonTraceHook(BaseCarbonHook):
         ),
     )
     hidden_fields = ("schema", "port", "host", "login", "password", "extra")
+    common_fields = ("max_staleness", "cache_ttl")  # a file has no request timeout and nothing to retry
 
     connection_optional = True
 
