@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, ensure_utc
+from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind
 from airflow_carbon_provider.exceptions import (
     CarbonAPIError,
     CarbonAuthError,
@@ -34,7 +34,14 @@ from airflow_carbon_provider.sources._http import (
     error_message,
     parse_retry_after,
 )
-from airflow_carbon_provider.sources._parsing import Point, Reader, format_iso, series_from_points
+from airflow_carbon_provider.sources._parsing import (
+    Point,
+    Reader,
+    format_iso,
+    join_series,
+    series_from_points,
+    split_range,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -141,11 +148,7 @@ def past_range_request(
 
 def past_range_chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
     """Split ``[start, end)`` into pieces the API accepts (10 days each at most)."""
-    start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
-    while start < end:
-        stop = min(start + PAST_RANGE_MAX, end)
-        yield start, stop
-        start = stop
+    return split_range(start, end, PAST_RANGE_MAX)
 
 
 def pick_horizon(needed: timedelta | None, default: int = 24) -> int:
@@ -267,21 +270,7 @@ def parse_past_range(body: Any, zone: str, options: EMOptions | None = None) -> 
 
 def join_pieces(zone: str, pieces: list[IntensitySeries]) -> IntensitySeries:
     """Join the series of consecutive range requests into one, under the null/gap rule."""
-    reader = Reader(PROVIDER, zone)
-    points = [
-        Point(iv.start, iv.value, end=iv.end, estimated=iv.estimated, field=f"data (request {n})")
-        for n, piece in enumerate(pieces)
-        for iv in piece.intervals
-    ]
-    return series_from_points(
-        reader,
-        points,
-        field="data",
-        zone=zone,
-        kind=SignalKind.AVERAGE,
-        resolution=timedelta(hours=1),
-        source=PROVIDER,
-    )
+    return join_series(pieces, provider=PROVIDER, resolution=timedelta(hours=1))
 
 
 @dataclass(frozen=True)

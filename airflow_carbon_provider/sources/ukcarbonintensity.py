@@ -28,7 +28,13 @@ from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, en
 from airflow_carbon_provider.exceptions import CarbonParseError, CarbonRequestError
 from airflow_carbon_provider.sources._flow import Flow, get_json
 from airflow_carbon_provider.sources._http import ApiRequest, path_segment
-from airflow_carbon_provider.sources._parsing import Point, Reader, series_from_points
+from airflow_carbon_provider.sources._parsing import (
+    Point,
+    Reader,
+    join_series,
+    series_from_points,
+    split_range,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -130,11 +136,7 @@ def history_request(zone: str, start: datetime, end: datetime) -> ApiRequest:
 
 def history_chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
     """Split ``[start, end)`` into ranges of at most 14 days."""
-    start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
-    while start < end:
-        stop = min(start + RANGE_MAX, end)
-        yield start, stop
-        start = stop
+    return split_range(start, end, RANGE_MAX)
 
 
 def _periods(reader: Reader, items: Any, field: str, value_key: str) -> list[Point]:
@@ -236,24 +238,7 @@ def parse_current(body: Any, zone: str, *, now: datetime | None = None) -> Inten
 
 
 def _join(zone: str, pieces: list[IntensitySeries]) -> IntensitySeries:
-    reader = Reader(PROVIDER, zone)
-    points = [
-        Point(iv.start, iv.value, end=iv.end, estimated=iv.estimated, field=f"data (request {n})")
-        for n, piece in enumerate(pieces)
-        for iv in piece.intervals
-    ]
-    first = pieces[0]
-    return series_from_points(
-        reader,
-        points,
-        field="data",
-        zone=zone,
-        kind=SignalKind.AVERAGE,
-        resolution=PERIOD,
-        source=PROVIDER,
-        issued_at=first.issued_at,
-        is_forecast=first.is_forecast,
-    )
+    return join_series(pieces, provider=PROVIDER, resolution=PERIOD)
 
 
 def _now() -> datetime:

@@ -24,11 +24,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, Unit, ensure_utc
+from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, Unit
 from airflow_carbon_provider.exceptions import CarbonAPIError, CarbonAuthError, CarbonUnsupportedError
 from airflow_carbon_provider.sources._flow import Flow, Secret, Shared, get_json
 from airflow_carbon_provider.sources._http import ApiRequest, ApiResponse, default_error, error_message
-from airflow_carbon_provider.sources._parsing import Point, Reader, format_iso, series_from_points
+from airflow_carbon_provider.sources._parsing import (
+    Point,
+    Reader,
+    format_iso,
+    join_series,
+    series_from_points,
+    split_range,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -116,11 +123,7 @@ def historical_request(
 
 def historical_chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
     """Split ``[start, end)`` into requests of at most 30 days."""
-    start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
-    while start < end:
-        stop = min(start + HISTORICAL_MAX, end)
-        yield start, stop
-        start = stop
+    return split_range(start, end, HISTORICAL_MAX)
 
 
 def signal_index_request(region: str, signal_type: str, token: str) -> ApiRequest:
@@ -199,15 +202,14 @@ def _points(reader: Reader, items: Any, field: str) -> list[Point]:
     return points
 
 
-def parse_forecast(body: Any, region: str, signal_type: str = "co2_moer") -> IntensitySeries:
-    """Parse ``/v3/forecast``; ``meta.generated_at`` becomes ``issued_at``."""
+def _parse_series(body: Any, region: str, signal_type: str, *, forecast: bool) -> IntensitySeries:
     reader = Reader(PROVIDER, region)
     obj = reader.mapping(body, "<body>")
     meta = _meta(reader, obj)
     _check_meta(reader, meta, region, signal_type)
     kind = signal_kind(signal_type)
     issued_at = None
-    if meta.get("generated_at") is not None:
+    if forecast and meta.get("generated_at") is not None:
         issued_at = reader.timestamp(meta["generated_at"], "meta.generated_at")
     return series_from_points(
         reader,
@@ -220,27 +222,18 @@ def parse_forecast(body: Any, region: str, signal_type: str = "co2_moer") -> Int
         unit=_unit(reader, meta),
         source=PROVIDER,
         issued_at=issued_at,
-        is_forecast=True,
+        is_forecast=forecast,
     )
+
+
+def parse_forecast(body: Any, region: str, signal_type: str = "co2_moer") -> IntensitySeries:
+    """Parse ``/v3/forecast``; ``meta.generated_at`` becomes ``issued_at``."""
+    return _parse_series(body, region, signal_type, forecast=True)
 
 
 def parse_historical(body: Any, region: str, signal_type: str = "co2_moer") -> IntensitySeries:
     """Parse ``/v3/historical``; ``imputed_data_used`` becomes ``Interval.estimated``."""
-    reader = Reader(PROVIDER, region)
-    obj = reader.mapping(body, "<body>")
-    meta = _meta(reader, obj)
-    _check_meta(reader, meta, region, signal_type)
-    return series_from_points(
-        reader,
-        _points(reader, reader.get(obj, "data", "data"), "data"),
-        field="data",
-        value_field="data[*].value",
-        zone=region,
-        kind=signal_kind(signal_type),
-        resolution=_resolution(reader, meta),
-        unit=_unit(reader, meta),
-        source=PROVIDER,
-    )
+    return _parse_series(body, region, signal_type, forecast=False)
 
 
 @dataclass(frozen=True)
@@ -481,19 +474,4 @@ class WattTime:
 
 
 def _join(region: str, signal_type: str, pieces: list[IntensitySeries]) -> IntensitySeries:
-    reader = Reader(PROVIDER, region)
-    points = [
-        Point(iv.start, iv.value, end=iv.end, estimated=iv.estimated, field=f"data (request {n})")
-        for n, piece in enumerate(pieces)
-        for iv in piece.intervals
-    ]
-    return series_from_points(
-        reader,
-        points,
-        field="data",
-        value_field="data[*].value",
-        zone=region,
-        kind=signal_kind(signal_type),
-        resolution=timedelta(minutes=5),
-        source=PROVIDER,
-    )
+    return join_series(pieces, provider=PROVIDER, resolution=timedelta(minutes=5), value_field="data[*].value")
