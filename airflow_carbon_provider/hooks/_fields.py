@@ -9,7 +9,7 @@ that names the key and what it accepts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,6 +28,7 @@ __all__ = [
     "extra_choice",
     "extra_duration",
     "extra_number",
+    "form_widgets",
 ]
 
 
@@ -97,6 +98,36 @@ COMMON_FIELDS: tuple[ConnField, ...] = (
     ),
 )
 """The fields every carbon connection may show, by name; a hook lists those it shows."""
+
+
+def form_widgets(fields: Iterable[ConnField]) -> dict[str, Any]:
+    """Return the wtforms widgets of ``fields`` for the connection form (Airflow before 3.2)."""
+    from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import BooleanField, IntegerField, PasswordField, StringField
+    from wtforms.validators import Optional, any_of
+
+    widgets: dict[str, Any] = {}
+    for spec in fields:
+        kwargs: dict[str, Any] = {"description": spec.description or ""}
+        if spec.default is not None:
+            kwargs["default"] = spec.default
+        if spec.kind == "password":
+            widgets[spec.name] = PasswordField(
+                lazy_gettext(spec.label), widget=BS3PasswordFieldWidget(), **kwargs
+            )
+        elif spec.kind == "boolean":
+            widgets[spec.name] = BooleanField(lazy_gettext(spec.label), **kwargs)
+        elif spec.kind == "integer":
+            widgets[spec.name] = IntegerField(
+                lazy_gettext(spec.label), widget=BS3TextFieldWidget(), validators=[Optional()], **kwargs
+            )
+        else:
+            validators = [Optional(), any_of(list(spec.enum))] if spec.enum else [Optional()]
+            widgets[spec.name] = StringField(
+                lazy_gettext(spec.label), widget=BS3TextFieldWidget(), validators=validators, **kwargs
+            )
+    return widgets
 
 
 # Ranges of the shared extras: wide enough for any real use, narrow enough that every value

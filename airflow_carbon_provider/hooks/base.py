@@ -47,6 +47,7 @@ from airflow_carbon_provider.hooks._fields import (
     extra_choice,
     extra_duration,
     extra_number,
+    form_widgets,
 )
 from airflow_carbon_provider.hooks.cache import CacheKey, IntensityCache, check_fresh, is_fresh, shared_cache
 from airflow_carbon_provider.sources._drivers import AsyncDriver, SyncDriver
@@ -205,32 +206,7 @@ class BaseCarbonHook(BaseHook):
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Return connection widgets to add to the connection form (Airflow before 3.2)."""
-        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import BooleanField, IntegerField, PasswordField, StringField
-        from wtforms.validators import Optional, any_of
-
-        widgets: dict[str, Any] = {}
-        for spec in cls.conn_fields():
-            kwargs: dict[str, Any] = {"description": spec.description or ""}
-            if spec.default is not None:
-                kwargs["default"] = spec.default
-            if spec.kind == "password":
-                widgets[spec.name] = PasswordField(
-                    lazy_gettext(spec.label), widget=BS3PasswordFieldWidget(), **kwargs
-                )
-            elif spec.kind == "boolean":
-                widgets[spec.name] = BooleanField(lazy_gettext(spec.label), **kwargs)
-            elif spec.kind == "integer":
-                widgets[spec.name] = IntegerField(
-                    lazy_gettext(spec.label), widget=BS3TextFieldWidget(), validators=[Optional()], **kwargs
-                )
-            else:
-                validators = [Optional(), any_of(list(spec.enum))] if spec.enum else [Optional()]
-                widgets[spec.name] = StringField(
-                    lazy_gettext(spec.label), widget=BS3TextFieldWidget(), validators=validators, **kwargs
-                )
-        return widgets
+        return form_widgets(cls.conn_fields())
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
