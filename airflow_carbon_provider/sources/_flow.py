@@ -105,6 +105,8 @@ class Client:
         self._source = source
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):  # not a flow (and no recursion before __init__ has run)
+            raise AttributeError(name)
         make = getattr(self._source, name)
 
         def run(*args: Any, **kwargs: Any) -> Any:
