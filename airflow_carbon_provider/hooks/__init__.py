@@ -6,10 +6,9 @@ and so on); this package stays light so that importing it does not import Airflo
 
 from __future__ import annotations
 
+from airflow_carbon_provider.get_provider_info import get_provider_info
+
 HOOK_CLASSES = {
-    "electricitymaps": "airflow_carbon_provider.hooks.electricitymaps.ElectricityMapsHook",
-    "watttime": "airflow_carbon_provider.hooks.watttime.WattTimeHook",
-    "ukcarbonintensity": "airflow_carbon_provider.hooks.ukcarbonintensity.UKCarbonIntensityHook",
-    "carbontrace": "airflow_carbon_provider.hooks.carbontrace.CarbonTraceHook",
+    entry["connection-type"]: entry["hook-class-name"] for entry in get_provider_info()["connection-types"]
 }
-"""Connection type to hook class path."""
+"""Connection type to hook class path, as the (generated) provider info declares them."""

@@ -34,6 +34,19 @@ async def aget_connection_and_extras(hook: BaseHook, conn_id: str) -> tuple[Conn
     return conn, dict(await get_async_extra_dejson(conn))
 
 
+def is_connection_not_found(exc: BaseException) -> bool:
+    """Return whether ``exc`` says that a connection id is not defined (the one rule for it).
+
+    The task SDK and Airflow core raise ``AirflowNotFoundException`` (from different
+    modules, by release); a raw task-SDK error response with ``CONNECTION_NOT_FOUND`` counts
+    too. Anything else (a secrets backend that is down, say) is not "not found".
+    """
+    if any(cls.__name__ == "AirflowNotFoundException" for cls in type(exc).__mro__):
+        return True
+    code = getattr(getattr(exc, "error", None), "error", None)
+    return str(getattr(code, "value", code)) == "CONNECTION_NOT_FOUND"
+
+
 CONFIG_SECTION = "carbon"
 
 

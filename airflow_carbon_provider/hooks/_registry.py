@@ -25,14 +25,12 @@ from airflow.sdk import BaseHook
 
 from airflow_carbon_provider.exceptions import CarbonConfigError
 from airflow_carbon_provider.hooks import HOOK_CLASSES
+from airflow_carbon_provider.hooks._compat import is_connection_not_found
+from airflow_carbon_provider.sources._flow import MISS, SingleFlight
 
 __all__ = ["acarbon_hook", "carbon_hook", "read_connection_extras"]
 
 TRACE_DEFAULT = "carbontrace_default"
-
-
-def _not_found(exc: Exception) -> bool:
-    return type(exc).__name__ in ("AirflowNotFoundException", "ConnectionNotFound") or "isn't defined" in str(exc)
 
 
 def _hook_for_type(conn_id: str, conn_type: str | None, clock: Callable[[], datetime] | None = None) -> Any:
@@ -49,7 +47,7 @@ def _hook_for_type(conn_id: str, conn_type: str | None, clock: Callable[[], date
 
 HOOK_TTL = 300.0
 _hooks: dict[tuple[Any, ...], tuple[float, Any]] = {}
-_flights: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+_flights = SingleFlight()
 _lock = threading.Lock()
 
 
@@ -60,6 +58,11 @@ def _remembered(key: tuple[Any, ...]) -> Any:
             return hit[1]
         _hooks.pop(key, None)
     return None
+
+
+def _lookup(key: tuple[Any, ...]) -> Any:
+    hook = _remembered(key)
+    return MISS if hook is None else hook
 
 
 def _remember(key: tuple[Any, ...], hook: Any) -> None:
@@ -104,7 +107,7 @@ def _without_connection(conn_id: str, clock: Callable[[], datetime] | None, exc:
     (the demo and the tests define it); otherwise the task falls open and the reason names
     the fix.
     """
-    if not _not_found(exc):
+    if not is_connection_not_found(exc):
         raise exc
     if conn_id == TRACE_DEFAULT:
         raise CarbonConfigError(
@@ -124,27 +127,16 @@ async def acarbon_hook(conn_id: str, clock: Callable[[], datetime] | None = None
 
     Concurrent callers for one key share a single connection read.
     """
-    loop = asyncio.get_running_loop()
-    key = ("async", conn_id, clock, id(loop))
-    hook = _remembered(key)
-    if hook is not None:
+    key = ("async", conn_id, clock, id(asyncio.get_running_loop()))
+
+    async def read() -> Any:
+        hook = await _aresolve(conn_id, clock)
+        _remember(key, hook)
         return hook
-    flight = _flights.get(key)
-    if flight is None or flight.get_loop() is not loop:
-        # The read runs in a task of its own, so a caller that is cancelled (one trigger of
-        # many) cancels only its own wait: the others, shielded, still get the hook.
-        flight = loop.create_task(_aresolve(conn_id, clock))
-        flight.add_done_callback(lambda f: f.cancelled() or f.exception())  # no "never retrieved" noise
-        _flights[key] = flight
 
-        def settle(done: asyncio.Future[Any]) -> None:
-            if _flights.get(key) is done:
-                _flights.pop(key, None)
-            if not done.cancelled() and done.exception() is None:
-                _remember(key, done.result())
-
-        flight.add_done_callback(settle)
-    return await asyncio.shield(flight)
+    # The read runs in a task of its own (SingleFlight), so a caller that is cancelled (one
+    # trigger of many) cancels only its own wait: the others still get the hook.
+    return await _flights.acall(key, read, lookup=lambda: _lookup(key))
 
 
 async def _aresolve(conn_id: str, clock: Callable[[], datetime] | None) -> Any:
@@ -162,7 +154,7 @@ def read_connection_extras(conn_id: str) -> dict[str, Any]:
     try:
         conn = BaseHook.get_connection(conn_id)
     except Exception as exc:
-        if _not_found(exc):
+        if is_connection_not_found(exc):
             raise CarbonConfigError(
                 f"Kubernetes connection {conn_id!r} is not defined; create it or set "
                 f"AIRFLOW_CONN_{conn_id.upper()}",

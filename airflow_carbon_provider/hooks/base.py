@@ -2,15 +2,19 @@
 
 A hook reads its Airflow connection lazily, on the first call that needs it (never in
 ``__init__``, which may run inside the triggerer's event loop), with the async connection
-getter in the ``aget_*`` methods. Answers go through the shared
-:class:`~airflow_carbon_provider.hooks.cache.IntensityCache`; current values and forecasts
-are checked for staleness before they are returned.
+getter in the ``aget_*`` methods. A provider's hook implements each operation once, as a
+flow (:mod:`~airflow_carbon_provider.sources._flow`): ``_current``, ``_forecast``,
+``_history`` and ``_test_flow``. The base class plans each protocol call once (cache key,
+lifetime, staleness check, clipping) and runs the flow with the synchronous driver in the
+``get_*`` methods and the asynchronous one in the ``aget_*`` methods. Answers go through
+the shared :class:`~airflow_carbon_provider.hooks.cache.IntensityCache`; current values and
+forecasts are checked for staleness before they are returned.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from airflow.sdk import BaseHook
 
-from airflow_carbon_provider.core.durations import format_duration, parse_duration
+from airflow_carbon_provider.core.durations import parse_duration
 from airflow_carbon_provider.core.signals import IntensitySeries, SignalError, ensure_utc
 from airflow_carbon_provider.exceptions import (
     CarbonConfigError,
@@ -26,13 +30,31 @@ from airflow_carbon_provider.exceptions import (
     CarbonNoDataError,
     CarbonUsageError,
 )
-from airflow_carbon_provider.hooks._compat import mask_secrets
+from airflow_carbon_provider.hooks._compat import (
+    amask_secret,
+    is_connection_not_found,
+    mask_secret,
+    mask_secrets,
+)
+from airflow_carbon_provider.hooks._fields import (
+    CACHE_TTL_LIMIT,
+    COMMON_FIELDS,
+    MAX_STALENESS_LIMIT,
+    RETRIES_RANGE,
+    TIMEOUT_RANGE,
+    ConnField,
+    extra_bool,
+    extra_choice,
+    extra_duration,
+    extra_number,
+    form_widgets,
+)
 from airflow_carbon_provider.hooks.cache import CacheKey, IntensityCache, check_fresh, is_fresh, shared_cache
+from airflow_carbon_provider.sources._drivers import AsyncDriver, SyncDriver
+from airflow_carbon_provider.sources._flow import Flow
 from airflow_carbon_provider.sources._http import (
-    AsyncHttp,
     ErrorClassifier,
     RetryPolicy,
-    SyncHttp,
     strip_userinfo,
     url_credentials,
 )
@@ -41,7 +63,16 @@ if TYPE_CHECKING:
     import aiohttp
     import requests
 
-__all__ = ["BaseCarbonHook", "CarbonIntensitySource", "ConnField", "HookConfig"]
+__all__ = [
+    "BaseCarbonHook",
+    "CarbonIntensitySource",
+    "ConnField",
+    "HookConfig",
+    "extra_bool",
+    "extra_choice",
+    "extra_duration",
+    "extra_number",
+]
 
 
 @runtime_checkable
@@ -84,41 +115,6 @@ class CarbonIntensitySource(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ConnField:
-    """One extra field of a connection form, described once for both Airflow form APIs.
-
-    :param name: the key in the connection's extra.
-    :param label: the label shown in the form.
-    :param kind: ``string``, ``password``, ``integer``, ``number`` or ``boolean``.
-    :param default: the value used when the extra is absent.
-    :param description: help text under the field.
-    :param enum: the allowed values, for string fields that have a fixed set.
-    """
-
-    name: str
-    label: str
-    kind: str = "string"
-    default: Any = None
-    description: str | None = None
-    enum: tuple[str, ...] | None = None
-
-    def provider_info(self) -> dict[str, Any]:
-        """Return this field as a ``conn-fields`` entry for ``get_provider_info()`` (Airflow 3.2+)."""
-        json_type = {"password": "string"}.get(self.kind, self.kind)
-        schema: dict[str, Any] = {"type": [json_type, "null"]}
-        if self.kind == "password":
-            schema["format"] = "password"
-        if self.default is not None:
-            schema["default"] = self.default
-        if self.enum:
-            schema["enum"] = list(self.enum)
-        entry: dict[str, Any] = {"label": self.label, "schema": schema}
-        if self.description:
-            entry["description"] = self.description
-        return entry
-
-
 @dataclass
 class HookConfig:
     """What a hook read from its connection, resolved and validated.
@@ -145,38 +141,6 @@ class HookConfig:
         return f"{self.conn_id}@{strip_userinfo(self.base_url)}"
 
 
-COMMON_FIELDS: tuple[ConnField, ...] = (
-    ConnField(
-        "timeout",
-        "Request timeout (seconds)",
-        "number",
-        30,
-        "Seconds to wait for one HTTP answer before it counts as a timeout.",
-    ),
-    ConnField(
-        "max_retries",
-        "Retries",
-        "integer",
-        3,
-        "Retries after a timeout, a 5xx or a short Retry-After, with exponential backoff.",
-    ),
-    ConnField(
-        "max_staleness",
-        "Maximum data age",
-        "string",
-        None,
-        "Oldest current data or forecast accepted, e.g. '2h'. Older data raises StaleDataError.",
-    ),
-    ConnField(
-        "cache_ttl",
-        "Cache lifetime",
-        "string",
-        None,
-        "Override how long answers are cached, e.g. '5m'; '0s' turns caching off.",
-    ),
-)
-
-
 class BaseCarbonHook(BaseHook):
     """Shared machinery of the carbon-intensity hooks; see :class:`CarbonIntensitySource`.
 
@@ -200,6 +164,7 @@ class BaseCarbonHook(BaseHook):
     default_max_staleness: ClassVar[timedelta | None] = timedelta(hours=2)
     default_ttl: ClassVar[dict[str, float]] = {"current": 300, "forecast": 900, "history": 3600}
     provider_fields: ClassVar[tuple[ConnField, ...]] = ()
+    common_fields: ClassVar[tuple[str, ...]] = tuple(spec.name for spec in COMMON_FIELDS)
     hidden_fields: ClassVar[tuple[str, ...]] = ("schema", "port", "extra")
     relabeling: ClassVar[dict[str, str]] = {}
     placeholders: ClassVar[dict[str, str]] = {}
@@ -229,44 +194,19 @@ class BaseCarbonHook(BaseHook):
         self.requests_session = requests_session
         self._config: HookConfig | None = None
         self._config_lock: asyncio.Lock | None = None
-        self._sync_http: SyncHttp | None = None
+        self._driver: SyncDriver | None = None
 
     # -- connection form ---------------------------------------------------------------
 
     @classmethod
     def conn_fields(cls) -> tuple[ConnField, ...]:
-        """Return every extra field of this connection type's form."""
-        return (*cls.provider_fields, *COMMON_FIELDS)
+        """Return every extra field of this connection type's form: its own, then the common ones it shows."""
+        return (*cls.provider_fields, *(spec for spec in COMMON_FIELDS if spec.name in cls.common_fields))
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Return connection widgets to add to the connection form (Airflow before 3.2)."""
-        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import BooleanField, IntegerField, PasswordField, StringField
-        from wtforms.validators import Optional, any_of
-
-        widgets: dict[str, Any] = {}
-        for spec in cls.conn_fields():
-            kwargs: dict[str, Any] = {"description": spec.description or ""}
-            if spec.default is not None:
-                kwargs["default"] = spec.default
-            if spec.kind == "password":
-                widgets[spec.name] = PasswordField(
-                    lazy_gettext(spec.label), widget=BS3PasswordFieldWidget(), **kwargs
-                )
-            elif spec.kind == "boolean":
-                widgets[spec.name] = BooleanField(lazy_gettext(spec.label), **kwargs)
-            elif spec.kind == "integer":
-                widgets[spec.name] = IntegerField(
-                    lazy_gettext(spec.label), widget=BS3TextFieldWidget(), validators=[Optional()], **kwargs
-                )
-            else:
-                validators = [Optional(), any_of(list(spec.enum))] if spec.enum else [Optional()]
-                widgets[spec.name] = StringField(
-                    lazy_gettext(spec.label), widget=BS3TextFieldWidget(), validators=validators, **kwargs
-                )
-        return widgets
+        return form_widgets(cls.conn_fields())
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -275,22 +215,6 @@ class BaseCarbonHook(BaseHook):
             "hidden_fields": list(cls.hidden_fields),
             "relabeling": dict(cls.relabeling),
             "placeholders": dict(cls.placeholders),
-        }
-
-    @classmethod
-    def provider_info_entry(cls) -> dict[str, Any]:
-        """Return this hook's ``connection-types`` entry as ``get_provider_info()`` declares it."""
-        behaviour = cls.get_ui_field_behaviour()
-        return {
-            "hook-class-name": f"{cls.__module__}.{cls.__qualname__}",
-            "hook-name": cls.hook_name,
-            "connection-type": cls.conn_type,
-            "conn-fields": {spec.name: spec.provider_info() for spec in cls.conn_fields()},
-            "ui-field-behaviour": {
-                "hidden-fields": behaviour["hidden_fields"],
-                "relabeling": behaviour["relabeling"],
-                "placeholders": behaviour["placeholders"],
-            },
         }
 
     # -- reading the connection -----------------------------------------------------------
@@ -305,7 +229,9 @@ class BaseCarbonHook(BaseHook):
         extras: Mapping[str, Any],
     ) -> HookConfig:
         """Resolve the connection's fields and extras into a :class:`HookConfig`."""
-        extras = dict(extras)
+        # A common extra the form does not show (a timeout on a trace file) is not read.
+        unshown = {spec.name for spec in COMMON_FIELDS} - set(self.common_fields)
+        extras = {key: value for key, value in extras.items() if key not in unshown}
         base_url = self._base_url(host, port, extras)
         low, high = TIMEOUT_RANGE
         timeout = extra_number(extras, "timeout", 30.0, self.provider, minimum=low, maximum=high)
@@ -405,7 +331,7 @@ class BaseCarbonHook(BaseHook):
 
     def _config_without_connection(self, exc: Exception) -> HookConfig:
         """Use the defaults when an optional default connection is absent; else raise typed."""
-        if not _is_not_found(exc):
+        if not is_connection_not_found(exc):
             raise exc
         if self.connection_optional and self.conn_id == self.default_conn_name:
             return self._read_config(None, None, None, None, None, {})
@@ -419,92 +345,56 @@ class BaseCarbonHook(BaseHook):
         """Return the provider's error classifier (None: the shared default)."""
         return None
 
-    def sync_http(self, config: HookConfig) -> SyncHttp:
-        """Return the hook's synchronous transport, created once."""
-        if self._sync_http is None:
-            self._sync_http = SyncHttp(
-                provider=self.provider,
-                base_url=config.base_url,
-                policy=config.policy,
-                classify=self.classify(),
-                session=self.requests_session,
-                secrets=config.secrets,
-            )
-        return self._sync_http
+    def driver(self, config: HookConfig) -> SyncDriver:
+        """Return the hook's synchronous driver, created once (so its requests session is reused)."""
+        if self._driver is None:
+            self._driver = SyncDriver(session=self.requests_session, on_secret=mask_secret, **self._driving(config))
+        return self._driver
 
-    def async_http(self, config: HookConfig) -> AsyncHttp:
-        """Return an asynchronous transport (cheap; sessions are per request or the caller's)."""
-        return AsyncHttp(
-            provider=self.provider,
-            base_url=config.base_url,
-            policy=config.policy,
-            classify=self.classify(),
-            session=self.aiohttp_session,
-            secrets=config.secrets,
-        )
+    def adriver(self, config: HookConfig) -> AsyncDriver:
+        """Return an asynchronous driver (cheap; sessions are per attempt, or the caller's)."""
+        return AsyncDriver(session=self.aiohttp_session, on_secret=amask_secret, **self._driving(config))
 
-    # -- what each provider implements ---------------------------------------------------
+    def _driving(self, config: HookConfig) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "base_url": config.base_url,
+            "policy": config.policy,
+            "classify": self.classify(),
+            "secrets": config.secrets,
+        }
 
-    def _fetch_current(self, config: HookConfig, zone: str, now: datetime) -> IntensitySeries:
-        raise NotImplementedError
+    # -- what each provider implements, once: flows --------------------------------------
 
-    async def _afetch_current(self, config: HookConfig, zone: str, now: datetime) -> IntensitySeries:
+    def _current(self, config: HookConfig, zone: str, now: datetime) -> Flow[IntensitySeries]:
+        """Return the flow that fetches the interval in force at ``now``."""
         raise NotImplementedError
 
     def _forecast_range(self, config: HookConfig, now: datetime, end: datetime | None) -> Any:
         """Return the hashable request parameter that selects the forecast to fetch."""
         raise NotImplementedError
 
-    def _fetch_forecast(self, config: HookConfig, zone: str, now: datetime, request: Any) -> IntensitySeries:
+    def _forecast(self, config: HookConfig, zone: str, now: datetime, request: Any) -> Flow[IntensitySeries]:
+        """Return the flow that fetches the forecast ``request`` selects."""
         raise NotImplementedError
 
-    async def _afetch_forecast(
-        self, config: HookConfig, zone: str, now: datetime, request: Any
-    ) -> IntensitySeries:
-        raise NotImplementedError
-
-    def _fetch_history(
+    def _history(
         self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
-    ) -> IntensitySeries:
+    ) -> Flow[IntensitySeries]:
+        """Return the flow that fetches measured values over ``[start, end)``."""
         raise NotImplementedError
 
-    async def _afetch_history(
-        self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
-    ) -> IntensitySeries:
+    def _test_flow(self, config: HookConfig) -> Flow[str]:
+        """Return the flow of one cheap real call, whose result is the test's message."""
         raise NotImplementedError
 
-    def _test_call(self, config: HookConfig) -> str:
-        raise NotImplementedError
-
-    # -- the protocol --------------------------------------------------------------------
+    # -- the protocol: each call planned once, run by either driver -----------------------
 
     def _now(self) -> datetime:
         return ensure_utc(self.clock(), "clock()")
 
     def _key(self, config: HookConfig, zone: str, endpoint: str, range_: Any = None) -> CacheKey:
         return CacheKey(config.connection_key, zone, config.signal, endpoint, range_)
-
-    def _cached(
-        self,
-        key: CacheKey,
-        fetch: Callable[[], IntensitySeries],
-        ttl: float,
-        usable: Callable[[IntensitySeries], bool] | None = None,
-    ) -> IntensitySeries:
-        if self.cache is None:
-            return fetch()
-        return self.cache.get(key, fetch, ttl, usable=usable)
-
-    async def _acached(
-        self,
-        key: CacheKey,
-        fetch: Callable[[], Awaitable[IntensitySeries]],
-        ttl: float,
-        usable: Callable[[IntensitySeries], bool] | None = None,
-    ) -> IntensitySeries:
-        if self.cache is None:
-            return await fetch()
-        return await self.cache.aget(key, fetch, ttl, usable=usable)
 
     @staticmethod
     def _usable(config: HookConfig, now: datetime) -> Callable[[IntensitySeries], bool]:
@@ -516,87 +406,88 @@ class BaseCarbonHook(BaseHook):
     ) -> IntensitySeries:
         return check_fresh(series, now=now, max_age=config.max_staleness, what=what, provider=self.provider)
 
+    def _plan_current(self, config: HookConfig, now: datetime, zone: str) -> _Call:
+        return _Call(
+            key=self._key(config, zone, "current"),
+            ttl=config.ttl["current"],
+            flow=lambda: self._current(config, zone, now),
+            finish=lambda series: self._fresh(series, config, "current", now),
+            usable=self._usable(config, now),
+        )
+
+    def _plan_forecast(
+        self, config: HookConfig, now: datetime, zone: str, start: datetime | None, end: datetime | None
+    ) -> _Call:
+        start, end = _aware(start, "start"), _aware(end, "end")
+        request = self._forecast_range(config, now, end)
+        return _Call(
+            key=self._key(config, zone, "forecast", request),
+            ttl=config.ttl["forecast"],
+            flow=lambda: self._forecast(config, zone, now, request),
+            finish=lambda series: _clip(self._fresh(series, config, "forecast", now), start, end, self.provider),
+            usable=self._usable(config, now),
+        )
+
+    def _plan_history(self, config: HookConfig, now: datetime, zone: str, start: datetime, end: datetime) -> _Call:
+        start, end = _range(start, end)
+        return _Call(
+            key=self._key(config, zone, "history", (start.isoformat(), end.isoformat())),
+            ttl=config.ttl["history"],
+            flow=lambda: self._history(config, zone, now, start, end),
+            finish=lambda series: _clip(series, start, end, self.provider),
+        )
+
+    def _cache(self) -> IntensityCache | _Uncached:
+        return _UNCACHED if self.cache is None else self.cache  # an empty cache is falsy (len 0)
+
+    def _call(self, zone: str, plan: Callable[..., _Call], *args: Any) -> IntensitySeries:
+        with self._typed_errors(zone):
+            config = self.get_config()
+            call, driver = plan(config, self._now(), zone, *args), self.driver(config)
+            series = self._cache().get(call.key, lambda: driver.run(call.flow()), call.ttl, usable=call.usable)
+            return call.finish(series)
+
+    async def _acall(self, zone: str, plan: Callable[..., _Call], *args: Any) -> IntensitySeries:
+        with self._typed_errors(zone):
+            config = await self.aget_config()
+            call, driver = plan(config, self._now(), zone, *args), self.adriver(config)
+            fetch = self._cache().aget(call.key, lambda: driver.run(call.flow()), call.ttl, usable=call.usable)
+            return call.finish(await fetch)
+
     def get_current(self, zone: str) -> IntensitySeries:
         """Return the interval in force now (cached; raises StaleDataError if too old)."""
-        with self._typed_errors(zone):
-            config, now = self.get_config(), self._now()
-            key = self._key(config, zone, "current")
-            series = self._cached(
-                key, lambda: self._fetch_current(config, zone, now), config.ttl["current"], self._usable(config, now)
-            )
-            return self._fresh(series, config, "current", now)
+        return self._call(zone, self._plan_current)
 
     async def aget_current(self, zone: str) -> IntensitySeries:
         """Return the interval in force now, without blocking the event loop."""
-        with self._typed_errors(zone):
-            config, now = await self.aget_config(), self._now()
-            key = self._key(config, zone, "current")
-            series = await self._acached(
-                key, lambda: self._afetch_current(config, zone, now), config.ttl["current"], self._usable(config, now)
-            )
-            return self._fresh(series, config, "current", now)
+        return await self._acall(zone, self._plan_current)
 
     def get_forecast(
         self, zone: str, start: datetime | None = None, end: datetime | None = None
     ) -> IntensitySeries:
         """Return the latest forecast, clipped to ``[start, end)`` when given."""
-        with self._typed_errors(zone):
-            config, now = self.get_config(), self._now()
-            start, end = _aware(start, "start"), _aware(end, "end")
-            request = self._forecast_range(config, now, end)
-            key = self._key(config, zone, "forecast", request)
-            series = self._cached(
-                key,
-                lambda: self._fetch_forecast(config, zone, now, request),
-                config.ttl["forecast"],
-                self._usable(config, now),
-            )
-            return _clip(self._fresh(series, config, "forecast", now), start, end, self.provider)
+        return self._call(zone, self._plan_forecast, start, end)
 
     async def aget_forecast(
         self, zone: str, start: datetime | None = None, end: datetime | None = None
     ) -> IntensitySeries:
         """Return the latest forecast, without blocking the event loop."""
-        with self._typed_errors(zone):
-            config, now = await self.aget_config(), self._now()
-            start, end = _aware(start, "start"), _aware(end, "end")
-            request = self._forecast_range(config, now, end)
-            key = self._key(config, zone, "forecast", request)
-            series = await self._acached(
-                key,
-                lambda: self._afetch_forecast(config, zone, now, request),
-                config.ttl["forecast"],
-                self._usable(config, now),
-            )
-            return _clip(self._fresh(series, config, "forecast", now), start, end, self.provider)
+        return await self._acall(zone, self._plan_forecast, start, end)
 
     def get_history(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         """Return measured values over ``[start, end)`` (cached by range; never stale-checked)."""
-        with self._typed_errors(zone):
-            config, now = self.get_config(), self._now()
-            start, end = _range(start, end)
-            key = self._key(config, zone, "history", (start.isoformat(), end.isoformat()))
-            series = self._cached(
-                key, lambda: self._fetch_history(config, zone, now, start, end), config.ttl["history"]
-            )
-            return _clip(series, start, end, self.provider)
+        return self._call(zone, self._plan_history, start, end)
 
     async def aget_history(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         """Return measured values over ``[start, end)``, without blocking the event loop."""
-        with self._typed_errors(zone):
-            config, now = await self.aget_config(), self._now()
-            start, end = _range(start, end)
-            key = self._key(config, zone, "history", (start.isoformat(), end.isoformat()))
-            series = await self._acached(
-                key, lambda: self._afetch_history(config, zone, now, start, end), config.ttl["history"]
-            )
-            return _clip(series, start, end, self.provider)
+        return await self._acall(zone, self._plan_history, start, end)
 
     def test_connection(self) -> tuple[bool, str]:
         """Make one cheap real call with the connection; return (success, message)."""
         try:
             with self._typed_errors(None):
-                return True, self._test_call(self.get_config())
+                config = self.get_config()
+                return True, self.driver(config).run(self._test_flow(config))
         except CarbonDataError as exc:
             return False, str(exc)
 
@@ -621,9 +512,37 @@ class BaseCarbonHook(BaseHook):
             raise
 
 
-def _is_not_found(exc: BaseException) -> bool:
-    # The task SDK raises AirflowNotFoundException (or a subclass) for an unknown conn id.
-    return any(cls.__name__ == "AirflowNotFoundException" for cls in type(exc).__mro__)
+@dataclass(frozen=True)
+class _Call:
+    """One protocol call, planned: its cache entry, the flow that fetches it, and its last check.
+
+    :param key: what identifies the answer in the cache.
+    :param ttl: seconds the answer stays cached.
+    :param flow: makes the flow that fetches the answer (run by the sync or the async driver).
+    :param finish: checks and trims the answer (staleness, clipping to the asked range).
+    :param usable: whether a cached answer may still be served (see the cache docs).
+    """
+
+    key: CacheKey
+    ttl: float
+    flow: Callable[[], Flow[IntensitySeries]]
+    finish: Callable[[IntensitySeries], IntensitySeries]
+    usable: Callable[[IntensitySeries], bool] | None = None
+
+
+class _Uncached:
+    """Stands in for the cache when a hook has none: every call fetches."""
+
+    @staticmethod
+    def get(key: CacheKey, fetch: Callable[[], Any], ttl: float, *, usable: Any = None) -> Any:
+        return fetch()
+
+    @staticmethod
+    async def aget(key: CacheKey, fetch: Callable[[], Any], ttl: float, *, usable: Any = None) -> Any:
+        return await fetch()
+
+
+_UNCACHED = _Uncached()
 
 
 def _aware(moment: datetime | None, what: str) -> datetime | None:
@@ -660,105 +579,3 @@ def _clip(
             zone=series.zone,
         )
     return series.window(lo, hi)
-
-
-# Ranges of the shared extras: wide enough for any real use, narrow enough that every value
-# converts to a datetime, a timedelta and a socket timeout without overflowing.
-TIMEOUT_RANGE = (0.001, 600.0)
-RETRIES_RANGE = (0, 10)
-MAX_STALENESS_LIMIT = timedelta(days=30)
-CACHE_TTL_LIMIT = timedelta(days=1)
-
-
-def _shown(raw: Any) -> str:
-    """Return a short repr of an extra's value for an error message (never hundreds of digits)."""
-    if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) >= 10**30:
-        return "an integer of more than 30 digits"
-    text = repr(raw)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def extra_number(
-    extras: Mapping[str, Any],
-    name: str,
-    default: float,
-    provider: str,
-    *,
-    minimum: float,
-    maximum: float,
-    integer: bool = False,
-) -> float:
-    """Return a finite numeric extra in ``[minimum, maximum]`` (a whole number if ``integer``).
-
-    Anything else (a string that is not a number, ``inf``, ``nan``, ``1e20``, a boolean) is a
-    one-line :class:`CarbonConfigError` that names the key and the accepted range.
-    """
-    raw = extras.get(name)
-    if raw is None or raw == "":
-        return float(default)
-    what = "a whole number" if integer else "a number"
-    fix = f"set it to {what} from {minimum:g} to {maximum:g}, or remove it for the default {default:g}"
-    try:
-        if isinstance(raw, bool):
-            raise TypeError
-        value = float(raw)
-    except (TypeError, ValueError, OverflowError):
-        raise CarbonConfigError(f"extra {name!r} = {_shown(raw)} is not {what}; {fix}", provider=provider) from None
-    if not minimum <= value <= maximum or (integer and value != int(value)):  # NaN fails too
-        raise CarbonConfigError(f"extra {name!r} = {_shown(raw)} is out of range; {fix}", provider=provider)
-    return value
-
-
-def extra_duration(
-    extras: Mapping[str, Any],
-    name: str,
-    default: timedelta,
-    provider: str,
-    *,
-    maximum: timedelta,
-    minimum: timedelta = timedelta(0),
-) -> timedelta:
-    """Return a duration extra (``'48h'``, or a number of seconds) in ``[minimum, maximum]``."""
-    raw = extras.get(name)
-    if raw is None or raw == "":
-        return default
-    fix = (
-        f"write a duration from {format_duration(minimum) if minimum else '0s'} to {format_duration(maximum)} "
-        "as a number and a unit s, m, h or d (e.g. '2h'), or a number of seconds"
-    )
-    try:
-        if isinstance(raw, bool):
-            raise TypeError
-        if isinstance(raw, (int, float)):
-            value = timedelta(seconds=float(raw))
-        else:
-            value = parse_duration(str(raw), f"extra {name!r}")
-    except (TypeError, ValueError, OverflowError):  # DurationError is a ValueError
-        raise CarbonConfigError(
-            f"extra {name!r} = {_shown(raw)} is not a duration; {fix}", provider=provider
-        ) from None
-    if not minimum <= value <= maximum:
-        raise CarbonConfigError(f"extra {name!r} = {_shown(raw)} is out of range; {fix}", provider=provider)
-    return value
-
-
-def extra_bool(extras: Mapping[str, Any], name: str, default: bool, provider: str) -> bool:
-    """Return a boolean extra, accepting JSON booleans and ``true``/``false`` strings."""
-    raw = extras.get(name)
-    if raw in (None, ""):
-        return default
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return raw.strip().lower() in ("true", "1", "yes")
-    raise CarbonConfigError(f"extra {name!r} = {raw!r} is not true or false", provider=provider)
-
-
-def extra_choice(extras: Mapping[str, Any], name: str, choices: tuple[str, ...], provider: str) -> str:
-    """Return a string extra that must be one of ``choices`` (the first is the default)."""
-    raw = extras.get(name)
-    if raw in (None, ""):
-        return choices[0]
-    if raw not in choices:
-        raise CarbonConfigError(f"extra {name!r} = {raw!r} is not one of {choices}", provider=provider)
-    return str(raw)

@@ -2,14 +2,19 @@
 
 Keys are :class:`CacheKey` values ``(connection, zone, signal, endpoint, range)``. An entry
 lives for the TTL its hook chooses, following the provider's update cadence (see each hook's
-``ttl_*`` attributes). Single-flight: while one fetch for a key is running, every other
-caller of that key, sync or async, waits for its result instead of sending a request of
-its own, so 1,000 concurrent callers on one key cause one request. A failed fetch is not
+``default_ttl``). Single-flight: while one fetch for a key is running, every other caller of
+that key, sync or async, waits for its result instead of sending a request of its own, so
+1,000 concurrent callers on one key cause one request, and a synchronous caller in a worker
+thread and an asynchronous one on an event loop share one fetch too. A failed fetch is not
 cached; every caller waiting on it gets its error, and the next call tries again.
 
-An asynchronous fetch runs in its own task, shielded from the callers: a caller that is
-cancelled (a trigger being stopped, say) stops waiting but does not cancel the request the
-others are waiting on.
+How one fetch is shared across threads and event loops: the registry of fetches in flight is
+a :class:`~airflow_carbon_provider.sources._flow.SingleFlight`, guarded by a thread lock
+(the same lock guards the entries). A synchronous caller that joins waits on a
+``threading.Event``; an asynchronous caller that joins awaits a future that the leader
+resolves through ``call_soon_threadsafe``, so its event loop never blocks. An asynchronous
+fetch runs in its own task, shielded from the callers: a caller that is cancelled (a trigger
+being stopped, say) stops waiting but does not cancel the request the others are waiting on.
 
 Staleness is judged by the hooks on the data (how old its newest interval is), not by the
 cache; see :func:`check_fresh`. Data older than the allowed age raises
@@ -23,16 +28,15 @@ during an outage still costs one request.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 from airflow_carbon_provider.exceptions import StaleDataError
+from airflow_carbon_provider.sources._flow import MISS, SingleFlight
 
 if TYPE_CHECKING:
     from airflow_carbon_provider.core.signals import IntensitySeries
@@ -76,13 +80,6 @@ class _Entry:
     stored: float
 
 
-@dataclass
-class _Flight:
-    done: threading.Event = field(default_factory=threading.Event)
-    value: Any = None
-    error: BaseException | None = None
-
-
 class IntensityCache:
     """A thread-safe, asyncio-aware TTL cache with single-flight fetches.
 
@@ -105,33 +102,41 @@ class IntensityCache:
         self.stale_retry = stale_retry
         self.stats = CacheStats()
         self._monotonic = monotonic
-        self._lock = threading.Lock()
+        self._flights = SingleFlight()
+        self._lock = self._flights.lock
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
-        self._flights: dict[CacheKey, _Flight] = {}
-        self._tasks: dict[tuple[asyncio.AbstractEventLoop, CacheKey], asyncio.Task[Any]] = {}
 
-    def _fresh(self, key: CacheKey, usable: Callable[[Any], bool] | None = None) -> _Entry | None:
+    def _lookup(self, key: CacheKey, usable: Callable[[Any], bool] | None) -> Any:
+        """Return the entry's value if it may be served, else :data:`MISS` (under the lock)."""
         entry = self._entries.get(key)
         if entry is None:
-            return None
+            return MISS
         now = self._monotonic()
         if entry.expires <= now or (
             usable is not None and now - entry.stored >= self.stale_retry and not usable(entry.value)
         ):
             del self._entries[key]
-            return None
+            return MISS
         self._entries.move_to_end(key)
-        return entry
+        self.stats.hits += 1
+        return entry.value
 
-    def _store(self, key: CacheKey, value: Any, ttl: float) -> None:
-        if ttl <= 0:
-            return
-        with self._lock:
-            now = self._monotonic()
-            self._entries[key] = _Entry(value, now + ttl, now)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+    def _count(self, leader: bool) -> None:
+        if leader:
+            self.stats.misses += 1
+            self.stats.fetches += 1
+        else:
+            self.stats.joined += 1
+
+    def _store(self, key: CacheKey, value: T, ttl: float) -> T:
+        if ttl > 0:
+            with self._lock:
+                now = self._monotonic()
+                self._entries[key] = _Entry(value, now + ttl, now)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+        return value
 
     def get(
         self, key: CacheKey, fetch: Callable[[], T], ttl: float, *, usable: Callable[[T], bool] | None = None
@@ -143,35 +148,12 @@ class IntensityCache:
         :param usable: whether a cached value may still be used (for data: not stale); one
             that may not is fetched again once it is ``stale_retry`` seconds old.
         """
-        with self._lock:
-            entry = self._fresh(key, usable)
-            if entry is not None:
-                self.stats.hits += 1
-                return entry.value
-            flight = self._flights.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[key] = _Flight()
-                self.stats.misses += 1
-                self.stats.fetches += 1
-            else:
-                self.stats.joined += 1
-        if not leader:
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            return flight.value
-        try:
-            flight.value = fetch()
-            self._store(key, flight.value, ttl)
-            return flight.value
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            with self._lock:
-                self._flights.pop(key, None)
-            flight.done.set()
+        return self._flights.call(
+            key,
+            lambda: self._store(key, fetch(), ttl),
+            lookup=lambda: self._lookup(key, usable),
+            on_enter=self._count,
+        )
 
     async def aget(
         self,
@@ -187,38 +169,13 @@ class IntensityCache:
         :param ttl: seconds the fetched value stays valid (0 disables caching it).
         :param usable: as for :meth:`get`.
         """
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            entry = self._fresh(key, usable)
-            if entry is not None:
-                self.stats.hits += 1
-                return entry.value
-            task = self._tasks.get((loop, key))
-            if task is None:
-                self.stats.misses += 1
-                self.stats.fetches += 1
-                task = loop.create_task(self._run(loop, key, fetch, ttl))
-                task.add_done_callback(_retrieve)
-                self._tasks[(loop, key)] = task
-            else:
-                self.stats.joined += 1
-        return await asyncio.shield(task)
 
-    async def _run(
-        self, loop: asyncio.AbstractEventLoop, key: CacheKey, fetch: Callable[[], Awaitable[T]], ttl: float
-    ) -> T:
-        try:
-            value = await fetch()
-            self._store(key, value, ttl)
-            return value
-        finally:
-            with self._lock:
-                self._tasks.pop((loop, key), None)
+        async def fetch_and_store() -> T:
+            return self._store(key, await fetch(), ttl)
 
-    def invalidate(self, key: CacheKey) -> None:
-        """Drop the entry of ``key``, if any."""
-        with self._lock:
-            self._entries.pop(key, None)
+        return await self._flights.acall(
+            key, fetch_and_store, lookup=lambda: self._lookup(key, usable), on_enter=self._count
+        )
 
     def clear(self) -> None:
         """Drop every entry and reset the counters (in-flight fetches finish undisturbed)."""
@@ -228,12 +185,6 @@ class IntensityCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    # Mark the exception as retrieved even if every waiter was cancelled.
-    if not task.cancelled():
-        task.exception()
 
 
 def data_age(series: IntensitySeries, now: datetime) -> timedelta:

@@ -21,6 +21,7 @@ from airflow_carbon_provider.hooks.base import (
     extra_duration,
 )
 from airflow_carbon_provider.sources import carbontrace as ct
+from airflow_carbon_provider.sources._flow import Flow, local
 
 __all__ = ["TRACE_ALLOWED_DIRS", "CarbonTraceHook", "trace_allowed_dirs"]
 
@@ -86,6 +87,7 @@ class CarbonTraceHook(BaseCarbonHook):
         ),
     )
     hidden_fields = ("schema", "port", "host", "login", "password", "extra")
+    common_fields = ("max_staleness", "cache_ttl")  # a file has no request timeout and nothing to retry
 
     connection_optional = True
 
@@ -116,11 +118,8 @@ class CarbonTraceHook(BaseCarbonHook):
         """Return the trace replay a config holds."""
         return config.options["replay"]
 
-    def _fetch_current(self, config: HookConfig, zone: str, now: datetime) -> IntensitySeries:
-        return self.replay_of(config).current(zone, now)
-
-    async def _afetch_current(self, config: HookConfig, zone: str, now: datetime) -> IntensitySeries:
-        return self._fetch_current(config, zone, now)
+    def _current(self, config: HookConfig, zone: str, now: datetime) -> Flow[IntensitySeries]:
+        return local(lambda: self.replay_of(config).current(zone, now))
 
     def _forecast_range(self, config: HookConfig, now: datetime, end: datetime | None) -> Any:
         horizon = config.options["horizon"]
@@ -129,26 +128,18 @@ class CarbonTraceHook(BaseCarbonHook):
         # Forecasts are issued at the replayed "now"; one per minute keeps the cache useful.
         return (now.replace(second=0, microsecond=0).isoformat(), horizon.total_seconds())
 
-    def _fetch_forecast(self, config: HookConfig, zone: str, now: datetime, request: Any) -> IntensitySeries:
-        return self.replay_of(config).forecast(zone, now, timedelta(seconds=request[1]))
+    def _forecast(self, config: HookConfig, zone: str, now: datetime, request: Any) -> Flow[IntensitySeries]:
+        return local(lambda: self.replay_of(config).forecast(zone, now, timedelta(seconds=request[1])))
 
-    async def _afetch_forecast(
-        self, config: HookConfig, zone: str, now: datetime, request: Any
-    ) -> IntensitySeries:
-        return self._fetch_forecast(config, zone, now, request)
-
-    def _fetch_history(
+    def _history(
         self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
-    ) -> IntensitySeries:
-        return self.replay_of(config).history(zone, now, start, end)
+    ) -> Flow[IntensitySeries]:
+        return local(lambda: self.replay_of(config).history(zone, now, start, end))
 
-    async def _afetch_history(
-        self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
-    ) -> IntensitySeries:
-        return self._fetch_history(config, zone, now, start, end)
+    def _test_flow(self, config: HookConfig) -> Flow[str]:
+        return local(lambda: self._describe(self.replay_of(config)))
 
-    def _test_call(self, config: HookConfig) -> str:
-        replay = self.replay_of(config)
+    def _describe(self, replay: ct.TraceReplay) -> str:
         now = self._now()
         zone = replay.zones[0]
         value = replay.current(zone, now).values[0]

@@ -19,6 +19,7 @@ from airflow_carbon_provider.hooks.base import (
     extra_number,
 )
 from airflow_carbon_provider.sources import electricitymaps as em
+from airflow_carbon_provider.sources._flow import Flow
 from airflow_carbon_provider.sources._http import ErrorClassifier
 
 __all__ = ["ElectricityMapsHook"]
@@ -110,60 +111,32 @@ class ElectricityMapsHook(BaseCarbonHook):
         """Return the classifier that tells a 401 rate limit from bad credentials."""
         return em.classify_error
 
-    def _client(self, config: HookConfig) -> em.ElectricityMapsClient:
-        return em.ElectricityMapsClient(
-            str(config.password), self.sync_http(config), config.options["em_options"]
-        )
+    def _source(self, config: HookConfig) -> em.ElectricityMaps:
+        return em.ElectricityMaps(str(config.password), config.options["em_options"])
 
-    def _aclient(self, config: HookConfig) -> em.AsyncElectricityMapsClient:
-        return em.AsyncElectricityMapsClient(
-            str(config.password), self.async_http(config), config.options["em_options"]
-        )
-
-    def _fetch_current(self, config: HookConfig, zone: str, now: datetime) -> IntensitySeries:
-        return self._client(config).latest(zone)
-
-    async def _afetch_current(self, config: HookConfig, zone: str, now: datetime) -> IntensitySeries:
-        return await self._aclient(config).latest(zone)
+    def _current(self, config: HookConfig, zone: str, now: datetime) -> Flow[IntensitySeries]:
+        return self._source(config).latest(zone)
 
     def _forecast_range(self, config: HookConfig, now: datetime, end: datetime | None) -> int:
         if end is None:
             return config.options["horizon_hours"]
         return em.pick_horizon(end - now)
 
-    def _fetch_forecast(self, config: HookConfig, zone: str, now: datetime, request: Any) -> IntensitySeries:
-        return self._client(config).forecast(zone, request)
+    def _forecast(self, config: HookConfig, zone: str, now: datetime, request: Any) -> Flow[IntensitySeries]:
+        return self._source(config).forecast(zone, request)
 
-    async def _afetch_forecast(
-        self, config: HookConfig, zone: str, now: datetime, request: Any
-    ) -> IntensitySeries:
-        return await self._aclient(config).forecast(zone, request)
-
-    @staticmethod
-    def _recent(now: datetime, start: datetime) -> bool:
+    def _history(
+        self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
+    ) -> Flow[IntensitySeries]:
         # /history (free tier) covers the last 24 hours; older ranges need /past-range.
-        return start >= now - HISTORY_WINDOW
+        if start >= now - HISTORY_WINDOW:
+            return self._source(config).history(zone)
+        return self._source(config).past_range(zone, start, end)
 
-    def _fetch_history(
-        self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
-    ) -> IntensitySeries:
-        client = self._client(config)
-        if self._recent(now, start):
-            return client.history(zone)
-        return client.past_range(zone, start, end)
-
-    async def _afetch_history(
-        self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
-    ) -> IntensitySeries:
-        client = self._aclient(config)
-        if self._recent(now, start):
-            return await client.history(zone)
-        return await client.past_range(zone, start, end)
-
-    def _test_call(self, config: HookConfig) -> str:
+    def _test_flow(self, config: HookConfig) -> Flow[str]:
         zone = config.options["test_zone"]
         try:
-            series = self._client(config).latest(zone)
+            series = yield from self._source(config).latest(zone)
         except CarbonNoAccessError as exc:
             return f"API key accepted, but the plan does not cover zone {zone}: {exc.message}"
         return f"Connected: {zone} is at {series.values[-1]:.0f} gCO2eq/kWh"

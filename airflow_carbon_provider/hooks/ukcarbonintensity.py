@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from airflow_carbon_provider.core.signals import IntensitySeries
 from airflow_carbon_provider.hooks.base import BaseCarbonHook, HookConfig
 from airflow_carbon_provider.sources import ukcarbonintensity as uk
+from airflow_carbon_provider.sources._flow import Flow
 
 __all__ = ["UKCarbonIntensityHook"]
 
@@ -47,40 +48,21 @@ class UKCarbonIntensityHook(BaseCarbonHook):
     def _configure(self, config: HookConfig, extras: dict[str, Any]) -> None:
         config.signal = "average"
 
-    def _client(self, config: HookConfig) -> uk.UKCarbonIntensityClient:
-        return uk.UKCarbonIntensityClient(self.sync_http(config))
-
-    def _aclient(self, config: HookConfig) -> uk.AsyncUKCarbonIntensityClient:
-        return uk.AsyncUKCarbonIntensityClient(self.async_http(config))
-
-    def _fetch_current(self, config: HookConfig, zone: str, now: datetime) -> IntensitySeries:
-        return self._client(config).current(zone)
-
-    async def _afetch_current(self, config: HookConfig, zone: str, now: datetime) -> IntensitySeries:
-        return await self._aclient(config).current(zone)
+    def _current(self, config: HookConfig, zone: str, now: datetime) -> Flow[IntensitySeries]:
+        return uk.current_flow(zone)
 
     def _forecast_range(self, config: HookConfig, now: datetime, end: datetime | None) -> str:
         return "fw48h"
 
-    def _fetch_forecast(self, config: HookConfig, zone: str, now: datetime, request: Any) -> IntensitySeries:
-        return self._client(config).forecast(zone, now, issued_at=now)
+    def _forecast(self, config: HookConfig, zone: str, now: datetime, request: Any) -> Flow[IntensitySeries]:
+        return uk.forecast_flow(zone, now, issued_at=now)
 
-    async def _afetch_forecast(
-        self, config: HookConfig, zone: str, now: datetime, request: Any
-    ) -> IntensitySeries:
-        return await self._aclient(config).forecast(zone, now, issued_at=now)
-
-    def _fetch_history(
+    def _history(
         self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
-    ) -> IntensitySeries:
-        return self._client(config).history(zone, start, end)
+    ) -> Flow[IntensitySeries]:
+        return uk.history_flow(zone, start, end)
 
-    async def _afetch_history(
-        self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
-    ) -> IntensitySeries:
-        return await self._aclient(config).history(zone, start, end)
-
-    def _test_call(self, config: HookConfig) -> str:
-        series = self._client(config).current("GB")
+    def _test_flow(self, config: HookConfig) -> Flow[str]:
+        series = yield from uk.current_flow("GB")
         what = "forecast" if series.is_forecast else "measured"
         return f"Connected: GB is at {series.values[-1]:.0f} gCO2/kWh ({what})"

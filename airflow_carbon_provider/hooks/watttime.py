@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 
 from airflow_carbon_provider.core.signals import IntensitySeries
 from airflow_carbon_provider.exceptions import CarbonAuthError
-from airflow_carbon_provider.hooks._compat import amask_secret, mask_secret
 from airflow_carbon_provider.hooks.base import (
     BaseCarbonHook,
     ConnField,
@@ -20,21 +19,12 @@ from airflow_carbon_provider.hooks.base import (
     extra_number,
 )
 from airflow_carbon_provider.sources import watttime as wt
+from airflow_carbon_provider.sources._flow import Client, Flow
 from airflow_carbon_provider.sources._http import ErrorClassifier
 
 __all__ = ["WattTimeHook"]
 
 SIGNAL_TYPES = ("co2_moer", "co2_aoer")
-
-
-def mask_token(token: str) -> None:
-    """Register ``token`` with Airflow's secrets masker in this process and the supervisor."""
-    mask_secret(token)
-
-
-async def amask_token(token: str) -> None:
-    """Register ``token`` with the secrets masker without blocking an in-flight async call."""
-    await amask_secret(token)
 
 
 class WattTimeHook(BaseCarbonHook):
@@ -103,44 +93,31 @@ class WattTimeHook(BaseCarbonHook):
         """Return WattTime's error classifier."""
         return wt.classify_error
 
-    def _tokens(self, config: HookConfig) -> wt.TokenState:
-        return wt.shared_token_state(config.base_url, str(config.login), str(config.password))
+    def _source(self, config: HookConfig) -> wt.WattTime:
+        tokens = wt.shared_token_state(config.base_url, str(config.login), str(config.password))
+        return wt.WattTime(
+            str(config.login), str(config.password), signal_type=config.options["signal_type"], tokens=tokens
+        )
 
-    def client(self) -> wt.WattTimeClient:
-        """Return a synchronous client for the endpoints outside the protocol (my-access...)."""
+    def client(self) -> Client:
+        """Return a synchronous client for the endpoints outside the protocol (my-access...).
+
+        ``hook.client().region_from_loc(lat, lon)`` runs the flow of
+        :class:`~airflow_carbon_provider.sources.watttime.WattTime` of that name.
+        """
         config = self.get_config()
-        return wt.WattTimeClient(
-            str(config.login),
-            str(config.password),
-            self.sync_http(config),
-            signal_type=config.options["signal_type"],
-            tokens=self._tokens(config),
-            on_token=mask_token,
-        )
+        return Client(self.driver(config), self._source(config))
 
-    async def aclient(self) -> wt.AsyncWattTimeClient:
-        """Return an asynchronous client for the endpoints outside the protocol."""
+    async def aclient(self) -> Client:
+        """Return an asynchronous client for the same endpoints (each call returns an awaitable)."""
         config = await self.aget_config()
-        return wt.AsyncWattTimeClient(
-            str(config.login),
-            str(config.password),
-            self.async_http(config),
-            signal_type=config.options["signal_type"],
-            tokens=self._tokens(config),
-            on_token=amask_token,
-        )
+        return Client(self.adriver(config), self._source(config))
 
-    def _fetch_current(self, config: HookConfig, zone: str, now: datetime) -> IntensitySeries:
-        client = self.client()
+    def _current(self, config: HookConfig, zone: str, now: datetime) -> Flow[IntensitySeries]:
+        source = self._source(config)
         if config.options["signal_type"] == "co2_aoer":
-            return _last(client.historical(zone, now - timedelta(hours=1), now))
-        return _first(client.forecast(zone, horizon_hours=0))
-
-    async def _afetch_current(self, config: HookConfig, zone: str, now: datetime) -> IntensitySeries:
-        client = await self.aclient()
-        if config.options["signal_type"] == "co2_aoer":
-            return _last(await client.historical(zone, now - timedelta(hours=1), now))
-        return _first(await client.forecast(zone, horizon_hours=0))
+            return _last((yield from source.historical(zone, now - timedelta(hours=1), now)))
+        return _first((yield from source.forecast(zone, horizon_hours=0)))
 
     def _forecast_range(self, config: HookConfig, now: datetime, end: datetime | None) -> int:
         if end is None:
@@ -148,26 +125,16 @@ class WattTimeHook(BaseCarbonHook):
         hours = math.ceil((end - now).total_seconds() / 3600)
         return max(1, min(hours, wt.MAX_FORECAST_HOURS))
 
-    def _fetch_forecast(self, config: HookConfig, zone: str, now: datetime, request: Any) -> IntensitySeries:
-        return self.client().forecast(zone, horizon_hours=request)
+    def _forecast(self, config: HookConfig, zone: str, now: datetime, request: Any) -> Flow[IntensitySeries]:
+        return self._source(config).forecast(zone, horizon_hours=request)
 
-    async def _afetch_forecast(
-        self, config: HookConfig, zone: str, now: datetime, request: Any
-    ) -> IntensitySeries:
-        return await (await self.aclient()).forecast(zone, horizon_hours=request)
-
-    def _fetch_history(
+    def _history(
         self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
-    ) -> IntensitySeries:
-        return self.client().historical(zone, start, end)
+    ) -> Flow[IntensitySeries]:
+        return self._source(config).historical(zone, start, end)
 
-    async def _afetch_history(
-        self, config: HookConfig, zone: str, now: datetime, start: datetime, end: datetime
-    ) -> IntensitySeries:
-        return await (await self.aclient()).historical(zone, start, end)
-
-    def _test_call(self, config: HookConfig) -> str:
-        access = self.client().my_access()
+    def _test_flow(self, config: HookConfig) -> Flow[str]:
+        access = yield from self._source(config).my_access()
         regions = sum(len(r) for r in access.values())
         return f"Connected: the account may use {regions} region/signal combinations"
 

@@ -1,8 +1,8 @@
-"""Request/response values, the retry policy, and the thin sync and async HTTP shells.
+"""Request/response values, the retry policy, error classification and redaction: all pure.
 
 Everything that decides *what* to do (which status is retried, how long to wait, which
-error type to raise) is pure and shared; :class:`SyncHttp` (requests) and
-:class:`AsyncHttp` (aiohttp) only move bytes. Retried: timeouts, transport errors and 5xx,
+error type to raise) lives here and is shared; the drivers in
+:mod:`~airflow_carbon_provider.sources._drivers` (requests and aiohttp) only move bytes. Retried: timeouts, transport errors and 5xx,
 with exponential backoff and jitter, up to ``max_attempts``; 429 (and any rate-limit the
 provider's classifier recognises) waits ``Retry-After`` when it is short enough, otherwise
 the typed :class:`~airflow_carbon_provider.exceptions.CarbonRateLimitError` is raised at
@@ -13,17 +13,15 @@ access, not-found and other 4xx errors.
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.utils
 import json
-import logging
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from airflow_carbon_provider.exceptions import (
@@ -36,24 +34,15 @@ from airflow_carbon_provider.exceptions import (
     CarbonRateLimitError,
     CarbonRequestError,
     CarbonServerError,
-    CarbonTimeoutError,
     CarbonTransportError,
 )
-
-if TYPE_CHECKING:
-    import aiohttp
-    import requests
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "ApiRequest",
     "ApiResponse",
-    "AsyncHttp",
     "ErrorClassifier",
     "MAX_RETRY_AFTER",
     "RetryPolicy",
-    "SyncHttp",
     "default_error",
     "error_message",
     "parse_retry_after",
@@ -71,6 +60,8 @@ class ApiRequest:
     :param params: query parameters.
     :param headers: request headers (may hold a token, hence ``repr=False``).
     :param basic_auth: ``(username, password)`` for HTTP Basic auth, if any.
+    :param method: the HTTP method.
+    :param zone: the zone or region the request is about, named by its errors.
     """
 
     path: str
@@ -78,6 +69,7 @@ class ApiRequest:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
     method: str = "GET"
+    zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +192,7 @@ def default_error(provider: str, response: ApiResponse, zone: str | None) -> Car
 class RetryPolicy:
     """How long to wait for an answer, and when and how to try again.
 
-    :param timeout: seconds for a whole request (the async client) or for each socket read
+    :param timeout: seconds for a whole request (the async driver) or for each socket read
         (requests, whose read timeout is per read).
     :param connect_timeout: seconds to establish the connection.
     :param max_attempts: attempts in all, the first included (1 disables retries).
@@ -327,210 +319,3 @@ def transport_detail(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     text = " ".join(text.split())
     detail = f"{root.__class__.__name__}: {text}" if text else root.__class__.__name__
     return shorten(detail, DETAIL_LIMIT)
-
-
-def _where(url: str) -> str:
-    """Return ``url`` without userinfo, its path shortened in the middle if very long (never the host)."""
-    url = strip_userinfo(url)
-    scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    if len(path) > PATH_LIMIT:
-        half = PATH_LIMIT // 2
-        path = f"{path[:half]}…{path[-half:]}"
-    return f"{scheme}{sep}{authority}{slash}{path}"
-
-
-def _headers(request: ApiRequest) -> dict[str, str]:
-    headers = {"Accept": "application/json", **request.headers}
-    if request.basic_auth is not None:
-        user, password = request.basic_auth
-        credentials = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        headers["Authorization"] = f"Basic {credentials}"
-    return headers
-
-
-def join_url(base_url: str, path: str) -> str:
-    """Join the base URL (scheme, host, optional prefix) and an absolute API path."""
-    return base_url.rstrip("/") + path
-
-
-class _HttpBase:
-    def __init__(
-        self,
-        *,
-        provider: str,
-        base_url: str,
-        policy: RetryPolicy | None = None,
-        classify: ErrorClassifier | None = None,
-        secrets: Iterable[str] = (),
-    ) -> None:
-        self.provider = provider
-        self.base_url = base_url
-        self.policy = policy or RetryPolicy()
-        self._classify = classify or (lambda response, zone: default_error(provider, response, zone))
-        self._secrets = tuple(dict.fromkeys(s for s in (*secrets, *url_credentials(base_url)) if s))
-
-    def add_secret(self, secret: str) -> None:
-        """Redact ``secret`` from every error message from now on."""
-        if secret and secret not in self._secrets:
-            self._secrets = (*self._secrets, secret)
-
-    def _transport_error(self, exc: BaseException, request: ApiRequest, zone: str | None, timeout: bool):
-        detail = transport_detail(exc, self._secrets)
-        where = _where(redact(join_url(self.base_url, request.path), self._secrets))
-        cls = CarbonTimeoutError if timeout else CarbonTransportError
-        what = "timed out" if timeout else "failed"
-        return cls(f"request to {where} {what} ({detail})", provider=self.provider, zone=zone)
-
-    def _redacted(self, error: CarbonDataError) -> CarbonDataError:
-        error.message = redact(error.message, self._secrets)
-        error.args = (error.message,)
-        return error
-
-    def _outcome(self, response: ApiResponse, zone: str | None) -> CarbonDataError | None:
-        if response.status < 400:
-            return None
-        return self._redacted(self._classify(response, zone))
-
-    def _decode(self, response: ApiResponse, zone: str | None) -> Any:
-        try:
-            return response.json(provider=self.provider, zone=zone)
-        except CarbonParseError as exc:
-            raise self._redacted(exc) from None
-
-    def _log_retry(self, error: CarbonDataError, delay: float, attempt: int) -> None:
-        log.warning(
-            "%s; retrying in %.2f s (attempt %d of %d)",
-            error,
-            delay,
-            attempt + 2,
-            self.policy.max_attempts,
-        )
-
-
-class SyncHttp(_HttpBase):
-    """Send requests with ``requests``, under the retry policy.
-
-    :param session: a ``requests.Session`` to reuse; one is created when omitted.
-    """
-
-    def __init__(self, *, session: requests.Session | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._session = session
-
-    def _session_or_new(self) -> requests.Session:
-        if self._session is None:
-            import requests
-
-            self._session = requests.Session()
-        return self._session
-
-    def _send_once(self, request: ApiRequest, zone: str | None) -> ApiResponse:
-        import requests
-
-        try:
-            raw = self._session_or_new().request(
-                request.method,
-                join_url(self.base_url, request.path),
-                params=dict(request.params),
-                headers=_headers(request),
-                timeout=(self.policy.connect_timeout, self.policy.timeout),
-            )
-            body = raw.content
-        except requests.Timeout as exc:
-            raise self._transport_error(exc, request, zone, timeout=True) from None
-        except requests.RequestException as exc:
-            raise self._transport_error(exc, request, zone, timeout=False) from None
-        return ApiResponse(raw.status_code, {k.lower(): v for k, v in raw.headers.items()}, body)
-
-    def send(self, request: ApiRequest, *, zone: str | None = None) -> ApiResponse:
-        """Send ``request``, retrying what the policy retries; raise a typed error otherwise."""
-        attempt = 0
-        while True:
-            try:
-                response = self._send_once(request, zone)
-                error: CarbonDataError | None = self._outcome(response, zone)
-            except CarbonTransportError as exc:
-                error = exc
-            if error is None:
-                return response
-            delay = retry_delay(self.policy, attempt, error)
-            if delay is None:
-                raise error
-            self._log_retry(error, delay, attempt)
-            self.policy.sleep(delay)
-            attempt += 1
-
-    def get_json(self, request: ApiRequest, *, zone: str | None = None) -> Any:
-        """Send ``request`` and return its decoded JSON body."""
-        return self._decode(self.send(request, zone=zone), zone)
-
-    def close(self) -> None:
-        """Close the session if this object created it."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-
-
-class AsyncHttp(_HttpBase):
-    """Send requests with ``aiohttp``, under the retry policy.
-
-    :param session: an ``aiohttp.ClientSession`` owned by the caller; when omitted a session
-        is opened and closed around each request.
-    """
-
-    def __init__(self, *, session: aiohttp.ClientSession | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._session = session
-
-    async def _send_once(self, session: aiohttp.ClientSession, request: ApiRequest, zone: str | None):
-        import aiohttp
-
-        timeout = aiohttp.ClientTimeout(total=self.policy.timeout, connect=self.policy.connect_timeout)
-        try:
-            async with session.request(
-                request.method,
-                join_url(self.base_url, request.path),
-                params=dict(request.params),
-                headers=_headers(request),
-                timeout=timeout,
-            ) as raw:
-                body = await raw.read()
-                headers = {k.lower(): v for k, v in raw.headers.items()}
-                return ApiResponse(raw.status, headers, body)
-        except asyncio.TimeoutError as exc:
-            raise self._transport_error(exc, request, zone, timeout=True) from None
-        except aiohttp.ClientError as exc:
-            raise self._transport_error(exc, request, zone, timeout=False) from None
-
-    async def send(self, request: ApiRequest, *, zone: str | None = None) -> ApiResponse:
-        """Send ``request``, retrying what the policy retries; raise a typed error otherwise."""
-        if self._session is not None:
-            return await self._send_with_retries(self._session, request, zone)
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session:
-            return await self._send_with_retries(session, request, zone)
-
-    async def _send_with_retries(
-        self, session: aiohttp.ClientSession, request: ApiRequest, zone: str | None
-    ) -> ApiResponse:
-        attempt = 0
-        while True:
-            try:
-                response = await self._send_once(session, request, zone)
-                error: CarbonDataError | None = self._outcome(response, zone)
-            except CarbonTransportError as exc:
-                error = exc
-            if error is None:
-                return response
-            delay = retry_delay(self.policy, attempt, error)
-            if delay is None:
-                raise error
-            self._log_retry(error, delay, attempt)
-            await self.policy.async_sleep(delay)
-            attempt += 1
-
-    async def get_json(self, request: ApiRequest, *, zone: str | None = None) -> Any:
-        """Send ``request`` and return its decoded JSON body."""
-        return self._decode(await self.send(request, zone=zone), zone)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -35,13 +35,14 @@ from airflow_carbon_provider.core.signals import (
     SignalError,
     SignalKind,
     Unit,
+    ensure_utc,
     to_g_per_kwh,
 )
 from airflow_carbon_provider.exceptions import CarbonParseError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Point", "Reader", "format_iso", "series_from_points", "shift_series"]
+__all__ = ["Point", "Reader", "format_iso", "join_series", "series_from_points", "shift_series", "split_range"]
 
 
 @dataclass(frozen=True)
@@ -259,3 +260,40 @@ def shift_series(series: IntensitySeries, delta: timedelta) -> IntensitySeries:
 def format_iso(moment: datetime) -> str:
     """Format an aware datetime as ``YYYY-MM-DDTHH:MM:SSZ`` in UTC."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def split_range(start: datetime, end: datetime, most: timedelta) -> Iterator[tuple[datetime, datetime]]:
+    """Split ``[start, end)`` into consecutive ranges of at most ``most`` (one request each)."""
+    start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
+    while start < end:
+        stop = min(start + most, end)
+        yield start, stop
+        start = stop
+
+
+def join_series(
+    pieces: Sequence[IntensitySeries], *, provider: str, resolution: timedelta, value_field: str | None = None
+) -> IntensitySeries:
+    """Join the series of consecutive range requests into one, under the null/gap rule.
+
+    The joined series has the zone, kind, issue time and forecast flag of the first piece;
+    where two pieces overlap (an end-inclusive API), the rule for duplicate starts applies.
+    """
+    first = pieces[0]
+    points = [
+        Point(iv.start, iv.value, end=iv.end, estimated=iv.estimated, field=f"data (request {n})")
+        for n, piece in enumerate(pieces)
+        for iv in piece.intervals
+    ]
+    return series_from_points(
+        Reader(provider, first.zone),
+        points,
+        field="data",
+        value_field=value_field,
+        zone=first.zone,
+        kind=first.kind,
+        resolution=resolution,
+        source=provider,
+        issued_at=first.issued_at,
+        is_forecast=first.is_forecast,
+    )

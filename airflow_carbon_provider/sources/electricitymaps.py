@@ -1,4 +1,4 @@
-"""Electricity Maps API v3: request builders, response parsers and thin sync/async clients.
+"""Electricity Maps API v3: request builders, response parsers, and a flow per endpoint.
 
 Endpoints: ``/v3/carbon-intensity/latest``, ``/forecast`` (``horizonHours``), ``/history``
 (the last 24 hours) and ``/past-range`` (at most 10 days per request at hourly granularity;
@@ -15,35 +15,41 @@ limit from bad credentials, and only the former is retried.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, ensure_utc
+from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind
 from airflow_carbon_provider.exceptions import (
     CarbonAPIError,
     CarbonAuthError,
     CarbonRateLimitError,
     CarbonRequestError,
 )
+from airflow_carbon_provider.sources._flow import Flow, Secret, get_json
 from airflow_carbon_provider.sources._http import (
     ApiRequest,
     ApiResponse,
-    AsyncHttp,
-    SyncHttp,
     default_error,
     error_message,
     parse_retry_after,
 )
-from airflow_carbon_provider.sources._parsing import Point, Reader, format_iso, series_from_points
+from airflow_carbon_provider.sources._parsing import (
+    Point,
+    Reader,
+    format_iso,
+    join_series,
+    series_from_points,
+    split_range,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "EMISSION_FACTOR_TYPES",
     "FORECAST_HORIZONS",
     "PROVIDER",
-    "AsyncElectricityMapsClient",
-    "ElectricityMapsClient",
     "EMOptions",
+    "ElectricityMaps",
     "classify_error",
     "forecast_request",
     "history_request",
@@ -118,18 +124,18 @@ def _headers(api_key: str) -> dict[str, str]:
 
 def latest_request(zone: str, api_key: str, options: EMOptions) -> ApiRequest:
     """Build ``GET /v3/carbon-intensity/latest``."""
-    return ApiRequest("/v3/carbon-intensity/latest", options.params(zone), _headers(api_key))
+    return ApiRequest("/v3/carbon-intensity/latest", options.params(zone), _headers(api_key), zone=zone)
 
 
 def forecast_request(zone: str, api_key: str, options: EMOptions, horizon_hours: int) -> ApiRequest:
     """Build ``GET /v3/carbon-intensity/forecast`` with ``horizonHours``."""
     params = {**options.params(zone), "horizonHours": str(horizon_hours)}
-    return ApiRequest("/v3/carbon-intensity/forecast", params, _headers(api_key))
+    return ApiRequest("/v3/carbon-intensity/forecast", params, _headers(api_key), zone=zone)
 
 
 def history_request(zone: str, api_key: str, options: EMOptions) -> ApiRequest:
     """Build ``GET /v3/carbon-intensity/history`` (the last 24 hours)."""
-    return ApiRequest("/v3/carbon-intensity/history", options.params(zone), _headers(api_key))
+    return ApiRequest("/v3/carbon-intensity/history", options.params(zone), _headers(api_key), zone=zone)
 
 
 def past_range_request(
@@ -137,16 +143,12 @@ def past_range_request(
 ) -> ApiRequest:
     """Build ``GET /v3/carbon-intensity/past-range`` for ``[start, end)`` (at most 10 days)."""
     params = {**options.params(zone), "start": format_iso(start), "end": format_iso(end)}
-    return ApiRequest("/v3/carbon-intensity/past-range", params, _headers(api_key))
+    return ApiRequest("/v3/carbon-intensity/past-range", params, _headers(api_key), zone=zone)
 
 
 def past_range_chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
     """Split ``[start, end)`` into pieces the API accepts (10 days each at most)."""
-    start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
-    while start < end:
-        stop = min(start + PAST_RANGE_MAX, end)
-        yield start, stop
-        start = stop
+    return split_range(start, end, PAST_RANGE_MAX)
 
 
 def pick_horizon(needed: timedelta | None, default: int = 24) -> int:
@@ -268,98 +270,50 @@ def parse_past_range(body: Any, zone: str, options: EMOptions | None = None) -> 
 
 def join_pieces(zone: str, pieces: list[IntensitySeries]) -> IntensitySeries:
     """Join the series of consecutive range requests into one, under the null/gap rule."""
-    reader = Reader(PROVIDER, zone)
-    points = [
-        Point(iv.start, iv.value, end=iv.end, estimated=iv.estimated, field=f"data (request {n})")
-        for n, piece in enumerate(pieces)
-        for iv in piece.intervals
-    ]
-    return series_from_points(
-        reader,
-        points,
-        field="data",
-        zone=zone,
-        kind=SignalKind.AVERAGE,
-        resolution=timedelta(hours=1),
-        source=PROVIDER,
-    )
+    return join_series(pieces, provider=PROVIDER, resolution=timedelta(hours=1))
 
 
-class _ClientBase:
-    def __init__(self, api_key: str, options: EMOptions | None = None) -> None:
-        if not api_key:
-            raise CarbonAuthError("no API key: put it in the connection's password", provider=PROVIDER)
-        self.api_key = api_key
-        self.options = options or EMOptions()
+@dataclass(frozen=True)
+class ElectricityMaps:
+    """The flows of the carbon-intensity endpoints, for one API key and one set of options.
 
-
-class ElectricityMapsClient(_ClientBase):
-    """Synchronous Electricity Maps client (requests).
+    Each method is a flow (see :mod:`~airflow_carbon_provider.sources._flow`): run it with a
+    driver, ``driver.run(ElectricityMaps(key).latest("DE"))``.
 
     :param api_key: the ``auth-token``.
-    :param http: the transport; built with the provider's error classifier by the caller.
+    :param options: the query options every request carries.
     """
 
-    def __init__(self, api_key: str, http: SyncHttp, options: EMOptions | None = None) -> None:
-        super().__init__(api_key, options)
-        self.http = http
-        http.add_secret(api_key)
+    api_key: str = field(repr=False)
+    options: EMOptions = field(default_factory=lambda: EMOptions())
 
-    def latest(self, zone: str) -> IntensitySeries:
+    def __post_init__(self) -> None:
+        if not self.api_key:
+            raise CarbonAuthError("no API key: put it in the connection's password", provider=PROVIDER)
+
+    def _get(self, request: ApiRequest) -> Flow[Any]:
+        yield Secret(self.api_key, mask=False)  # never in an error, whatever the server echoes
+        return (yield from get_json(request, PROVIDER))
+
+    def latest(self, zone: str) -> Flow[IntensitySeries]:
         """Return the current intensity of ``zone``."""
-        body = self.http.get_json(latest_request(zone, self.api_key, self.options), zone=zone)
+        body = yield from self._get(latest_request(zone, self.api_key, self.options))
         return parse_latest(body, zone, self.options)
 
-    def forecast(self, zone: str, horizon_hours: int = 24) -> IntensitySeries:
+    def forecast(self, zone: str, horizon_hours: int = 24) -> Flow[IntensitySeries]:
         """Return the forecast for ``zone`` over ``horizon_hours``."""
-        request = forecast_request(zone, self.api_key, self.options, horizon_hours)
-        return parse_forecast(self.http.get_json(request, zone=zone), zone, self.options)
+        body = yield from self._get(forecast_request(zone, self.api_key, self.options, horizon_hours))
+        return parse_forecast(body, zone, self.options)
 
-    def history(self, zone: str) -> IntensitySeries:
+    def history(self, zone: str) -> Flow[IntensitySeries]:
         """Return the last 24 hours for ``zone``."""
-        body = self.http.get_json(history_request(zone, self.api_key, self.options), zone=zone)
+        body = yield from self._get(history_request(zone, self.api_key, self.options))
         return parse_history(body, zone, self.options)
 
-    def past_range(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
-        """Return ``[start, end)`` for ``zone``, in 10-day requests."""
-        pieces = [
-            parse_past_range(
-                self.http.get_json(past_range_request(zone, self.api_key, self.options, s, e), zone=zone),
-                zone,
-                self.options,
-            )
-            for s, e in past_range_chunks(start, end)
-        ]
-        return pieces[0] if len(pieces) == 1 else join_pieces(zone, pieces)
-
-
-class AsyncElectricityMapsClient(_ClientBase):
-    """Asynchronous Electricity Maps client (aiohttp); the twin of :class:`ElectricityMapsClient`."""
-
-    def __init__(self, api_key: str, http: AsyncHttp, options: EMOptions | None = None) -> None:
-        super().__init__(api_key, options)
-        self.http = http
-        http.add_secret(api_key)
-
-    async def latest(self, zone: str) -> IntensitySeries:
-        """Return the current intensity of ``zone``."""
-        body = await self.http.get_json(latest_request(zone, self.api_key, self.options), zone=zone)
-        return parse_latest(body, zone, self.options)
-
-    async def forecast(self, zone: str, horizon_hours: int = 24) -> IntensitySeries:
-        """Return the forecast for ``zone`` over ``horizon_hours``."""
-        request = forecast_request(zone, self.api_key, self.options, horizon_hours)
-        return parse_forecast(await self.http.get_json(request, zone=zone), zone, self.options)
-
-    async def history(self, zone: str) -> IntensitySeries:
-        """Return the last 24 hours for ``zone``."""
-        body = await self.http.get_json(history_request(zone, self.api_key, self.options), zone=zone)
-        return parse_history(body, zone, self.options)
-
-    async def past_range(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
+    def past_range(self, zone: str, start: datetime, end: datetime) -> Flow[IntensitySeries]:
         """Return ``[start, end)`` for ``zone``, in 10-day requests."""
         pieces = []
         for s, e in past_range_chunks(start, end):
-            request = past_range_request(zone, self.api_key, self.options, s, e)
-            pieces.append(parse_past_range(await self.http.get_json(request, zone=zone), zone, self.options))
+            body = yield from self._get(past_range_request(zone, self.api_key, self.options, s, e))
+            pieces.append(parse_past_range(body, zone, self.options))
         return pieces[0] if len(pieces) == 1 else join_pieces(zone, pieces)

@@ -1,4 +1,4 @@
-"""UK Carbon Intensity API (NESO): request builders, response parsers, thin sync/async clients.
+"""UK Carbon Intensity API (NESO): request builders, response parsers, and a flow per endpoint.
 
 No account or key. Half-hour periods, gCO2/kWh, **average** operational (direct) intensity
 of Great Britain. Zones, as this provider names them:
@@ -26,18 +26,26 @@ from typing import Any
 
 from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, ensure_utc
 from airflow_carbon_provider.exceptions import CarbonParseError, CarbonRequestError
-from airflow_carbon_provider.sources._http import ApiRequest, AsyncHttp, SyncHttp, path_segment
-from airflow_carbon_provider.sources._parsing import Point, Reader, series_from_points
+from airflow_carbon_provider.sources._flow import Flow, get_json
+from airflow_carbon_provider.sources._http import ApiRequest, path_segment
+from airflow_carbon_provider.sources._parsing import (
+    Point,
+    Reader,
+    join_series,
+    series_from_points,
+    split_range,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "PROVIDER",
-    "AsyncUKCarbonIntensityClient",
-    "UKCarbonIntensityClient",
     "UKZone",
+    "current_flow",
     "current_request",
+    "forecast_flow",
     "forecast_request",
     "history_chunks",
+    "history_flow",
     "history_request",
     "parse_answer",
     "parse_current",
@@ -101,16 +109,16 @@ def current_request(zone: str) -> ApiRequest:
     """Build the request for the current half-hour of ``zone``."""
     where = parse_zone(zone)
     if where.national:
-        return ApiRequest("/intensity")
-    return ApiRequest("/regional" + _regional_suffix(where))
+        return ApiRequest("/intensity", zone=zone)
+    return ApiRequest("/regional" + _regional_suffix(where), zone=zone)
 
 
 def forecast_request(zone: str, start: datetime) -> ApiRequest:
     """Build the 48-hour forecast request from the half-hour containing ``start``."""
     where = parse_zone(zone)
     if where.national:
-        return ApiRequest(f"/intensity/{_minute(start)}/fw48h")
-    return ApiRequest(f"/regional/intensity/{_minute(start)}/fw48h" + _regional_suffix(where))
+        return ApiRequest(f"/intensity/{_minute(start)}/fw48h", zone=zone)
+    return ApiRequest(f"/regional/intensity/{_minute(start)}/fw48h" + _regional_suffix(where), zone=zone)
 
 
 def history_request(zone: str, start: datetime, end: datetime) -> ApiRequest:
@@ -122,17 +130,13 @@ def history_request(zone: str, start: datetime, end: datetime) -> ApiRequest:
         )
     path = f"/intensity/{_minute(start)}/{_minute(end)}"
     if where.national:
-        return ApiRequest(path)
-    return ApiRequest("/regional" + path + _regional_suffix(where))
+        return ApiRequest(path, zone=zone)
+    return ApiRequest("/regional" + path + _regional_suffix(where), zone=zone)
 
 
 def history_chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
     """Split ``[start, end)`` into ranges of at most 14 days."""
-    start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
-    while start < end:
-        stop = min(start + RANGE_MAX, end)
-        yield start, stop
-        start = stop
+    return split_range(start, end, RANGE_MAX)
 
 
 def _periods(reader: Reader, items: Any, field: str, value_key: str) -> list[Point]:
@@ -234,77 +238,29 @@ def parse_current(body: Any, zone: str, *, now: datetime | None = None) -> Inten
 
 
 def _join(zone: str, pieces: list[IntensitySeries]) -> IntensitySeries:
-    reader = Reader(PROVIDER, zone)
-    points = [
-        Point(iv.start, iv.value, end=iv.end, estimated=iv.estimated, field=f"data (request {n})")
-        for n, piece in enumerate(pieces)
-        for iv in piece.intervals
-    ]
-    first = pieces[0]
-    return series_from_points(
-        reader,
-        points,
-        field="data",
-        zone=zone,
-        kind=SignalKind.AVERAGE,
-        resolution=PERIOD,
-        source=PROVIDER,
-        issued_at=first.issued_at,
-        is_forecast=first.is_forecast,
-    )
+    return join_series(pieces, provider=PROVIDER, resolution=PERIOD)
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class UKCarbonIntensityClient:
-    """Synchronous UK Carbon Intensity client (requests)."""
-
-    def __init__(self, http: SyncHttp) -> None:
-        self.http = http
-
-    def current(self, zone: str) -> IntensitySeries:
-        """Return the current half-hour; see :func:`parse_current`."""
-        return parse_current(self.http.get_json(current_request(zone), zone=zone), zone)
-
-    def forecast(self, zone: str, start: datetime, *, issued_at: datetime | None = None) -> IntensitySeries:
-        """Return the 48-hour forecast from the half-hour containing ``start``."""
-        body = self.http.get_json(forecast_request(zone, start), zone=zone)
-        return parse_answer(body, zone, field="forecast", issued_at=issued_at or _now())
-
-    def history(self, zone: str, start: datetime, end: datetime, *, field: str = "actual") -> IntensitySeries:
-        """Return ``[start, end)`` (national ``actual`` by default), in 14-day requests."""
-        pieces = [
-            parse_answer(self.http.get_json(history_request(zone, s, e), zone=zone), zone, field=field)
-            for s, e in history_chunks(start, end)
-        ]
-        return pieces[0] if len(pieces) == 1 else _join(zone, pieces)
+def current_flow(zone: str, *, now: datetime | None = None) -> Flow[IntensitySeries]:
+    """Return the current half-hour; see :func:`parse_current`."""
+    body = yield from get_json(current_request(zone), PROVIDER)
+    return parse_current(body, zone, now=now)
 
 
-class AsyncUKCarbonIntensityClient:
-    """Asynchronous UK Carbon Intensity client (aiohttp); the twin of the sync client."""
+def forecast_flow(zone: str, start: datetime, *, issued_at: datetime | None = None) -> Flow[IntensitySeries]:
+    """Return the 48-hour forecast from the half-hour containing ``start``."""
+    body = yield from get_json(forecast_request(zone, start), PROVIDER)
+    return parse_answer(body, zone, field="forecast", issued_at=issued_at or _now())
 
-    def __init__(self, http: AsyncHttp) -> None:
-        self.http = http
 
-    async def current(self, zone: str) -> IntensitySeries:
-        """Return the current half-hour; see :func:`parse_current`."""
-        return parse_current(await self.http.get_json(current_request(zone), zone=zone), zone)
-
-    async def forecast(
-        self, zone: str, start: datetime, *, issued_at: datetime | None = None
-    ) -> IntensitySeries:
-        """Return the 48-hour forecast from the half-hour containing ``start``."""
-        body = await self.http.get_json(forecast_request(zone, start), zone=zone)
-        return parse_answer(body, zone, field="forecast", issued_at=issued_at or _now())
-
-    async def history(
-        self, zone: str, start: datetime, end: datetime, *, field: str = "actual"
-    ) -> IntensitySeries:
-        """Return ``[start, end)`` (national ``actual`` by default), in 14-day requests."""
-        pieces = []
-        for s, e in history_chunks(start, end):
-            body = await self.http.get_json(history_request(zone, s, e), zone=zone)
-            pieces.append(parse_answer(body, zone, field=field))
-        return pieces[0] if len(pieces) == 1 else _join(zone, pieces)
+def history_flow(zone: str, start: datetime, end: datetime, *, field: str = "actual") -> Flow[IntensitySeries]:
+    """Return ``[start, end)`` (national ``actual`` by default), in 14-day requests."""
+    pieces = []
+    for s, e in history_chunks(start, end):
+        body = yield from get_json(history_request(zone, s, e), PROVIDER)
+        pieces.append(parse_answer(body, zone, field=field))
+    return pieces[0] if len(pieces) == 1 else _join(zone, pieces)

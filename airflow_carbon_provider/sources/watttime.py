@@ -1,9 +1,12 @@
-"""WattTime API v3: login, request builders, response parsers and thin sync/async clients.
+"""WattTime API v3: login, request builders, response parsers, and one flow per endpoint.
 
-``GET /login`` with HTTP Basic auth returns a bearer token valid for 30 minutes. The clients
-renew it 5 minutes before it expires and, once, when a data call answers 401. The token is
-handed to ``on_token`` (the hooks pass Airflow's ``mask_secret``) the moment it is parsed,
-before anything can log it, and is redacted from every error message.
+``GET /login`` with HTTP Basic auth returns a bearer token valid for 30 minutes. The flows
+of :class:`WattTime` renew it 5 minutes before it expires and, once, when a data call
+answers 401: login, renewal and chunked history are one flow, so the synchronous and the
+asynchronous driver do exactly the same. The token is a
+:class:`~airflow_carbon_provider.sources._flow.Secret`: the driver hands it to its masker
+(the hooks pass Airflow's ``mask_secret``) the moment it is parsed, before anything can log
+it, and redacts it from every error message.
 
 Signals: ``co2_moer`` is a **marginal** rate, ``co2_aoer`` an **average** one (historical
 only: WattTime publishes no ``co2_aoer`` forecast). Values come in lbs/MWh and are converted
@@ -12,10 +15,8 @@ to g/kWh. Data are 5-minute points (``meta.data_point_period_seconds``).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
-import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,32 +24,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, Unit, ensure_utc
-from airflow_carbon_provider.exceptions import (
-    CarbonAPIError,
-    CarbonAuthError,
-    CarbonRequestError,
-    CarbonUnsupportedError,
+from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, Unit
+from airflow_carbon_provider.exceptions import CarbonAPIError, CarbonAuthError, CarbonUnsupportedError
+from airflow_carbon_provider.sources._flow import Flow, Secret, Shared, get_json
+from airflow_carbon_provider.sources._http import ApiRequest, ApiResponse, default_error, error_message
+from airflow_carbon_provider.sources._parsing import (
+    Point,
+    Reader,
+    format_iso,
+    join_series,
+    series_from_points,
+    split_range,
 )
-from airflow_carbon_provider.sources._http import (
-    ApiRequest,
-    ApiResponse,
-    AsyncHttp,
-    SyncHttp,
-    default_error,
-    error_message,
-)
-from airflow_carbon_provider.sources._parsing import Point, Reader, format_iso, series_from_points
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "PROVIDER",
     "SIGNAL_KINDS",
-    "AsyncWattTimeClient",
     "RegionInfo",
     "SignalIndex",
     "TokenState",
-    "WattTimeClient",
+    "WattTime",
     "classify_error",
     "forecast_request",
     "historical_request",
@@ -109,7 +105,7 @@ def forecast_request(region: str, signal_type: str, token: str, horizon_hours: i
     """Build ``GET /v3/forecast`` (``horizon_hours`` 0..72; 0 gives only the current value)."""
     horizon = max(0, min(MAX_FORECAST_HOURS, int(horizon_hours)))
     params = {"region": region, "signal_type": signal_type, "horizon_hours": str(horizon)}
-    return ApiRequest("/v3/forecast", params, _bearer(token))
+    return ApiRequest("/v3/forecast", params, _bearer(token), zone=region)
 
 
 def historical_request(
@@ -122,25 +118,18 @@ def historical_request(
         "start": format_iso(start),
         "end": format_iso(end),
     }
-    return ApiRequest("/v3/historical", params, _bearer(token))
-
-
-def _historical_for(region: str, signal_type: str, start: datetime, end: datetime, token: str) -> ApiRequest:
-    return historical_request(region, signal_type, token, start, end)
+    return ApiRequest("/v3/historical", params, _bearer(token), zone=region)
 
 
 def historical_chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
     """Split ``[start, end)`` into requests of at most 30 days."""
-    start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
-    while start < end:
-        stop = min(start + HISTORICAL_MAX, end)
-        yield start, stop
-        start = stop
+    return split_range(start, end, HISTORICAL_MAX)
 
 
 def signal_index_request(region: str, signal_type: str, token: str) -> ApiRequest:
     """Build ``GET /v3/signal-index``."""
-    return ApiRequest("/v3/signal-index", {"region": region, "signal_type": signal_type}, _bearer(token))
+    params = {"region": region, "signal_type": signal_type}
+    return ApiRequest("/v3/signal-index", params, _bearer(token), zone=region)
 
 
 def region_from_loc_request(latitude: float, longitude: float, signal_type: str, token: str) -> ApiRequest:
@@ -213,15 +202,14 @@ def _points(reader: Reader, items: Any, field: str) -> list[Point]:
     return points
 
 
-def parse_forecast(body: Any, region: str, signal_type: str = "co2_moer") -> IntensitySeries:
-    """Parse ``/v3/forecast``; ``meta.generated_at`` becomes ``issued_at``."""
+def _parse_series(body: Any, region: str, signal_type: str, *, forecast: bool) -> IntensitySeries:
     reader = Reader(PROVIDER, region)
     obj = reader.mapping(body, "<body>")
     meta = _meta(reader, obj)
     _check_meta(reader, meta, region, signal_type)
     kind = signal_kind(signal_type)
     issued_at = None
-    if meta.get("generated_at") is not None:
+    if forecast and meta.get("generated_at") is not None:
         issued_at = reader.timestamp(meta["generated_at"], "meta.generated_at")
     return series_from_points(
         reader,
@@ -234,27 +222,18 @@ def parse_forecast(body: Any, region: str, signal_type: str = "co2_moer") -> Int
         unit=_unit(reader, meta),
         source=PROVIDER,
         issued_at=issued_at,
-        is_forecast=True,
+        is_forecast=forecast,
     )
+
+
+def parse_forecast(body: Any, region: str, signal_type: str = "co2_moer") -> IntensitySeries:
+    """Parse ``/v3/forecast``; ``meta.generated_at`` becomes ``issued_at``."""
+    return _parse_series(body, region, signal_type, forecast=True)
 
 
 def parse_historical(body: Any, region: str, signal_type: str = "co2_moer") -> IntensitySeries:
     """Parse ``/v3/historical``; ``imputed_data_used`` becomes ``Interval.estimated``."""
-    reader = Reader(PROVIDER, region)
-    obj = reader.mapping(body, "<body>")
-    meta = _meta(reader, obj)
-    _check_meta(reader, meta, region, signal_type)
-    return series_from_points(
-        reader,
-        _points(reader, reader.get(obj, "data", "data"), "data"),
-        field="data",
-        value_field="data[*].value",
-        zone=region,
-        kind=signal_kind(signal_type),
-        resolution=_resolution(reader, meta),
-        unit=_unit(reader, meta),
-        source=PROVIDER,
-    )
+    return _parse_series(body, region, signal_type, forecast=False)
 
 
 @dataclass(frozen=True)
@@ -342,7 +321,10 @@ def parse_my_access(body: Any) -> dict[str, dict[str, tuple[str, ...]]]:
 
 
 class TokenState:
-    """The current WattTime token and when it was obtained, shared by clients of one account.
+    """The current WattTime token of one account and when it was obtained.
+
+    Logins are serialised by the drivers, which run :meth:`WattTime.login` single-flight on
+    this object (see :class:`~airflow_carbon_provider.sources._flow.Shared`).
 
     :param monotonic: the clock used for the token's age (injectable for tests).
     """
@@ -352,8 +334,6 @@ class TokenState:
         self.obtained_at: float = 0.0
         self.generation = 0
         self._monotonic = monotonic
-        self.thread_lock = threading.Lock()
-        self._async_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
     def valid_token(self) -> str | None:
         """Return the token if it has more than the renewal margin left, else None."""
@@ -364,23 +344,17 @@ class TokenState:
             return None
         return self.token
 
-    def store(self, token: str) -> None:
-        """Remember a freshly obtained token."""
+    def store(self, token: str) -> int:
+        """Remember a freshly obtained token; return its generation."""
         self.token = token
         self.obtained_at = self._monotonic()
         self.generation += 1
+        return self.generation
 
     def discard(self, generation: int) -> None:
         """Forget the token of ``generation`` (the one a 401 was answered to)."""
         if self.generation == generation:
             self.token = None
-
-    def async_lock(self) -> asyncio.Lock:
-        """Return the lock that serialises logins on the running event loop."""
-        loop = asyncio.get_running_loop()
-        for other in [lp for lp in self._async_locks if lp.is_closed()]:
-            del self._async_locks[other]
-        return self._async_locks.setdefault(loop, asyncio.Lock())
 
 
 _TOKENS: dict[tuple[str, str, int], TokenState] = {}
@@ -394,7 +368,21 @@ def shared_token_state(base_url: str, username: str, password: str) -> TokenStat
         return _TOKENS.setdefault(key, TokenState())
 
 
-class _ClientBase:
+class WattTime:
+    """The flows of every endpoint, for one account and signal type, sharing one token.
+
+    Each data flow obtains a token first (logging in when there is none or it is about to
+    expire, once for all concurrent callers of the account in the process), and logs in
+    again once when the call is answered 401. The token is a
+    :class:`~airflow_carbon_provider.sources._flow.Secret`: masked the moment it is parsed,
+    before anything can log it, and redacted from every error.
+
+    :param username: the WattTime username.
+    :param password: the WattTime password.
+    :param signal_type: ``co2_moer`` (marginal) or ``co2_aoer`` (average, history only).
+    :param tokens: the token state to share (the hooks share one per account).
+    """
+
     def __init__(
         self,
         username: str,
@@ -402,7 +390,6 @@ class _ClientBase:
         *,
         signal_type: str = "co2_moer",
         tokens: TokenState | None = None,
-        on_token: Callable[[str], Any] | None = None,
     ) -> None:
         if not username or not password:
             raise CarbonAuthError(
@@ -414,197 +401,77 @@ class _ClientBase:
         self.password = password
         self.signal_type = signal_type
         self.tokens = tokens or TokenState()
-        self.on_token = on_token
 
-    def _accept_token(self, body: Any) -> str:
+    def __repr__(self) -> str:
+        return f"WattTime(signal_type={self.signal_type!r})"
+
+    def login(self) -> Flow[tuple[str, int]]:
+        """Log in; return the fresh token (masked before anything else sees it) and its generation."""
+        try:
+            body = yield from get_json(login_request(self.username, self.password), PROVIDER)
+        except CarbonAPIError as exc:
+            if exc.status in (401, 403):
+                raise CarbonAuthError(
+                    f"login refused: {exc.message}", provider=PROVIDER, status=exc.status
+                ) from None
+            raise
         token = parse_login(body)
-        if self.on_token is not None:
-            self.on_token(token)
-        self.tokens.store(token)
-        return token
+        yield Secret(token)
+        return token, self.tokens.store(token)
 
-    def _no_forecast(self, region: str) -> None:
+    def token(self) -> Flow[tuple[str, int]]:
+        """Return a token with time left and its generation, logging in when there is none."""
+        for secret in login_secrets(self.username, self.password):
+            yield Secret(secret, mask=False)
+        token = self.tokens.valid_token()
+        if token is None:
+            return (yield Shared(self.tokens, self.login()))
+        yield Secret(token, mask=False)  # masked when it was obtained; redacted by this driver too
+        return token, self.tokens.generation
+
+    def call(self, build: Callable[[str], ApiRequest]) -> Flow[Any]:
+        """Send the request ``build(token)`` makes and return its JSON; on a 401, log in once more."""
+        token, generation = yield from self.token()
+        try:
+            return (yield from get_json(build(token), PROVIDER))
+        except CarbonAuthError:
+            self.tokens.discard(generation)  # expired early or revoked: log in again, once
+            token, _ = yield from self.token()
+            return (yield from get_json(build(token), PROVIDER))
+
+    def forecast(self, region: str, horizon_hours: int = 24) -> Flow[IntensitySeries]:
+        """Return the forecast of ``region`` (the first point is the current 5 minutes)."""
         if self.signal_type == "co2_aoer":
             raise CarbonUnsupportedError(
                 "WattTime publishes no co2_aoer forecast; use co2_moer for forecasts",
                 provider=PROVIDER,
                 zone=region,
             )
+        build = functools.partial(forecast_request, region, self.signal_type, horizon_hours=horizon_hours)
+        return parse_forecast((yield from self.call(build)), region, self.signal_type)
 
-
-class WattTimeClient(_ClientBase):
-    """Synchronous WattTime client (requests)."""
-
-    def __init__(self, username: str, password: str, http: SyncHttp, **kwargs: Any) -> None:
-        super().__init__(username, password, **kwargs)
-        self.http = http
-        for secret in login_secrets(username, password):
-            http.add_secret(secret)
-
-    def login(self) -> str:
-        """Log in and return a fresh token (masked and redacted before it is returned)."""
-        request = login_request(self.username, self.password)
-        try:
-            token = self._accept_token(self.http.get_json(request))
-        except CarbonAPIError as exc:
-            if exc.status in (401, 403):
-                raise CarbonAuthError(
-                    f"login refused: {exc.message}", provider=PROVIDER, status=exc.status
-                ) from None
-            raise
-        self.http.add_secret(token)
-        return token
-
-    def _token(self) -> tuple[str, int]:
-        with self.tokens.thread_lock:
-            token = self.tokens.valid_token()
-            if token is None:
-                token = self.login()
-            else:
-                self.http.add_secret(token)
-            return token, self.tokens.generation
-
-    def _call(self, build: Callable[[str], ApiRequest], zone: str | None) -> Any:
-        token, generation = self._token()
-        try:
-            return self.http.get_json(build(token), zone=zone)
-        except CarbonAuthError:
-            self.tokens.discard(generation)  # expired early or revoked: log in again, once
-            token, _ = self._token()
-            return self.http.get_json(build(token), zone=zone)
-
-    def forecast(self, region: str, horizon_hours: int = 24) -> IntensitySeries:
-        """Return the forecast of ``region`` (the first point is the current 5 minutes)."""
-        self._no_forecast(region)
-        body = self._call(lambda t: forecast_request(region, self.signal_type, t, horizon_hours), region)
-        return parse_forecast(body, region, self.signal_type)
-
-    def historical(self, region: str, start: datetime, end: datetime) -> IntensitySeries:
+    def historical(self, region: str, start: datetime, end: datetime) -> Flow[IntensitySeries]:
         """Return measured values of ``region`` over ``[start, end)``, in 30-day requests."""
         pieces = []
         for s, e in historical_chunks(start, end):
-            build = functools.partial(_historical_for, region, self.signal_type, s, e)
-            body = self._call(build, region)
-            pieces.append(parse_historical(body, region, self.signal_type))
+            build = functools.partial(historical_request, region, self.signal_type, start=s, end=e)
+            pieces.append(parse_historical((yield from self.call(build)), region, self.signal_type))
         return pieces[0] if len(pieces) == 1 else _join(region, self.signal_type, pieces)
 
-    def signal_index(self, region: str) -> SignalIndex:
+    def signal_index(self, region: str) -> Flow[SignalIndex]:
         """Return the current percentile of ``region``."""
-        body = self._call(lambda t: signal_index_request(region, self.signal_type, t), region)
-        return parse_signal_index(body, region, self.signal_type)
+        build = functools.partial(signal_index_request, region, self.signal_type)
+        return parse_signal_index((yield from self.call(build)), region, self.signal_type)
 
-    def region_from_loc(self, latitude: float, longitude: float) -> RegionInfo:
+    def region_from_loc(self, latitude: float, longitude: float) -> Flow[RegionInfo]:
         """Return the region that covers a location."""
-        body = self._call(lambda t: region_from_loc_request(latitude, longitude, self.signal_type, t), None)
-        return parse_region_from_loc(body)
+        build = functools.partial(region_from_loc_request, latitude, longitude, self.signal_type)
+        return parse_region_from_loc((yield from self.call(build)))
 
-    def my_access(self) -> dict[str, dict[str, tuple[str, ...]]]:
+    def my_access(self) -> Flow[dict[str, dict[str, tuple[str, ...]]]]:
         """Return which signals, regions and endpoints the account may use."""
-        return parse_my_access(self._call(my_access_request, None))
-
-
-class AsyncWattTimeClient(_ClientBase):
-    """Asynchronous WattTime client (aiohttp); the twin of :class:`WattTimeClient`."""
-
-    def __init__(self, username: str, password: str, http: AsyncHttp, **kwargs: Any) -> None:
-        super().__init__(username, password, **kwargs)
-        self.http = http
-        for secret in login_secrets(username, password):
-            http.add_secret(secret)
-
-    async def login(self) -> str:
-        """Log in and return a fresh token (masked and redacted before it is returned)."""
-        request = login_request(self.username, self.password)
-        try:
-            token = parse_login(await self.http.get_json(request))
-            masked = self.on_token(token) if self.on_token is not None else None
-            if inspect.isawaitable(masked):  # an async masker: wait for it before any use
-                await masked
-            self.tokens.store(token)
-        except CarbonAPIError as exc:
-            if exc.status in (401, 403):
-                raise CarbonAuthError(
-                    f"login refused: {exc.message}", provider=PROVIDER, status=exc.status
-                ) from None
-            raise
-        self.http.add_secret(token)
-        return token
-
-    async def _token(self) -> tuple[str, int]:
-        async with self.tokens.async_lock():
-            token = self.tokens.valid_token()
-            if token is None:
-                token = await self.login()
-            else:
-                self.http.add_secret(token)
-            return token, self.tokens.generation
-
-    async def _call(self, build: Callable[[str], ApiRequest], zone: str | None) -> Any:
-        token, generation = await self._token()
-        try:
-            return await self.http.get_json(build(token), zone=zone)
-        except CarbonAuthError:
-            self.tokens.discard(generation)
-            token, _ = await self._token()
-            return await self.http.get_json(build(token), zone=zone)
-
-    async def forecast(self, region: str, horizon_hours: int = 24) -> IntensitySeries:
-        """Return the forecast of ``region`` (the first point is the current 5 minutes)."""
-        self._no_forecast(region)
-        body = await self._call(
-            lambda t: forecast_request(region, self.signal_type, t, horizon_hours), region
-        )
-        return parse_forecast(body, region, self.signal_type)
-
-    async def historical(self, region: str, start: datetime, end: datetime) -> IntensitySeries:
-        """Return measured values of ``region`` over ``[start, end)``, in 30-day requests."""
-        pieces = []
-        for s, e in historical_chunks(start, end):
-            build = functools.partial(_historical_for, region, self.signal_type, s, e)
-            body = await self._call(build, region)
-            pieces.append(parse_historical(body, region, self.signal_type))
-        return pieces[0] if len(pieces) == 1 else _join(region, self.signal_type, pieces)
-
-    async def signal_index(self, region: str) -> SignalIndex:
-        """Return the current percentile of ``region``."""
-        body = await self._call(lambda t: signal_index_request(region, self.signal_type, t), region)
-        return parse_signal_index(body, region, self.signal_type)
-
-    async def region_from_loc(self, latitude: float, longitude: float) -> RegionInfo:
-        """Return the region that covers a location."""
-        body = await self._call(
-            lambda t: region_from_loc_request(latitude, longitude, self.signal_type, t), None
-        )
-        return parse_region_from_loc(body)
-
-    async def my_access(self) -> dict[str, dict[str, tuple[str, ...]]]:
-        """Return which signals, regions and endpoints the account may use."""
-        return parse_my_access(await self._call(my_access_request, None))
+        return parse_my_access((yield from self.call(my_access_request)))
 
 
 def _join(region: str, signal_type: str, pieces: list[IntensitySeries]) -> IntensitySeries:
-    reader = Reader(PROVIDER, region)
-    points = [
-        Point(iv.start, iv.value, end=iv.end, estimated=iv.estimated, field=f"data (request {n})")
-        for n, piece in enumerate(pieces)
-        for iv in piece.intervals
-    ]
-    return series_from_points(
-        reader,
-        points,
-        field="data",
-        value_field="data[*].value",
-        zone=region,
-        kind=signal_kind(signal_type),
-        resolution=timedelta(minutes=5),
-        source=PROVIDER,
-    )
-
-
-def check_signal_type(signal_type: str) -> str:
-    """Return ``signal_type`` if it is one this provider turns into an intensity series."""
-    if signal_type not in SIGNAL_KINDS:
-        raise CarbonRequestError(
-            f"signal_type {signal_type!r} is not one of {sorted(SIGNAL_KINDS)}", provider=PROVIDER
-        )
-    return signal_type
+    return join_series(pieces, provider=PROVIDER, resolution=timedelta(minutes=5), value_field="data[*].value")

@@ -263,3 +263,119 @@ async def test_stale_entries_are_refetched_single_flight(add_connection, httpser
     monotonic.now += IntensityCache.STALE_RETRY
     results = await asyncio.gather(*(caller() for _ in range(200)))
     assert len(log) == 2 and all(r is results[0] for r in results)
+
+
+async def _ticking_until(done: asyncio.Future) -> int:
+    """Count event-loop turns until ``done`` resolves: proof that waiting does not block the loop."""
+    ticks = 0
+    while not done.done():
+        ticks += 1
+        await asyncio.sleep(0.001)
+    return ticks
+
+
+async def test_a_sync_leader_and_an_async_caller_on_one_key_make_one_fetch():
+    cache = IntensityCache()
+    release = threading.Event()
+    calls = []
+
+    def sync_fetch():
+        calls.append("sync")
+        release.wait(10)
+        return "value"
+
+    async def async_fetch():
+        calls.append("async")
+        return "other"
+
+    leader = asyncio.ensure_future(asyncio.to_thread(cache.get, KEY, sync_fetch, 60))  # a worker thread
+    for _ in range(2000):
+        if calls:
+            break
+        await asyncio.sleep(0.005)
+    follower = asyncio.ensure_future(cache.aget(KEY, async_fetch, 60))
+    ticker = asyncio.ensure_future(_ticking_until(follower))
+    await asyncio.sleep(0.05)
+    assert not follower.done() and cache.stats.joined == 1
+    release.set()
+    assert await follower == "value" and await leader == "value"
+    assert calls == ["sync"] and cache.stats.fetches == 1
+    assert await ticker > 5  # the loop ran on while the async caller waited for the thread
+
+
+async def test_an_async_leader_and_a_sync_caller_on_one_key_make_one_fetch():
+    cache = IntensityCache()
+    release = asyncio.Event()
+    calls = []
+
+    async def async_fetch():
+        calls.append("async")
+        await release.wait()
+        return "value"
+
+    def sync_fetch():
+        calls.append("sync")
+        return "other"
+
+    leader = asyncio.ensure_future(cache.aget(KEY, async_fetch, 60))
+    await asyncio.sleep(0)
+    follower = asyncio.ensure_future(asyncio.to_thread(cache.get, KEY, sync_fetch, 60))
+    for _ in range(2000):
+        if cache.stats.joined:
+            break
+        await asyncio.sleep(0.005)
+    assert cache.stats.joined == 1 and not follower.done()
+    release.set()
+    assert await leader == "value" and await follower == "value"
+    assert calls == ["async"] and cache.stats.fetches == 1
+
+
+async def test_a_failed_fetch_reaches_the_caller_of_the_other_mode_and_is_not_cached():
+    cache = IntensityCache()
+    release = threading.Event()
+
+    def failing():
+        release.wait(10)
+        raise CarbonServerError("down", status=503)
+
+    leader = asyncio.ensure_future(asyncio.to_thread(cache.get, KEY, failing, 60))
+    for _ in range(2000):
+        if cache.stats.fetches:
+            break
+        await asyncio.sleep(0.005)
+    follower = asyncio.ensure_future(cache.aget(KEY, lambda: asyncio.sleep(0, "unused"), 60))
+    await asyncio.sleep(0.02)
+    release.set()
+    for outcome in await asyncio.gather(leader, follower, return_exceptions=True):
+        assert isinstance(outcome, CarbonServerError)
+    assert len(cache) == 0 and cache.stats.fetches == 1
+
+
+async def test_a_sync_and_an_async_hook_call_on_one_key_send_one_request(add_connection, httpserver, cache, policy):
+    joined = threading.Event()
+
+    def latest(request):  # answers once the other caller has joined the fetch
+        joined.wait(10)
+        return Response(LATEST_BODY, content_type="application/json")
+
+    httpserver.expect_request("/v3/carbon-intensity/latest").respond_with_handler(latest)
+    add_connection("em_modes", "electricitymaps", host=httpserver.url_for("").rstrip("/"), password="k-123456")
+    clock = FixedClock(datetime(2024, 11, 28, 15, 30, tzinfo=UTC))
+
+    def hook():
+        return ElectricityMapsHook("em_modes", cache=cache, clock=clock, retry_policy=policy)
+
+    sync_call = asyncio.ensure_future(asyncio.to_thread(hook().get_current, "BE"))
+    for _ in range(2000):
+        if cache.stats.fetches:
+            break
+        await asyncio.sleep(0.005)
+    async_call = asyncio.ensure_future(hook().aget_current("BE"))
+    for _ in range(2000):
+        if cache.stats.joined:
+            break
+        await asyncio.sleep(0.005)
+    joined.set()
+    first, second = await asyncio.gather(sync_call, async_call)
+    assert first is second and len(httpserver.log) == 1
+    assert cache.stats.fetches == 1 and cache.stats.joined == 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from werkzeug import Response
 
 from airflow_carbon_provider.core.signals import SignalKind
 from airflow_carbon_provider.exceptions import CarbonAuthError, CarbonConfigError, CarbonUnsupportedError
@@ -115,3 +117,34 @@ def test_missing_credentials_and_bad_signal(add_connection):
     )
     with pytest.raises(CarbonConfigError, match="signal_type"):
         WattTimeHook("wt_badsignal").get_config()
+
+
+async def test_a_sync_and_an_async_hook_of_one_account_share_one_login(make_hook, httpserver):
+    import asyncio
+    import threading
+
+    from airflow_carbon_provider.sources._flow import shared_flights
+
+    second_waits = threading.Event()
+
+    def login(request):  # answers once the other caller waits for this login
+        second_waits.wait(10)
+        return Response(json.dumps({"token": TOKEN}), content_type="application/json")
+
+    httpserver.expect_request("/login").respond_with_handler(login)
+    httpserver.expect_request("/v3/forecast", headers={"Authorization": f"Bearer {TOKEN}"}).respond_with_data(
+        sample_bytes(P, "forecast.docs-example.json"), content_type="application/json"
+    )
+    sync_call = asyncio.ensure_future(asyncio.to_thread(make_hook().get_forecast, "CAISO_NORTH"))
+    for _ in range(2000):
+        if len(shared_flights):
+            break
+        await asyncio.sleep(0.005)
+    async_call = asyncio.ensure_future(make_hook(conn_id="wt_other_hook").aget_current("CAISO_NORTH"))
+    for _ in range(2000):
+        if any(flight.waiters for flight in shared_flights._flights.values()):
+            break
+        await asyncio.sleep(0.005)
+    second_waits.set()
+    await asyncio.gather(sync_call, async_call)
+    assert logins(httpserver) == 1

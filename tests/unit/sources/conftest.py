@@ -1,5 +1,6 @@
 """Fixtures for the source tests: recorded API bodies, a retry policy that never sleeps, and
-a sync/async switch so each test runs against both clients over real loopback HTTP."""
+a sync/async switch so each test runs the same flows through both drivers over real loopback
+HTTP."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from airflow_carbon_provider.sources._http import AsyncHttp, ErrorClassifier, RetryPolicy, SyncHttp
+from airflow_carbon_provider.sources._drivers import AsyncDriver, SyncDriver
+from airflow_carbon_provider.sources._http import ErrorClassifier, RetryPolicy
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "api-samples"
 
@@ -67,17 +69,22 @@ def policy(sleeps: SleepRecorder) -> RetryPolicy:
 
 @pytest.fixture(params=["sync", "async"])
 def mode(request: pytest.FixtureRequest) -> str:
-    """Run the test once with the requests client and once with the aiohttp client."""
+    """Run the test once with the requests driver and once with the aiohttp driver."""
     return request.param
 
 
+def driver_class(mode: str) -> type[SyncDriver] | type[AsyncDriver]:
+    """Return the driver class of ``mode``."""
+    return SyncDriver if mode == "sync" else AsyncDriver
+
+
 @pytest.fixture
-def make_http(mode: str, httpserver, policy: RetryPolicy) -> Callable[..., SyncHttp | AsyncHttp]:
-    """Return a factory of transports (of the current mode) aimed at the loopback server."""
+def make_driver(mode: str, httpserver, policy: RetryPolicy) -> Callable[..., SyncDriver | AsyncDriver]:
+    """Return a factory of drivers (of the current mode) aimed at the loopback server."""
 
     def factory(
         provider: str, classify: ErrorClassifier | None = None, **kwargs: Any
-    ) -> SyncHttp | AsyncHttp:
+    ) -> SyncDriver | AsyncDriver:
         options = {
             "provider": provider,
             "base_url": httpserver.url_for("").rstrip("/"),
@@ -85,9 +92,14 @@ def make_http(mode: str, httpserver, policy: RetryPolicy) -> Callable[..., SyncH
             "classify": classify,
             **kwargs,
         }
-        return SyncHttp(**options) if mode == "sync" else AsyncHttp(**options)
+        return driver_class(mode)(**options)
 
     return factory
+
+
+async def run(driver: SyncDriver | AsyncDriver, flow: Any) -> Any:
+    """Run ``flow`` with either driver and return its result."""
+    return await call(driver.run, flow)
 
 
 async def call(target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -17,7 +17,8 @@ from airflow_carbon_provider.exceptions import (
     CarbonServerError,
 )
 from airflow_carbon_provider.sources import electricitymaps as em
-from tests.unit.sources.conftest import call, sample, sample_bytes
+from airflow_carbon_provider.sources._flow import Client
+from tests.unit.sources.conftest import call, run, sample, sample_bytes
 
 UTC = timezone.utc
 KEY = "em-test-key-0123456789"
@@ -25,10 +26,9 @@ P = "electricitymaps"
 
 
 @pytest.fixture
-def client(mode, make_http):
-    http = make_http(em.PROVIDER, em.classify_error)
-    cls = em.ElectricityMapsClient if mode == "sync" else em.AsyncElectricityMapsClient
-    return cls(KEY, http)
+def client(make_driver):
+    """Return the flows of Electricity Maps, run by the driver of the test's mode."""
+    return Client(make_driver(em.PROVIDER, em.classify_error), em.ElectricityMaps(KEY))
 
 
 def serve(httpserver, path, name, **query):
@@ -49,7 +49,7 @@ async def test_latest_real_body(client, httpserver):
     assert not series.is_forecast
 
 
-async def test_direct_emission_factor_is_requested(mode, make_http, httpserver):
+async def test_direct_emission_factor_is_requested(make_driver, httpserver):
     body = sample(P, "carbon-intensity_latest.real.US-CAR-DUK.2024-03-06.json") | {
         "emissionFactorType": "direct"
     }
@@ -57,9 +57,8 @@ async def test_direct_emission_factor_is_requested(mode, make_http, httpserver):
         "/v3/carbon-intensity/latest", query_string={"zone": "US-CAR-DUK", "emissionFactorType": "direct"}
     ).respond_with_json(body)
     options = em.EMOptions(emission_factor_type="direct")
-    http = make_http(em.PROVIDER, em.classify_error)
-    cls = em.ElectricityMapsClient if mode == "sync" else em.AsyncElectricityMapsClient
-    series = await call(cls(KEY, http, options).latest, "US-CAR-DUK")
+    driver = make_driver(em.PROVIDER, em.classify_error)
+    series = await run(driver, em.ElectricityMaps(KEY, options).latest("US-CAR-DUK"))
     assert series.values == [216]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import socket
 import time
@@ -23,72 +24,77 @@ from airflow_carbon_provider.exceptions import (
     CarbonTimeoutError,
     CarbonTransportError,
 )
+from airflow_carbon_provider.sources._drivers import SyncDriver
+from airflow_carbon_provider.sources._flow import get_json
 from airflow_carbon_provider.sources._http import (
     ApiRequest,
     ApiResponse,
-    AsyncHttp,
     RetryPolicy,
-    SyncHttp,
     error_message,
     parse_retry_after,
     retry_delay,
 )
-from tests.unit.sources.conftest import call
+from tests.unit.sources.conftest import driver_class, run
 
 REQUEST = ApiRequest("/thing", {"zone": "DE"}, {"auth-token": "s3cr3t-key-123"})
 
 
-async def test_success_sends_params_and_headers(make_http, httpserver):
+async def fetch(driver, request: ApiRequest = REQUEST, *, zone: str | None = None):
+    """Run the one-request flow with ``driver`` (either mode) and return the JSON body."""
+    return await run(driver, get_json(dataclasses.replace(request, zone=zone), driver.provider))
+
+
+async def test_success_sends_params_and_headers(make_driver, httpserver):
     httpserver.expect_request(
         "/thing", query_string={"zone": "DE"}, headers={"auth-token": "s3cr3t-key-123"}
     ).respond_with_json({"ok": 1})
-    assert await call(make_http("p").get_json, REQUEST, zone="DE") == {"ok": 1}
+    assert await fetch(make_driver("p"), zone="DE") == {"ok": 1}
     assert httpserver.log[0][0].headers["Accept"] == "application/json"
 
 
-async def test_5xx_is_retried_with_growing_backoff_then_succeeds(make_http, httpserver, sleeps):
+async def test_5xx_is_retried_with_growing_backoff_then_succeeds(make_driver, httpserver, sleeps):
     httpserver.expect_oneshot_request("/thing").respond_with_data("boom", status=502)
     httpserver.expect_oneshot_request("/thing").respond_with_data("boom", status=503)
     httpserver.expect_request("/thing").respond_with_json({"ok": 2})
-    assert await call(make_http("p").get_json, REQUEST) == {"ok": 2}
+    assert await fetch(make_driver("p")) == {"ok": 2}
     assert len(httpserver.log) == 3
     assert len(sleeps.delays) == 2
     assert 0.25 <= sleeps.delays[0] <= 0.5  # ceiling 0.5 s, half of it jittered
     assert 0.5 <= sleeps.delays[1] <= 1.0  # ceiling doubled
 
 
-async def test_5xx_gives_up_after_max_attempts_with_typed_error(make_http, httpserver, sleeps):
+async def test_5xx_gives_up_after_max_attempts_with_typed_error(make_driver, httpserver, sleeps):
     httpserver.expect_request("/thing").respond_with_data('{"status":"error","message":"down"}', status=500)
     with pytest.raises(CarbonServerError) as info:
-        await call(make_http("prov").get_json, REQUEST, zone="DE")
+        await fetch(make_driver("prov"), zone="DE")
     assert len(httpserver.log) == 3  # max_attempts
     assert (info.value.provider, info.value.status, info.value.zone) == ("prov", 500, "DE")
     assert "down" in str(info.value)
 
 
-async def test_429_honours_retry_after(make_http, httpserver, sleeps):
+async def test_429_honours_retry_after(make_driver, httpserver, sleeps):
     httpserver.expect_oneshot_request("/thing").respond_with_data(
         "slow down", status=429, headers={"Retry-After": "7"}
     )
     httpserver.expect_request("/thing").respond_with_json({"ok": 3})
-    assert await call(make_http("p").get_json, REQUEST) == {"ok": 3}
+    assert await fetch(make_driver("p")) == {"ok": 3}
     assert sleeps.delays == [7.0]
 
 
-async def test_429_with_long_retry_after_is_raised_for_the_caller_to_wait(make_http, httpserver, sleeps):
+async def test_429_with_long_retry_after_is_raised_for_the_caller_to_wait(make_driver, httpserver, sleeps):
     httpserver.expect_request("/thing").respond_with_data("{}", status=429, headers={"Retry-After": "3600"})
     with pytest.raises(CarbonRateLimitError) as info:
-        await call(make_http("p").get_json, REQUEST, zone="GB")
+        await fetch(make_driver("p"), zone="GB")
     assert info.value.retry_after == 3600
     assert info.value.status == 429
     assert len(httpserver.log) == 1
     assert sleeps.delays == []
 
 
-async def test_429_without_retry_after_backs_off(make_http, httpserver, sleeps):
+async def test_429_without_retry_after_backs_off(make_driver, httpserver, sleeps):
     httpserver.expect_oneshot_request("/thing").respond_with_data("{}", status=429)
     httpserver.expect_request("/thing").respond_with_json([])
-    assert await call(make_http("p").get_json, REQUEST) == []
+    assert await fetch(make_driver("p")) == []
     assert len(sleeps.delays) == 1 and 0.25 <= sleeps.delays[0] <= 0.5
 
 
@@ -102,10 +108,10 @@ async def test_429_without_retry_after_backs_off(make_http, httpserver, sleeps):
         (422, CarbonRequestError),
     ],
 )
-async def test_client_errors_are_typed_and_never_retried(make_http, httpserver, sleeps, status, error):
+async def test_client_errors_are_typed_and_never_retried(make_driver, httpserver, sleeps, status, error):
     httpserver.expect_request("/thing").respond_with_json({"error": "nope"}, status=status)
     with pytest.raises(error) as info:
-        await call(make_http("p").get_json, REQUEST, zone="DE")
+        await fetch(make_driver("p"), zone="DE")
     assert info.value.status == status
     assert len(httpserver.log) == 1
     assert sleeps.delays == []
@@ -120,10 +126,10 @@ async def test_timeout_is_retried_then_raised(mode, httpserver, sleeps):
     fast = RetryPolicy(
         timeout=0.2, connect_timeout=0.2, max_attempts=2, sleep=sleeps.sleep, async_sleep=sleeps.async_sleep
     )
-    cls = SyncHttp if mode == "sync" else AsyncHttp
+    cls = driver_class(mode)
     http = cls(provider="p", base_url=httpserver.url_for("").rstrip("/"), policy=fast)
     with pytest.raises(CarbonTimeoutError) as info:
-        await call(http.get_json, REQUEST, zone="DE")
+        await fetch(http, zone="DE")
     assert info.value.zone == "DE" and info.value.status is None
     assert len(sleeps.delays) == 1  # one retry, then the error
 
@@ -132,28 +138,28 @@ async def test_connection_refused_is_a_transport_error(mode, policy, sleeps):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cls = SyncHttp if mode == "sync" else AsyncHttp
+    cls = driver_class(mode)
     http = cls(provider="p", base_url=f"http://127.0.0.1:{port}", policy=policy, secrets=["s3cr3t-key-123"])
     with pytest.raises(CarbonTransportError) as info:
-        await call(http.get_json, REQUEST)
+        await fetch(http)
     assert not isinstance(info.value, CarbonTimeoutError)
     assert len(sleeps.delays) == 2
     assert "s3cr3t-key-123" not in str(info.value)
 
 
-async def test_malformed_json_is_a_parse_error_naming_the_body(make_http, httpserver):
+async def test_malformed_json_is_a_parse_error_naming_the_body(make_driver, httpserver):
     httpserver.expect_request("/thing").respond_with_data("{not json", content_type="application/json")
     with pytest.raises(CarbonParseError) as info:
-        await call(make_http("p").get_json, REQUEST, zone="DE")
+        await fetch(make_driver("p"), zone="DE")
     assert info.value.field == "<body>"
     assert info.value.status == 200
 
 
-async def test_secrets_echoed_by_the_server_are_redacted(make_http, httpserver):
+async def test_secrets_echoed_by_the_server_are_redacted(make_driver, httpserver):
     httpserver.expect_request("/thing").respond_with_json({"error": "bad key s3cr3t-key-123"}, status=400)
-    http = make_http("p", secrets=["s3cr3t-key-123"])
+    http = make_driver("p", secrets=["s3cr3t-key-123"])
     with pytest.raises(CarbonRequestError) as info:
-        await call(http.get_json, REQUEST)
+        await fetch(http)
     assert "s3cr3t-key-123" not in str(info.value)
     assert "***" in str(info.value)
 
@@ -226,21 +232,21 @@ def test_sources_do_not_import_airflow():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-async def test_redaction_covers_repr_and_unparseable_bodies(make_http, httpserver):
+async def test_redaction_covers_repr_and_unparseable_bodies(make_driver, httpserver):
     httpserver.expect_request("/thing").respond_with_data("oops s3cr3t-key-123 <", status=200)
-    http = make_http("p", secrets=["s3cr3t-key-123"])
+    http = make_driver("p", secrets=["s3cr3t-key-123"])
     with pytest.raises(CarbonParseError) as info:
-        await call(http.get_json, REQUEST)
+        await fetch(http)
     assert "s3cr3t-key-123" not in str(info.value) and "s3cr3t-key-123" not in repr(info.value)
 
 
-async def test_retry_logs_never_contain_a_secret(make_http, httpserver, caplog):
+async def test_retry_logs_never_contain_a_secret(make_driver, httpserver, caplog):
     httpserver.expect_request("/thing").respond_with_json(
         {"error": "token s3cr3t-key-123 broke us"}, status=503
     )
-    http = make_http("p", secrets=["s3cr3t-key-123"])
+    http = make_driver("p", secrets=["s3cr3t-key-123"])
     with caplog.at_level("DEBUG"), pytest.raises(CarbonServerError) as info:
-        await call(http.get_json, REQUEST)
+        await fetch(http)
     retries = [r for r in caplog.records if "retrying" in r.getMessage()]
     assert len(retries) == 2
     assert all("s3cr3t-key-123" not in r.getMessage() for r in caplog.records)
@@ -254,10 +260,10 @@ def _closed_port() -> int:
 
 
 async def test_userinfo_in_the_base_url_never_reaches_an_error(mode, policy, caplog):
-    cls = SyncHttp if mode == "sync" else AsyncHttp
+    cls = driver_class(mode)
     http = cls(provider="p", base_url=f"http://proxyuser:proxy-pass-9876@127.0.0.1:{_closed_port()}", policy=policy)
     with caplog.at_level("DEBUG"), pytest.raises(CarbonTransportError) as info:
-        await call(http.get_json, REQUEST)
+        await fetch(http)
     for text in (str(info.value), repr(info.value), *(r.getMessage() for r in caplog.records)):
         assert "proxy-pass-9876" not in text and "proxyuser" not in text
     assert "http://127.0.0.1:" in str(info.value)
@@ -280,14 +286,14 @@ def _fail_to_resolve(monkeypatch):
 
 async def test_a_dns_failure_keeps_the_whole_host_and_is_not_cut_mid_word(mode, policy, monkeypatch):
     _fail_to_resolve(monkeypatch)
-    cls = SyncHttp if mode == "sync" else AsyncHttp
+    cls = driver_class(mode)
     http = cls(provider="electricitymaps", base_url=f"https://user:pw-123456@{LONG_HOST}", policy=policy)
     request = ApiRequest(
         "/v3/carbon-intensity/forecast",
         {"zone": "DE", "emissionFactorType": "lifecycle", "horizonHours": "72", "disableEstimations": "true"},
     )
     with pytest.raises(CarbonTransportError) as info:
-        await call(http.get_json, request, zone="DE")
+        await fetch(http, request, zone="DE")
     message = info.value.message
     assert message.startswith(f"request to https://{LONG_HOST}/v3/carbon-intensity/forecast failed (")
     detail = message.split(" failed (", 1)[1]
@@ -303,8 +309,8 @@ def test_a_long_cause_is_shortened_at_a_word_boundary_keeping_the_host():
     cause = NameResolutionError(LONG_HOST, None, socket.gaierror(-2, "Name or service not known"))  # type: ignore[arg-type]
     url = "/v3/carbon-intensity/forecast?" + "&".join(f"param{i}=value{i}" for i in range(40))
     exc = requests.ConnectionError(MaxRetryError(None, url, cause))  # type: ignore[arg-type]
-    http = SyncHttp(provider="electricitymaps", base_url=f"https://{LONG_HOST}")
-    error = http._transport_error(exc, ApiRequest("/v3/carbon-intensity/forecast"), "DE", timeout=False)
+    http = SyncDriver(provider="electricitymaps", base_url=f"https://{LONG_HOST}")
+    error = http._transport_error(exc, ApiRequest("/v3/carbon-intensity/forecast", zone="DE"), timeout=False)
     assert f"Failed to resolve '{LONG_HOST}'" in error.message
     assert "param39" not in error.message  # the query string is what gets dropped
     assert error.message.endswith(")") and len(error.message) <= 400

@@ -9,7 +9,8 @@ import pytest
 from airflow_carbon_provider.core.signals import SignalKind
 from airflow_carbon_provider.exceptions import CarbonParseError, CarbonRequestError, CarbonServerError
 from airflow_carbon_provider.sources import ukcarbonintensity as uk
-from airflow_carbon_provider.sources._http import SyncHttp
+from airflow_carbon_provider.sources._drivers import SyncDriver
+from airflow_carbon_provider.sources._flow import Client
 from tests.unit.sources.conftest import call, sample, sample_bytes
 
 UTC = timezone.utc
@@ -17,9 +18,9 @@ P = "ukcarbonintensity"
 
 
 @pytest.fixture
-def client(mode, make_http):
-    http = make_http(uk.PROVIDER)
-    return uk.UKCarbonIntensityClient(http) if mode == "sync" else uk.AsyncUKCarbonIntensityClient(http)
+def client(make_driver):
+    """Return the module's flows, run by the driver of the test's mode (``client.current_flow("GB")``)."""
+    return Client(make_driver(uk.PROVIDER), uk)
 
 
 def serve(httpserver, path, name):
@@ -28,7 +29,7 @@ def serve(httpserver, path, name):
 
 async def test_current_national_reads_the_actual(client, httpserver):
     serve(httpserver, "/intensity", "intensity.real-compact.2020-09-19.json")
-    series = await call(client.current, "GB")
+    series = await call(client.current_flow, "GB")
     assert series.values == [85] and not series.is_forecast  # actual 85, forecast 83
     assert series.start == datetime(2020, 9, 19, 11, 30, tzinfo=UTC)
     assert series.end == datetime(2020, 9, 19, 12, tzinfo=UTC)
@@ -39,14 +40,14 @@ async def test_current_without_an_actual_yet_is_the_forecast_marked_as_such(clie
     body = sample(P, "intensity.real-compact.2020-09-19.json")
     body["data"][0]["intensity"]["actual"] = None
     httpserver.expect_request("/intensity").respond_with_json(body)
-    series = await call(client.current, "GB")
+    series = await call(client.current_flow, "GB")
     assert series.values == [83] and series.is_forecast and series.issued_at is not None
 
 
 async def test_forecast_48h_real_body_reads_only_the_forecast_field(client, httpserver):
     serve(httpserver, "/intensity/2023-03-14T12:01Z/fw48h", "intensity_fw48h_2023-03-14T1201Z.json")
     issued = datetime(2023, 3, 14, 12, 1, tzinfo=UTC)
-    series = await call(client.forecast, "GB", issued, issued_at=issued)
+    series = await call(client.forecast_flow, "GB", issued, issued_at=issued)
     assert len(series) == 96 and series.is_forecast and series.issued_at == issued
     assert series.values[:3] == [93, 91, 89]
     assert series.start == datetime(2023, 3, 14, 12, tzinfo=UTC)
@@ -64,7 +65,7 @@ async def test_history_uses_from_to_and_reads_actuals(client, httpserver):
     serve(httpserver, "/intensity/2023-03-15T12:00Z/2023-03-16T12:00Z",
           "intensity_from-to_2023-03-15T1200Z_2023-03-16T1200Z.reconstructed-from-real-pt24h.json")  # fmt: skip
     start = datetime(2023, 3, 15, 12, tzinfo=UTC)
-    series = await call(client.history, "GB", start, start + timedelta(days=1))
+    series = await call(client.history_flow, "GB", start, start + timedelta(days=1))
     assert len(series) == 48 and series.values[0] == 202 and not series.is_forecast
 
 
@@ -79,7 +80,7 @@ async def test_history_longer_than_14_days_is_split(client, httpserver):
         httpserver, "/intensity/2023-03-29T00:00Z/2023-03-31T00:00Z", "intensity_pt24h_2023-03-16T1201Z.json"
     )
     start = datetime(2023, 3, 1, tzinfo=UTC)
-    await call(client.history, "GB", start, start + timedelta(days=30))
+    await call(client.history_flow, "GB", start, start + timedelta(days=30))
     assert [r.path for r, _ in httpserver.log] == [
         "/intensity/2023-03-01T00:00Z/2023-03-15T00:00Z",
         "/intensity/2023-03-15T00:00Z/2023-03-29T00:00Z",
@@ -90,7 +91,7 @@ async def test_history_longer_than_14_days_is_split(client, httpserver):
 async def test_regional_forecast_whose_data_is_an_object(client, httpserver):
     serve(httpserver, "/regional/intensity/2023-03-13T01:31Z/fw48h/regionid/1",
           "regional_intensity_fw48h_regionid-1_2023-03-13T0131Z.real-truncated.json")  # fmt: skip
-    series = await call(client.forecast, "GB-1", datetime(2023, 3, 13, 1, 31, tzinfo=UTC))
+    series = await call(client.forecast_flow, "GB-1", datetime(2023, 3, 13, 1, 31, tzinfo=UTC))
     assert len(series) == 11 and series.zone == "GB-1" and series.is_forecast
     assert series.start == datetime(2023, 3, 13, 1, 30, tzinfo=UTC)
 
@@ -100,7 +101,7 @@ async def test_regional_by_postcode_with_the_list_shaped_data(client, httpserver
     httpserver.expect_request("/regional/intensity/2018-01-20T12:00Z/fw48h/postcode/RG10").respond_with_json(
         body
     )
-    series = await call(client.forecast, "GB-RG10", datetime(2018, 1, 20, 12, tzinfo=UTC))
+    series = await call(client.forecast_flow, "GB-RG10", datetime(2018, 1, 20, 12, tzinfo=UTC))
     assert series.values == [266]
 
 
@@ -108,15 +109,15 @@ async def test_current_regional_and_postcode_paths(client, httpserver):
     body = sample(P, "regional_regionid.docs-example.syntax-fixed.json")
     httpserver.expect_request("/regional/regionid/3").respond_with_json(body)
     httpserver.expect_request("/regional/postcode/M1").respond_with_json(body)
-    assert (await call(client.current, "GB-3")).values == [266]
-    assert (await call(client.current, "gb-m1")).values == [266]
+    assert (await call(client.current_flow, "GB-3")).values == [266]
+    assert (await call(client.current_flow, "gb-m1")).values == [266]
 
 
 async def test_real_outage_500_is_retried_then_a_server_error(client, httpserver):
     serve_error = sample_bytes(P, "error_500_resource-not-found.real-2025-01-13.json")
     httpserver.expect_request("/intensity").respond_with_data(serve_error, status=500)
     with pytest.raises(CarbonServerError, match="Requested resource not found") as info:
-        await call(client.current, "GB")
+        await call(client.current_flow, "GB")
     assert len(httpserver.log) == 3 and info.value.provider == "ukcarbonintensity"
 
 
@@ -129,9 +130,9 @@ def test_regional_answer_for_another_region_is_refused():
 
 def test_the_published_docs_example_is_invalid_json_and_says_so(httpserver, policy):
     serve(httpserver, "/intensity", "regional_regionid.docs-example.as-published.txt")
-    http = SyncHttp(provider=uk.PROVIDER, base_url=httpserver.url_for("").rstrip("/"), policy=policy)
+    driver = SyncDriver(provider=uk.PROVIDER, base_url=httpserver.url_for("").rstrip("/"), policy=policy)
     with pytest.raises(CarbonParseError) as info:
-        uk.UKCarbonIntensityClient(http).current("GB")
+        driver.run(uk.current_flow("GB"))
     assert info.value.field == "<body>"
 
 
@@ -174,7 +175,7 @@ async def test_docs_400_body(client, httpserver):
     serve_400 = sample_bytes(P, "error_400.docs-example.json")
     httpserver.expect_request("/intensity").respond_with_data(serve_400, status=400)
     with pytest.raises(CarbonRequestError, match="400 Bad Request") as info:
-        await call(client.current, "GB")
+        await call(client.current_flow, "GB")
     assert info.value.status == 400 and len(httpserver.log) == 1
 
 

@@ -16,6 +16,7 @@ from airflow_carbon_provider.exceptions import (
     CarbonUnsupportedError,
 )
 from airflow_carbon_provider.sources import watttime as wt
+from airflow_carbon_provider.sources._flow import Client
 from tests.unit.sources.conftest import call, sample, sample_bytes
 
 UTC = timezone.utc
@@ -47,10 +48,10 @@ def masked():
 
 
 @pytest.fixture
-def client(mode, make_http, clock, masked):
-    http = make_http(wt.PROVIDER, wt.classify_error)
-    cls = wt.WattTimeClient if mode == "sync" else wt.AsyncWattTimeClient
-    return cls(USER, PASSWORD, http, tokens=wt.TokenState(monotonic=clock), on_token=masked.append)
+def client(make_driver, clock, masked):
+    """Return the flows of one WattTime account, run by the test's driver; tokens masked into ``masked``."""
+    driver = make_driver(wt.PROVIDER, wt.classify_error, on_secret=masked.append)
+    return Client(driver, wt.WattTime(USER, PASSWORD, tokens=wt.TokenState(monotonic=clock)))
 
 
 def expect_login(httpserver, token=TOKEN, oneshot=False):
@@ -179,10 +180,11 @@ async def test_long_history_is_split_into_30_day_requests(client, httpserver):
     assert starts == ["2022-07-15T00:00:00Z", "2022-08-14T00:00:00Z"]
 
 
-def test_average_signal_has_no_forecast(make_http):
-    client = wt.WattTimeClient(USER, PASSWORD, make_http(wt.PROVIDER), signal_type="co2_aoer")
+async def test_average_signal_has_no_forecast(make_driver, httpserver):
+    client = Client(make_driver(wt.PROVIDER), wt.WattTime(USER, PASSWORD, signal_type="co2_aoer"))
     with pytest.raises(CarbonUnsupportedError):
-        client.forecast("CAISO_NORTH", 1)
+        await call(client.forecast, "CAISO_NORTH", 1)
+    assert len(httpserver.log) == 0
 
 
 def test_average_history_is_average():
@@ -217,9 +219,9 @@ def test_login_without_token():
     assert info.value.field == "token"
 
 
-def test_credentials_are_required(make_http):
+def test_credentials_are_required():
     with pytest.raises(CarbonAuthError):
-        wt.WattTimeClient("", "", make_http(wt.PROVIDER))
+        wt.WattTime("", "")
 
 
 @pytest.mark.parametrize(

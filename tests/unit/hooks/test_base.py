@@ -1,4 +1,7 @@
-"""Every hook implements the protocol; get_provider_info() declares what the hooks declare."""
+"""Every hook implements the protocol and builds its connection form from its declared fields.
+
+What ``get_provider_info()`` declares is tested in ``tests/unit/test_get_provider_info.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import types
 
 import pytest
 
-from airflow_carbon_provider.get_provider_info import get_provider_info
 from airflow_carbon_provider.hooks import HOOK_CLASSES
 from airflow_carbon_provider.hooks.base import CarbonIntensitySource
 from airflow_carbon_provider.hooks.carbontrace import CarbonTraceHook
@@ -28,34 +30,17 @@ def test_every_hook_implements_the_protocol(hook_class):
     assert HOOK_CLASSES[hook.conn_type] == f"{hook_class.__module__}.{hook_class.__qualname__}"
 
 
-def test_provider_info_declares_the_same_forms_as_the_hooks():
-    info = get_provider_info()
-    declared = {entry["connection-type"]: entry for entry in info["connection-types"]}
-    assert set(declared) == {h.conn_type for h in HOOKS}
-    for hook_class in HOOKS:
-        entry = declared[hook_class.conn_type]
-        assert entry["hook-class-name"] == HOOK_CLASSES[hook_class.conn_type]
-        assert entry["hook-name"] == hook_class.hook_name
-        assert entry["conn-fields"] == {f.name: f.provider_info() for f in hook_class.conn_fields()}
-        behaviour = hook_class.get_ui_field_behaviour()
-        assert entry["ui-field-behaviour"] == {
-            "hidden-fields": behaviour["hidden_fields"],
-            "relabeling": behaviour["relabeling"],
-            "placeholders": behaviour["placeholders"],
-        }
-    modules = info["hooks"][0]["python-modules"]
-    assert sorted(modules) == sorted(path.rsplit(".", 1)[0] for path in HOOK_CLASSES.values())
+def test_each_hook_shows_the_common_fields_it_uses():
+    names = {hook.conn_type: [f.name for f in hook.conn_fields()] for hook in HOOKS}
+    assert names["electricitymaps"][-4:] == ["timeout", "max_retries", "max_staleness", "cache_ttl"]
+    assert "timeout" not in names["carbontrace"] and "max_retries" not in names["carbontrace"]
+    assert names["carbontrace"][-2:] == ["max_staleness", "cache_ttl"]
 
 
-def test_provider_info_passes_airflows_schema():
-    import json
-    from importlib.util import find_spec
-    from pathlib import Path
-
-    import jsonschema
-
-    schema = json.loads((Path(find_spec("airflow").origin).parent / "provider_info.schema.json").read_text())
-    jsonschema.validate(get_provider_info(), schema)
+def test_a_common_extra_the_form_does_not_show_is_not_read(add_connection):
+    add_connection("trace_timeout", "carbontrace", extra={"timeout": "not a number", "max_retries": 99})
+    config = CarbonTraceHook("trace_timeout", cache=None).get_config()
+    assert config.policy.timeout == 30.0 and config.policy.max_attempts == 4  # the defaults, unread
 
 
 def test_secret_fields_are_never_plain_extras():
