@@ -46,6 +46,11 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
     :param carbon_conn_id: the carbon-intensity connection (default: the bundled trace replay).
     :param fail_open: on carbon-data failure succeed at once and say so (default true).
     :param replan_interval: how often the waiting trigger re-plans (default 15 minutes).
+    :param beyond_horizon: ``exclude`` (default) or ``persist``; see the planner docs.
+    :param allow_mixed_signals: accept average and marginal zones in one comparison.
+    :param planning_timeout: seconds one planning step may wait for carbon data (default
+        ``[carbon] planning_timeout``, else 5); then the sensor plans without the late sources,
+        or opens.
     :param deferrable: wait in the triggerer (default) rather than poking from a worker.
     """
 
@@ -65,6 +70,9 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
         carbon_conn_id: str = DEFAULT_CARBON_CONN_ID,
         fail_open: bool = True,
         replan_interval: Any = timedelta(minutes=15),
+        beyond_horizon: str = "exclude",
+        allow_mixed_signals: bool = False,
+        planning_timeout: Any = None,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -80,7 +88,8 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
         self._set_carbon_parameters(
             expected_duration, max_delay, deadline, policy=policy, min_saving_pct=min_saving_pct,
             min_saving_abs=min_saving_abs, carbon_conn_id=carbon_conn_id, fail_open=fail_open,
-            replan_interval=replan_interval,
+            replan_interval=replan_interval, beyond_horizon=beyond_horizon, allow_mixed_signals=allow_mixed_signals,
+            planning_timeout=planning_timeout,
         )
         self.deferrable = deferrable
 

@@ -20,8 +20,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "airflow_carbon_provider"
 MAX_LINES = 600
 #: Modules allowed past it, each with the reason.
 LARGE: dict[str, str] = {
-    "airflow_carbon_provider.hooks.base": "issue 10 item 1 (sources without I/O) rewrites it",
-    "airflow_carbon_provider.sources.watttime": "issue 10 item 1 (sources without I/O) rewrites it",
     "airflow_carbon_provider.testing.kube_emulator": "issue 10 item 5 / issue 12 item 4 split it into a package",
 }
 
