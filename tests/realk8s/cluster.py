@@ -108,6 +108,7 @@ class RealCluster:
     namespaces: tuple[str, ...] = ("default", "ml")
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="realk8s-")))
     startup_seconds: float | None = None
+    kubeconfig_path: Path | None = None
     admin_token: str = field(default_factory=lambda: base64.urlsafe_b64encode(os.urandom(18)).decode())
     user_token: str = field(default_factory=lambda: base64.urlsafe_b64encode(os.urandom(18)).decode())
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -134,6 +135,7 @@ class RealCluster:
                 "--node-ip=127.0.0.1", "--cidr=127.1.0.0/16",
             ])
             self._bootstrap(timeout)
+            self.kubeconfig_path = self._write_kubeconfig(AIRFLOW_USER)  # what the connection holds
         except BaseException:
             self.stop()
             raise

@@ -114,7 +114,7 @@ def clusters(real_clusters: dict[str, RealCluster]) -> Iterator[dict[str, RealCl
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowSandbox]:
     """Return a migrated SQLite Airflow home holding the example training DAG and our test DAGs."""
     box = AirflowSandbox(tmp_path_factory.mktemp("realk8s_home"))
-    # The example as shipped, but for its pod logs: kwok nodes have no kubelet to serve them.
+    # The example as shipped, but for its pod logs: no kubelet runs and kwok serves none here.
     example = (example_dags_folder() / "example_carbon_aware_training.py").read_text()
     assert example.count("get_logs=True") == 1, "the example DAG changed: revisit this copy"
     (box.dags_folder / "example_carbon_aware_training.py").write_text(example.replace("get_logs=True", "get_logs=False"))

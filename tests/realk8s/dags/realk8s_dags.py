@@ -1,7 +1,8 @@
 """DAGs for the real_kubernetes tests: the operator as a user writes it, against real clusters.
 
-``get_logs=False`` everywhere: kwok simulates nodes without a kubelet, so a real apiserver has
-no log endpoint to proxy to (the log path is tested on the emulator). Each pod "runs" as long as
+``get_logs=False`` everywhere: kwok simulates nodes without a kubelet and, as set up here, serves
+no logs, so a real apiserver has no log endpoint to proxy to (the log path is tested on the
+emulator). Each pod "runs" as long as
 its annotation ``realk8s.airflow-carbon/run-for`` says (see ``tests/realk8s/stages.yaml``).
 """
 
