@@ -41,3 +41,13 @@ def _forget_resolved_hooks():
     registry = sys.modules.get("airflow_carbon_provider.hooks._registry")
     if registry is not None:
         registry.forget_hooks()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Run the ``real_kubernetes`` tests last, keeping every other test's order.
+
+    Under ``.ci/run`` their binaries may still be building in the background on a fresh
+    machine; running them last lets that build overlap the whole rest of the suite.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("real_kubernetes") is not None)

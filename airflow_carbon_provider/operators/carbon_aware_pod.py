@@ -367,6 +367,14 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         except ScheduleConfigError:
             return None  # planning reports the configuration error with its own message
         found = self._live_pods(context, candidates)
+        # A pod KPO labelled already_checked was given up by the try that ran it (its clean-up
+        # ran, e.g. on a timeout with on_finish_action keeping unsucceeded pods), yet it may
+        # still run. KPO never reattaches to it and would start a second pod: delete it first.
+        for cand, pod in [item for item in found if self._was_checked(item[1])]:
+            self.log.warning("Deleting live pod %s of an earlier try on %s: that try gave it up, so it cannot be "
+                             "reattached (one pod per task instance)", pod.metadata.name, cand.conn_id)
+            self._delete_pod(cand, pod)
+        found = [item for item in found if not self._was_checked(item[1])]
         if not found:
             return None
         if not getattr(self, "reattach_on_restart", True):
@@ -394,7 +402,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
 
     def _live_pods(self, context: Context, candidates: list[ClusterCandidate]) -> list[tuple[ClusterCandidate, Any]]:
         budget = self.carbon_schedule.planning_timeout
-        selector = self._build_find_pod_label_selector(context, exclude_checked=True)
+        selector = self._build_find_pod_label_selector(context, exclude_checked=False)
         listers = []
         seen = set()
         for cand in candidates:
@@ -427,6 +435,9 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
                 if phase not in ("Succeeded", "Failed") and pod.metadata.deletion_timestamp is None:
                     found.append((cand, pod))
         return found
+
+    def _was_checked(self, pod: Any) -> bool:
+        return (pod.metadata.labels or {}).get(self.POD_CHECKED_KEY) == "True"
 
     def _delete_pod(self, cand: ClusterCandidate, pod: Any) -> None:
         self._place(cand)

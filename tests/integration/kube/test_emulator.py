@@ -323,14 +323,11 @@ def test_fault_switches(kube_emulator: KubeEmulator):
     assert api.list_namespaced_pod("default").items == []
 
 
-def test_hold_pending_and_manual_finish():
+def test_manual_finish():
     # [START howto_kube_emulator_manual]
     with KubeEmulator("k8s_manual", timing=KubeletTiming(run_duration=None)) as emulator:
         api = core_api(emulator)
-        emulator.hold_pending = True
         api.create_namespaced_pod("default", pod_body("held"))
-        assert api.read_namespaced_pod("held", "default").spec.node_name is None
-        emulator.hold_pending = False
         wait_for_phase(api, "held", "Running")
         emulator.finish_pod("default", "held", exit_code=0)
         wait_for_phase(api, "held", "Succeeded")

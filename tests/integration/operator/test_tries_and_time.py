@@ -29,10 +29,10 @@ def _api(emulator) -> client.CoreV1Api:
     return client.CoreV1Api(client.ApiClient(configuration))
 
 
-def _start_try_one_pod(emulator, ti: FakeTI, *, namespace: str = "default") -> str:
+def _start_try_one_pod(emulator, ti: FakeTI, *, namespace: str = "default", **extra_labels: str) -> str:
     """Create, as try 1's worker did before it died, a long-running pod with KPO's labels."""
     labels = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "kubernetes_pod_operator": "True",
-              "try_number": "1"}
+              "try_number": "1", **extra_labels}
     body = {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "train-try1", "labels": labels, "annotations": {RUN_SECONDS_KEY: "600"}},
             "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "busybox"}]}}
@@ -81,6 +81,23 @@ def test_without_reattach_a_retry_deletes_the_earlier_pod_before_starting_elsewh
     (old,) = clusters["k8s_us"].pods()
     assert old.name == name and old.deleted_at is not None
     assert _live(clusters) == set()  # the earlier pod is gone and the new one finished
+
+
+def test_a_retry_deletes_a_pod_its_try_gave_up_that_still_runs(clusters):
+    """Try 1 timed out and KPO's clean-up labelled its still-running pod already_checked (it keeps
+    unsucceeded pods with delete_succeeded_pod): KPO would never reattach and would start a second
+    pod. Found by tests/realk8s through the real task runner."""
+    ti = FakeTI(try_number=2)
+    name = _start_try_one_pod(clusters["k8s_us"], ti, already_checked="True")
+    op = CarbonAwareKubernetesPodOperator(**pod_args(on_finish_action="delete_succeeded_pod"))
+    op.execute(context_for(ti))
+    decision = ti.xcom["carbon_decision"]
+    assert decision["cluster"] == "k8s_gb" and "reattached_pod" not in decision
+    (old,) = clusters["k8s_us"].pods()
+    assert old.name == name and old.deleted_at is not None
+    (new,) = clusters["k8s_gb"].pods()
+    assert old.deleted_at <= new.created_at  # never two live pods at once
+    assert _live(clusters) == set()
 
 
 def test_the_first_try_does_not_search_the_other_clusters(clusters):
