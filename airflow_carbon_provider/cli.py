@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--format", choices=("table", "json"), default="table",
                       help="table (default) or json: the last line of output is one JSON object")
+    demo.add_argument("--lead", type=_duration("--lead"), default=timedelta(seconds=40), metavar="DURATION",
+                      help="how long after the launch the replayed low-carbon moment comes (default 40s, 10s-10m); "
+                      "raise it on a slow machine, where the run reaches its task later")
     demo.set_defaults(handler=cmd_demo)
     _add_report_parser(sub)
     return parser
@@ -322,7 +325,9 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``airflow-carbon demo``."""
     from airflow_carbon_provider.demo import run_demo
 
-    return run_demo(args.format, out)
+    if not timedelta(seconds=10) <= args.lead <= timedelta(minutes=10):
+        raise CliError(f"--lead {int(args.lead.total_seconds())}s is outside 10s-10m; give e.g. --lead 90s")
+    return run_demo(args.format, out, lead=args.lead)
 
 
 def _progress(stream: TextIO) -> Callable[[int, int], None] | None:

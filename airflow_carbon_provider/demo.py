@@ -37,8 +37,13 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def run_demo(fmt: str = "table", out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run the demo; print a summary (or one JSON object as the last line); return the exit status."""
+def run_demo(fmt: str = "table", out: TextIO | None = None, err: TextIO | None = None,
+             lead: timedelta = LEAD) -> int:
+    """Run the demo; print a summary (or one JSON object as the last line); return the exit status.
+
+    :param lead: how long after the launch the replayed moment comes (``--lead``); on a slow
+        machine the run may reach its task only after it, and then starts without waiting.
+    """
     from airflow_carbon_provider.testing.kube_emulator import KubeletTiming, connections_env, start_clusters
     from airflow_carbon_provider.testing.replay import DEMO_CLUSTERS, DEMO_MOMENT, replay_connection_env
     from airflow_carbon_provider.testing.sandbox import AirflowSandbox, example_dags_folder
@@ -56,7 +61,7 @@ def run_demo(fmt: str = "table", out: TextIO | None = None, err: TextIO | None =
         say("  clusters     : " + ", ".join(f"{c} ({z}{', home' if i == 0 else ''})"
                                             for i, (c, z) in enumerate(DEMO_CLUSTERS.items()))
             + " - Kubernetes API emulators on loopback, not real clusters")
-        say(f"  carbon data  : real Electricity Maps data (ODbL) replayed from {_iso(DEMO_MOMENT - LEAD)}: at "
+        say(f"  carbon data  : real Electricity Maps data (ODbL) replayed from {_iso(DEMO_MOMENT - lead)}: at "
             f"{DEMO_MOMENT:%H:%M} UTC on {DEMO_MOMENT:%Y-%m-%d} Great Britain's grid fell from 139 to 101 "
             "gCO2eq/kWh while Germany stayed near 500, so waiting and moving both pay")
         # The Airflow database may be temporary, but the run goes to the ledger that a later
@@ -67,18 +72,18 @@ def run_demo(fmt: str = "table", out: TextIO | None = None, err: TextIO | None =
         sandbox.migrate()
         timing = KubeletTiming(schedule_delay=0.1, start_delay=0.3, run_duration=2.0)
         with start_clusters(DEMO_CLUSTERS, timing=timing) as clusters:
-            now = datetime.now(UTC).replace(microsecond=0)  # the replay's anchor: DEMO_MOMENT is now + LEAD
+            now = datetime.now(UTC).replace(microsecond=0)  # the replay's anchor: DEMO_MOMENT is now + lead
             conf = {"expected_duration": "1m", "finish_by": _iso(now + timedelta(minutes=4))}
-            env = {**connections_env(clusters), **replay_connection_env(lead=LEAD, now=now),
+            env = {**connections_env(clusters), **replay_connection_env(lead=lead, now=now),
                    "AIRFLOW_CARBON_LEDGER_URL": ledger_url}
-            say(f"  running the DAG with conf {json.dumps(conf)}; the window opens in {LEAD.total_seconds():.0f} s ...")
+            say(f"  running the DAG with conf {json.dumps(conf)}; the window opens in {lead.total_seconds():.0f} s ...")
             result = sandbox.run_dag(DEMO_DAG_ID, conf, env=env)
             pods = {name: [p.name for p in emulator.pods()] for name, emulator in clusters.items()}
         report = _report(result.data, pods)
         if fmt == "json":
             out.write(json.dumps(report) + "\n")
         else:
-            for line in _summary(report, time.monotonic() - started, launched=now):
+            for line in _summary(report, time.monotonic() - started, launched=now, lead=lead):
                 out.write(line + "\n")
         if report["state"] != "success":
             err.write(f"the demo DAG run ended {report['state']}; Airflow's output ends with:\n{result.output[-3000:]}\n")
@@ -114,7 +119,8 @@ def _report(data: dict[str, Any], pods: dict[str, list[str]]) -> dict[str, Any]:
     return report
 
 
-def _summary(report: dict[str, Any], elapsed: float, *, launched: datetime | None = None) -> list[str]:
+def _summary(report: dict[str, Any], elapsed: float, *, launched: datetime | None = None,
+             lead: timedelta = LEAD) -> list[str]:
     """Return the table output; ``launched``, when the run started (the replay's anchor), explains the baseline."""
     from airflow_carbon_provider.testing.replay import DEMO_MOMENT
 
@@ -137,17 +143,22 @@ def _summary(report: dict[str, Any], elapsed: float, *, launched: datetime | Non
         if d.get("expected_saving_pct") is not None:
             lines.append(
                 f"  saving   : {d['expected_saving_pct']:.1f} % against running now at home: "
-                f"{d.get('expected_intensity')} vs {d.get('baseline_intensity')} gCO2eq/kWh; "
+                f"{_grams(d.get('expected_intensity'), '', '.4g')} vs {_grams(d.get('baseline_intensity'), '', '.4g')} "
+                "gCO2eq/kWh; "
                 f"{_grams(d.get('expected_emissions_g'))} instead of {_grams(d.get('baseline_emissions_g'))} for this "
                 f"{d.get('expected_duration_s', 0) / 60:g}-minute, {_grams(d.get('power_watts'), ' W', '.6g')} job")
             if launched is not None:
                 reached = (decided - launched).total_seconds()
-                before = (launched + LEAD - decided).total_seconds()
+                before = (launched + lead - decided).total_seconds()
                 when = (f"{before:.0f} s before {DEMO_MOMENT:%H:%M} UTC replayed" if before > 0
                         else f"{-before:.0f} s after {DEMO_MOMENT:%H:%M} UTC replayed")
                 lines.append(f"  baseline : running now on {d.get('home_cluster')} ({d.get('home_zone')}) as the task "
                              f"planned, {when}, {reached:.0f} s after the run was launched; a slower start "
                              "plans later and changes the baseline, the saving and the wait")
+                if before <= 0:
+                    lines.append(f"  note     : the run reached its task after the replayed moment, so there was "
+                                 f"nothing left to wait for; on a slow machine rerun with --lead "
+                                 f"{int(lead.total_seconds()) * 2}s")
         if d.get("fallbacks"):
             lines.append(f"  fallbacks: {d['fallbacks']}")
     lines.append(f"DAG run {report['run_id']}: {report['state']} in {elapsed:.0f} s")

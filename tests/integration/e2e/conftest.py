@@ -5,6 +5,7 @@ and the real trace replayed so that a real moment where waiting and moving pay i
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,6 +31,29 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowSandbox
         shutil.copyfile(dag_file, box.dags_folder / dag_file.name)
     box.migrate()
     yield box
+
+
+#: The replayed moment comes at least this long after a test launches its DAG run, and at most
+#: this long (the tests' deadlines, 3-5 minutes ahead, leave room for the wait and the run).
+MIN_LEAD, MAX_LEAD = timedelta(seconds=50), timedelta(seconds=150)
+
+
+@pytest.fixture(scope="session")
+def replay_lead(sandbox: AirflowSandbox) -> timedelta:
+    """Return how far ahead of a DAG run's launch the replayed low-carbon moment should come.
+
+    A run must reach its task and plan before the moment, or it starts at once and never
+    waits. That set-up takes 10-15 s on an idle machine and a minute or more on a loaded one
+    (CI builds the real Kubernetes binaries in the background), so it is measured: one run of
+    a DAG that does nothing, timed, and the lead is twice that plus 10 s, within 50-150 s.
+    """
+    started = time.monotonic()
+    result = sandbox.run_dag("e2e_warmup")
+    assert result.state == "success", result.output[-3000:]
+    setup = time.monotonic() - started
+    lead = min(MAX_LEAD, max(MIN_LEAD, timedelta(seconds=2 * setup + 10)))
+    print(f"e2e: a run of a DAG that does nothing took {setup:.0f} s; replayed moments come {lead} ahead")
+    return lead
 
 
 @pytest.fixture

@@ -35,8 +35,8 @@ def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=600, env=env, cwd=home)
 
 
-def test_demo_json_contract_then_report_lists_the_run(tmp_path):
-    demo = _cli("demo", "--format", "json", home=tmp_path)
+def test_demo_json_contract_then_report_lists_the_run(tmp_path, replay_lead):
+    demo = _cli("demo", "--format", "json", "--lead", f"{int(replay_lead.total_seconds())}s", home=tmp_path)
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-4000:]
     report = json.loads(demo.stdout.strip().splitlines()[-1])
     jsonschema.validate(report, DEMO_SCHEMA)

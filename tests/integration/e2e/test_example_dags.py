@@ -2,8 +2,8 @@
 
 Clusters are Kubernetes API emulators (no kube-apiserver can be installed here); carbon data
 is the real bundled Electricity Maps trace, replayed so that 2023-03-15 23:00Z (Great
-Britain's grid drops from 139 to 101 gCO2eq/kWh, Germany's stays near 500) is ``LEAD``
-seconds after the test starts. The planner should therefore wait for that moment and move
+Britain's grid drops from 139 to 101 gCO2eq/kWh, Germany's stays near 500) comes
+``replay_lead`` after the test launches its run (measured per session: see conftest). The planner should therefore wait for that moment and move
 from the home cluster (DE) to k8s_gb (GB).
 """
 
@@ -26,11 +26,10 @@ from airflow_carbon_provider.testing.replay import DEMO_MOMENT, replay_connectio
 from tests.integration.e2e.conftest import parse, soon
 
 pytestmark = pytest.mark.integration
-LEAD = timedelta(seconds=50)  # generous: dag.test() setup must finish before the window opens
-
-
-def _env(clusters, **replay):
-    return {**connections_env(clusters), **replay_connection_env(lead=replay.pop("lead", LEAD), **replay)}
+@pytest.fixture
+def env(clusters, replay_lead):
+    """Return the clusters' connections and the trace replayed so the moment comes ``replay_lead`` ahead."""
+    return {**connections_env(clusters), **replay_connection_env(lead=replay_lead)}
 
 
 def _only_pod(clusters):
@@ -49,9 +48,9 @@ def test_real_data_says_wait_and_move_at_this_moment():
     assert trace["DE"].value_at(before) > 3 * trace["GB"].value_at(after)
 
 
-def test_training_waits_for_the_window_and_moves_to_the_greenest_cluster(sandbox, clusters):
+def test_training_waits_for_the_window_and_moves_to_the_greenest_cluster(sandbox, clusters, env):
     result = sandbox.run_dag("example_carbon_aware_training",
-                             {"expected_duration": "1m", "finish_by": soon(4)}, env=_env(clusters))
+                             {"expected_duration": "1m", "finish_by": soon(4)}, env=env)
     assert result.state == "success", result.output[-4000:]
     assert result.task("fine_tune")["state"] == "success"
     decision = result.xcom("fine_tune", "carbon_decision")
@@ -90,9 +89,9 @@ def _report(sandbox):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_batch_inference_in_kpo_deferrable_mode_uses_the_chosen_namespace(sandbox, clusters):
+def test_batch_inference_in_kpo_deferrable_mode_uses_the_chosen_namespace(sandbox, clusters, env):
     result = sandbox.run_dag("example_carbon_aware_batch_inference",
-                             {"expected_duration": "1m", "max_delay": "3m"}, env=_env(clusters))
+                             {"expected_duration": "1m", "max_delay": "3m"}, env=env)
     assert result.state == "success", result.output[-4000:]
     decision = result.xcom("batch_inference", "carbon_decision")
     cluster, pod = _only_pod(clusters)
@@ -102,9 +101,9 @@ def test_batch_inference_in_kpo_deferrable_mode_uses_the_chosen_namespace(sandbo
     assert decision["power_watts"] == 120 and decision["power_source"] == "power_watts"
 
 
-def test_the_sensor_gates_a_python_task(sandbox, clusters):
+def test_the_sensor_gates_a_python_task(sandbox, clusters, env):
     result = sandbox.run_dag("example_carbon_window_sensor",
-                             {"expected_duration": "1m", "max_delay": "3m"}, env=_env(clusters))
+                             {"expected_duration": "1m", "max_delay": "3m"}, env=env)
     assert result.state == "success", result.output[-4000:]
     decision = result.xcom("wait_for_low_carbon")
     assert decision["zone"] == "GB" and decision["waited"] is True
@@ -131,18 +130,19 @@ def test_carbon_api_down_from_the_start_runs_now_at_home(sandbox, clusters):
     assert time.monotonic() - started < 120  # it did not wait for a window it could not know
 
 
-def test_carbon_source_lost_mid_wait_keeps_the_plan_and_starts_on_time(sandbox, clusters, tmp_path):
+def test_carbon_source_lost_mid_wait_keeps_the_plan_and_starts_on_time(sandbox, clusters, replay_lead, tmp_path):
     """The trace behind the carbon connection disappears while the task waits in the trigger."""
     fragile = tmp_path / "fragile.csv"
     fragile.write_bytes(bundled_trace_path().read_bytes())
-    extras = {**replay_extras(lead=timedelta(seconds=80)), "path": str(fragile)}
+    # 30 s longer than the others: the test must delete the file while the task waits
+    extras = {**replay_extras(lead=replay_lead + timedelta(seconds=30)), "path": str(fragile)}
     env = {**connections_env(clusters),
            "AIRFLOW_CONN_TRACE_FRAGILE": json.dumps({"conn_type": "carbontrace", "extra": extras})}
     db = sandbox.home / "airflow.db"
     deferred = threading.Event()
 
     def break_source_once_deferred() -> None:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + replay_lead.total_seconds() + 120
         while time.monotonic() < deadline:
             try:
                 with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
@@ -172,10 +172,10 @@ def test_carbon_source_lost_mid_wait_keeps_the_plan_and_starts_on_time(sandbox, 
     assert "keeping" in result.output  # the re-check before the start said it kept the plan
 
 
-def test_a_cluster_that_refuses_the_pod_falls_back_to_the_next_best(sandbox, clusters):
+def test_a_cluster_that_refuses_the_pod_falls_back_to_the_next_best(sandbox, clusters, env):
     clusters["k8s_gb"].refuse_pod_creation = 403
     result = sandbox.run_dag("example_carbon_aware_training",
-                             {"expected_duration": "1m", "finish_by": soon(4)}, env=_env(clusters))
+                             {"expected_duration": "1m", "finish_by": soon(4)}, env=env)
     assert result.state == "success", result.output[-4000:]
     decision = result.xcom("fine_tune", "carbon_decision")
     assert decision["fallbacks"][0]["cluster"] == "k8s_gb" and "403" in decision["fallbacks"][0]["error"]

@@ -51,3 +51,28 @@ def test_the_baseline_line_gives_the_planning_moment():
 def test_without_the_launch_time_there_is_no_baseline_line():
     lines = _summary(_report(START + timedelta(seconds=15), START + timedelta(seconds=45)), 60.0)
     assert not any(ln.lstrip().startswith("baseline") for ln in lines)
+
+
+def test_a_run_that_planned_after_the_moment_says_how_to_rerun():
+    late = _summary(_report(START + timedelta(seconds=50), START + timedelta(seconds=51)), 60.0, launched=START,
+                    lead=timedelta(seconds=40))
+    assert any("nothing left to wait for" in ln and "--lead 80s" in ln for ln in late)
+    on_time = _summary(_report(START + timedelta(seconds=15), START + timedelta(seconds=45)), 60.0, launched=START)
+    assert not any("--lead" in ln for ln in on_time)
+
+
+def test_intensities_are_rounded_for_display_only():
+    report = _report(START + timedelta(seconds=15), START + timedelta(seconds=45))
+    report["tasks"][0]["carbon_decision"]["expected_intensity"] = 101.01999999999998
+    (saving,) = [ln for ln in _summary(report, 60.0) if ln.lstrip().startswith("saving")]
+    assert "101 vs 503.5 gCO2eq/kWh" in saving
+
+
+def test_a_lead_outside_its_range_is_one_line(capsys):
+    import io
+
+    from airflow_carbon_provider.cli import main
+
+    assert main(["demo", "--lead", "2s"], io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--lead 2s is outside 10s-10m; give e.g. --lead 90s" in err
