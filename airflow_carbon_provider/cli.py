@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--start", type=_instant, metavar="ISO", help="first arrival (default: start of the common period)")
     bt.add_argument("--end", type=_instant, metavar="ISO", help="no job may finish after this (default: end of the traces)")
     bt.add_argument("--forecast", default="noisy:10:1", metavar="MODEL",
-                    help="perfect | noisy:<MAPE percent>[:<seed>] | archive:FILE (default noisy:10:1)")
+                    help="perfect | realistic[:<seed>] | noisy:<MAPE percent>[:<seed>] | archive:FILE (default noisy:10:1)")
     bt.add_argument("--forecast-horizon", type=_duration("--forecast-horizon"), default=timedelta(hours=48),
                     metavar="DURATION", help="how far each forecast reaches (default 48h)")
     bt.add_argument("--refresh", type=_duration("--refresh"), default=timedelta(hours=1),
