@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow_carbon_provider.core.conditioning import condition
 from airflow_carbon_provider.core.forecast import ForecastModel
 from airflow_carbon_provider.core.planner import Candidate, Option, plan
 from airflow_carbon_provider.core.policies import get_policy, policy_names
@@ -147,9 +148,16 @@ def run_backtest(
     refresh: timedelta = timedelta(hours=1),
     threshold_pct: float = 10.0,
     min_saving_pct: float = 0.0,
+    robust: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
-    """Run every policy over the same jobs and return per-job outcomes and summaries."""
+    """Run every policy over the same jobs and return per-job outcomes and summaries.
+
+    :param robust: ``carbon-aware`` (the policies that re-plan) plans on forecasts conditioned
+        on each zone's measured history (:func:`~airflow_carbon_provider.core.conditioning.condition`):
+        corrected by the latest measured value, shrunk toward the zone's profile by the
+        forecast model's error by lead (its ``sigma``), and extended past their horizon.
+    """
     zones = list(dict.fromkeys(zones))
     if not zones:
         raise BacktestError("--zones is empty; name at least one zone, e.g. --zones DE,GB")
@@ -214,10 +222,16 @@ def run_backtest(
     whole = actuals if (not revises and forecast_horizon >= max_delay + job_duration) else None
     refresh_s = refresh.total_seconds()
 
-    def forecasts_at(pool: Sequence[Candidate], now: datetime) -> dict[str, IntensitySeries]:
+    sigma = getattr(forecast, "sigma", None)
+
+    def forecasts_at(pool: Sequence[Candidate], now: datetime, until: datetime | None = None
+                     ) -> dict[str, IntensitySeries]:
         if whole is not None:
             return {c.zone: whole[c.zone] for c in pool}
-        return {c.zone: forecast.forecast(c.zone, now, forecast_horizon) for c in pool}
+        fcs = {c.zone: forecast.forecast(c.zone, now, forecast_horizon) for c in pool}
+        if until is not None:  # measured values up to now condition the forecast (no look-ahead)
+            fcs = {z: condition(fc, actuals[z], now, until, sigma=sigma) for z, fc in fcs.items()}
+        return fcs
 
     def run(policy: str, arrival: datetime) -> JobOutcome:
         latest = arrival + max_delay
@@ -227,7 +241,8 @@ def run_backtest(
                           duration=job_duration, latest_start=latest, policy=policy).chosen
             return _charge(actuals, arrival, choice, job_duration)
         pool = candidates if rule.spatial else home_only
-        decision = plan(pool, forecasts_at(pool, arrival), now=arrival, duration=job_duration, latest_start=latest,
+        until = latest + job_duration if robust and rule.replans else None
+        decision = plan(pool, forecasts_at(pool, arrival, until), now=arrival, duration=job_duration, latest_start=latest,
                         policy=policy, threshold_pct=threshold_pct, min_saving_pct=min_saving_pct)
         choice = decision.chosen
         replans = 0
@@ -241,7 +256,7 @@ def run_backtest(
                 if next_refresh >= choice.start:
                     break
                 now = next_refresh
-                choice = plan(pool, forecasts_at(pool, now), now=now, duration=job_duration, latest_start=latest,
+                choice = plan(pool, forecasts_at(pool, now, until), now=now, duration=job_duration, latest_start=latest,
                               policy=policy, incumbent=choice, min_saving_pct=min_saving_pct).chosen
                 replans += 1
         return _charge(actuals, arrival, choice, job_duration, replans)

@@ -36,12 +36,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from airflow_carbon_provider.core.conditioning import forecast_from_history
 from airflow_carbon_provider.core.signals import IntensitySeries, ensure_utc
 from airflow_carbon_provider.core.traces import ArchivedForecasts, read_forecast_archive
 
 __all__ = [
     "ArchiveForecast",
     "ForecastError",
+    "HistoryForecast",
     "ForecastModel",
     "NoisyForecast",
     "PerfectForecast",
@@ -85,6 +87,10 @@ class PerfectForecast:
     #: A later issue says the same about the same interval: re-planning on it changes nothing.
     revises = False
 
+    def sigma(self, lead_s: float) -> float:
+        """Return the relative error's standard deviation at ``lead_s``: none."""
+        return 0.0
+
     def __init__(self, actuals: Mapping[str, IntensitySeries]) -> None:
         self.actuals = dict(actuals)
 
@@ -111,6 +117,10 @@ class NoisyForecast:
         self.name = f"noisy:{mape_pct:g}:{seed}"
         self._scale = mape_pct / 100.0 * _MAPE_TO_SCALE
         self._z: dict[str, list[float]] = {}
+
+    def sigma(self, lead_s: float) -> float:
+        """Return the relative error's standard deviation at ``lead_s`` seconds."""
+        return self._scale * math.sqrt(max(lead_s, 0.0) / DAY)
 
     def _latent(self, zone: str) -> list[float]:
         z = self._z.get(zone)
@@ -183,6 +193,10 @@ class RealisticForecast:
         self._white: dict[tuple[str, str, int], list[float]] = {}
         self._smooth: dict[tuple[str, str, int], list[float]] = {}
 
+    def sigma(self, lead_s: float) -> float:
+        """Return the relative error's standard deviation at ``lead_s`` seconds."""
+        return realistic_sigma(lead_s)
+
     def _white_chunk(self, key: tuple[str, str, int]) -> list[float]:
         w = self._white.get(key)
         if w is None:
@@ -250,6 +264,10 @@ class ArchiveForecast:
         self.actuals = dict(actuals)
         self.name = label
 
+    def sigma(self, lead_s: float) -> float:
+        """Return the assumed relative error by lead: NESO's, as ``realistic`` (not the archive's own)."""
+        return realistic_sigma(lead_s)
+
     def check_zones(self, zones: Iterable[str]) -> None:
         """Raise if the archive holds no forecasts for one of ``zones``."""
         missing = [z for z in zones if z not in self.archive]
@@ -295,14 +313,38 @@ class ArchiveForecast:
         )
 
 
+class HistoryForecast:
+    """No provider forecast: each issue is built from the measured values up to it.
+
+    See :func:`~airflow_carbon_provider.core.conditioning.forecast_from_history`: the latest
+    measured value, relaxing toward the zone's profile of the last ``days`` days.
+    """
+
+    name = "history"
+
+    def __init__(self, actuals: Mapping[str, IntensitySeries], days: int = 7) -> None:
+        self.actuals = dict(actuals)
+        self.days = days
+
+    def sigma(self, lead_s: float) -> float:
+        """Return zero: the forecast *is* the history profile, there is nothing to shrink toward."""
+        return 0.0
+
+    def forecast(self, zone: str, issued_at: datetime, horizon: timedelta) -> IntensitySeries:
+        """Return the forecast from measured values before ``issued_at`` (and the current one)."""
+        return forecast_from_history(_actual(self.actuals, zone), issued_at, issued_at + horizon, days=self.days)
+
+
 def parse_forecast_spec(
     spec: str, actuals: Mapping[str, IntensitySeries], *, kind: str = "average"
 ) -> ForecastModel:
-    """Build the forecast model ``spec`` names: ``perfect``, ``realistic[:<seed>]``, ``noisy:<MAPE>[:<seed>]``, ``archive:FILE``."""
-    usage = "use perfect, realistic[:<seed>], noisy:<MAPE percent>[:<seed>] (e.g. noisy:10:1) or archive:FILE"
+    """Build the forecast model ``spec`` names: ``perfect``, ``history``, ``realistic[:<seed>]``, ``noisy:<MAPE>[:<seed>]``, ``archive:FILE``."""
+    usage = "use perfect, history, realistic[:<seed>], noisy:<MAPE percent>[:<seed>] (e.g. noisy:10:1) or archive:FILE"
     text = spec.strip()
     if text == "perfect":
         return PerfectForecast(actuals)
+    if text == "history":
+        return HistoryForecast(actuals)
     if text == "realistic" or text.startswith("realistic:"):
         parts = text.split(":")
         try:

@@ -166,7 +166,7 @@ class Zone:
         if found is None:
             c = self.c
             found = self.memo[key] = list(map(sub, c[k:], c[: len(c) - k]))
-        return found  # type: ignore[no-any-return]
+        return found
 
     def best(self, lo: float, hi: float, dur: float) -> tuple[float, float]:
         """Return ``(integral, start)`` of the lowest-emission start in ``[lo, hi]``, earliest on ties."""
@@ -179,7 +179,7 @@ class Zone:
         found = cache.get(key)
         if found is None:
             found = cache[key] = self._best(lo, hi, dur)
-        return found  # type: ignore[no-any-return]
+        return found
 
     def _best(self, lo: float, hi: float, dur: float) -> tuple[float, float]:
         b, c, n, cum = self.b, self.c, self.n, self.cum
