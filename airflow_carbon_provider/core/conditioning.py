@@ -135,11 +135,13 @@ def forecast_from_history(
     days: int = 7,
     level_time: float = LEVEL_TIME,
     profile: Profile | None = None,
+    latest: float | None = None,
 ) -> IntensitySeries:
     """Return a forecast from ``now`` to ``horizon_end`` built from measured history alone.
 
-    The interval in force at ``now`` holds the latest measured value; later ones relax from
-    it toward the daily profile (see the module doc). The grid is the history's step.
+    The interval in force at ``now`` holds the latest measured value (``latest`` if given,
+    else the history's value at or last before ``now``); later ones relax from it toward the
+    daily profile (see the module doc). The grid is the history's step.
     """
     t0 = ensure_utc(now, "now").timestamp()
     t1 = ensure_utc(horizon_end, "horizon_end").timestamp()
@@ -148,8 +150,9 @@ def forecast_from_history(
     first = (math.floor(t0 / step) + 1) * step
     bounds = [t0] + [first + k * step for k in range(max(0, math.ceil((t1 - first) / step)))]
     bounds = [b for b in bounds if b < t1] + [t1]
-    offset = prof.latest - prof(t0)
-    values = [prof.latest] + [
+    now_value = prof.latest if latest is None else latest
+    offset = now_value - prof(t0)
+    values = [now_value] + [
         max(0.0, prof(b) + offset * math.exp(-(b - t0) / level_time)) for b in bounds[1:-1]
     ]
     return IntensitySeries.from_arrays(history.zone, history.kind, bounds, values,
