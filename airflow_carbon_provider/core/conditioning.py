@@ -36,6 +36,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from airflow_carbon_provider.core.signals import IntensitySeries, ensure_utc
 
@@ -46,6 +47,8 @@ DAY = 86400.0
 LEVEL_TIME = 6 * 3600.0
 #: How fast the error against the latest measured value fades, in seconds.
 CORRECTION_TIME = 3 * 3600.0
+#: The spread around the profile is re-measured at the start of each such period (seconds).
+VARIANCE_PERIOD = 6 * 3600.0
 Sigma = Callable[[float], float]
 
 
@@ -63,7 +66,7 @@ class Profile:
         self.now = now
         self.days = days
         b = history.bounds
-        self.step = b[1] - b[0] if len(b) > 1 else 3600.0
+        self.step = b[2] - b[1] if len(b) > 2 else (b[1] - b[0] if len(b) > 1 else 3600.0)
         self._cache: dict[int, float] = {}
         latest = self._value(now)
         if latest is None:  # the last measured value before now
@@ -77,40 +80,58 @@ class Profile:
     def variance(self) -> float:
         """Return the variance of measured values around the profile over the last days.
 
-        At most about 200 samples, so five-minute data costs no more than hourly data.
+        Measured up to the start of the current six-hour period (it changes slowly), at most
+        about 200 samples, and memoised on the history series: many plans share it.
         """
-        found = self._cache.get(-1)
+        period = int(self.now // VARIANCE_PERIOD)
+        memo: Any = self.history._derived.setdefault("profile-variance", {})
+        found = memo.get((period, self.days))
         if found is None:
-            b, values, now = self.history.bounds, self.history.values, self.now
-            lo, hi = bisect_left(b, now - (self.days - 1) * DAY), bisect_left(b, now) - 1
+            b, values, cutoff = self.history.bounds, self.history.values, period * VARIANCE_PERIOD
+            lo, hi = bisect_left(b, cutoff - (self.days - 1) * DAY), bisect_left(b, cutoff) - 1
             stride = max(1, (hi - lo) // 200)
             residuals = []
             for i in range(max(lo, 0), max(hi, 0), stride):
                 v = values[i]
-                p = self._mean_before(b[i], b[i]) if v == v else None
+                p = self._mean_days(b[i], 1) if v == v else None
                 if p is not None:
                     residuals.append(v - p)
-            found = self._cache[-1] = sum(r * r for r in residuals) / len(residuals) if residuals else 0.0
-        return found
+            found = memo[(period, self.days)] = sum(r * r for r in residuals) / len(residuals) if residuals else 0.0
+        return float(found)
 
     def _value(self, t: float) -> float | None:
-        h = self.history
-        b = h.bounds
+        b = self.history.bounds
         if not b[0] <= t < b[-1]:
             return None
-        v = h.values[bisect_right(b, t) - 1]
+        i = int((t - b[0]) // self.step)  # a regular grid first; a search when it is not
+        if not (0 <= i < len(b) - 1 and b[i] <= t < b[i + 1]):
+            i = bisect_right(b, t) - 1
+        v = self.history.values[i]
         return v if v == v else None
 
-    def _mean_before(self, t: float, cutoff: float) -> float | None:
-        """Return the mean of the values at ``t - d days`` before ``cutoff`` over ``days`` days."""
+    def _mean_days(self, t: float, d: int) -> float | None:
+        """Return the mean of the values at ``t - k`` days for ``k`` in ``d .. d + days - 1``.
+
+        It depends on ``t`` and ``d`` only (not on ``now``), so it is memoised on the series.
+        """
+        memo: Any = self.history._derived.setdefault("profile-means", {})
+        key = (t, d, self.days)
+        if key in memo:
+            return memo[key]
+        if len(memo) > 500_000:
+            memo.clear()
         total, count = 0.0, 0
-        d = max(1, math.ceil((t - cutoff) / DAY + 1e-9))
         for k in range(d, d + self.days):
             v = self._value(t - k * DAY)
             if v is not None:
                 total += v
                 count += 1
-        return total / count if count else None
+        found = memo[key] = total / count if count else None
+        return found
+
+    def _mean_before(self, t: float, cutoff: float) -> float | None:
+        """Return the mean of the values at ``t - d days`` before ``cutoff`` over ``days`` days."""
+        return self._mean_days(t, max(1, math.ceil((t - cutoff) / DAY + 1e-9)))
 
     def __call__(self, t: float) -> float:
         """Return the typical value at ``t`` (epoch seconds), from days measured before ``now``."""
