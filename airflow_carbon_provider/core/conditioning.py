@@ -46,7 +46,7 @@ DAY = 86400.0
 #: How fast a departure from the profile (the current level) fades, in seconds.
 LEVEL_TIME = 6 * 3600.0
 #: How fast the error against the latest measured value fades, in seconds.
-CORRECTION_TIME = 3 * 3600.0
+CORRECTION_TIME = 4 * 3600.0
 #: The spread around the profile is re-measured at the start of each such period (seconds).
 VARIANCE_PERIOD = 6 * 3600.0
 Sigma = Callable[[float], float]
