@@ -176,9 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="for the threshold policy: move when home is this much dirtier than the greenest zone")
     bt.add_argument("--min-saving-pct", type=float, default=0.0, metavar="PCT",
                     help="hysteresis for carbon-aware: wait or move only for at least this saving (default 0)")
-    bt.add_argument("--robust", choices=("on", "off"), default="off",
-                    help="carbon-aware plans on forecasts conditioned on measured history: corrected by the "
-                    "latest value, shrunk by the forecast's error by lead, extended past the horizon")
+    bt.add_argument("--robust", choices=("on", "off"), default="on",
+                    help="on (default): carbon-aware plans on forecasts conditioned on measured history "
+                    "(corrected by the latest value, shrunk by the forecast's error by lead, extended past the "
+                    "horizon); off: on the forecast as given (before 0.2.0)")
     bt.add_argument("--signal", choices=("average", "marginal"), default="average",
                     help="what the traces measure (default average); all zones share it")
     bt.add_argument("--format", choices=("table", "json"), default="table")

@@ -148,7 +148,7 @@ def run_backtest(
     refresh: timedelta = timedelta(hours=1),
     threshold_pct: float = 10.0,
     min_saving_pct: float = 0.0,
-    robust: bool = False,
+    robust: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Run every policy over the same jobs and return per-job outcomes and summaries.

@@ -54,7 +54,7 @@ def test_near_term_correction_adds_the_error_against_the_latest_value_fading_wit
     out = condition(fc, HISTORY, NOW, NOW + 20 * H)
     error = SHAPE[2] - 1.2 * SHAPE[2]
     assert out.values[0] == pytest.approx(SHAPE[2])
-    assert out.values[3] == pytest.approx(1.2 * SHAPE[5] + error * math.exp(-1.0))
+    assert out.values[3] == pytest.approx(1.2 * SHAPE[5] + error * math.exp(-3 / 4))  # fades over 4 h
 
 
 def test_shrinkage_pulls_noisy_values_toward_the_profile_more_at_longer_leads():
