@@ -270,11 +270,13 @@ def render(
             "18 5 5 7 " + " ".join("7" for _ in policies) + " 8 8 8",
         )
     lines += [
+        ".. _forecast-error-results:",
+        "",
         "Under realistic forecast error",
         "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~",
         "",
         "Produced by ``python benchmarks/forecast_error_matrix.py --out docs/forecast-error-results.inc`` "
-        "(included here); what the rows and columns mean is explained in :doc:`howto/forecast-error`.",
+        "(included here); what the rows and columns mean is explained in :doc:`/howto/forecast-error`.",
         "",
         ".. include:: forecast-error-results.inc",
         "",
