@@ -278,7 +278,7 @@ def render(
         "Produced by ``python benchmarks/forecast_error_matrix.py --out docs/forecast-error-results.inc`` "
         "(included here); what the rows and columns mean is explained in :doc:`/howto/forecast-error`.",
         "",
-        ".. include:: forecast-error-results.inc",
+        ".. include:: /forecast-error-results.inc",
         "",
     ]
     return "\n".join(lines)
