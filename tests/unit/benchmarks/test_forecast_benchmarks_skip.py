@@ -11,7 +11,8 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
 
 
-@pytest.mark.parametrize("script", ["bench_backtest.py", "forecast_error_matrix.py", "forecast_mape.py"])
+@pytest.mark.parametrize("script", ["bench_backtest.py", "conditioning_sweep.py", "forecast_error_matrix.py",
+                                    "forecast_mape.py"])
 def test_skips_without_shared_data(script, tmp_path):
     proc = subprocess.run([sys.executable, str(BENCHMARKS / script), "--data", str(tmp_path)],
                           capture_output=True, text=True, timeout=120, cwd=BENCHMARKS)
