@@ -135,7 +135,7 @@ class Profile:
 
     def __call__(self, t: float) -> float:
         """Return the typical value at ``t`` (epoch seconds), from days measured before ``now``."""
-        slot = int(t // self.step) + 1  # -1 holds the variance
+        slot = int(t // self.step)
         found = self._cache.get(slot)
         if found is None:
             mean = self._mean_before(t, self.now)
