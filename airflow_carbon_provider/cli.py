@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--start", type=_instant, metavar="ISO", help="first arrival (default: start of the common period)")
     bt.add_argument("--end", type=_instant, metavar="ISO", help="no job may finish after this (default: end of the traces)")
     bt.add_argument("--forecast", default="noisy:10:1", metavar="MODEL",
-                    help="perfect | noisy:<MAPE percent>[:<seed>] | archive:FILE (default noisy:10:1)")
+                    help="perfect | history | realistic[:<seed>] | noisy:<MAPE percent>[:<seed>] | archive:FILE (default noisy:10:1)")
     bt.add_argument("--forecast-horizon", type=_duration("--forecast-horizon"), default=timedelta(hours=48),
                     metavar="DURATION", help="how far each forecast reaches (default 48h)")
     bt.add_argument("--refresh", type=_duration("--refresh"), default=timedelta(hours=1),
@@ -176,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="for the threshold policy: move when home is this much dirtier than the greenest zone")
     bt.add_argument("--min-saving-pct", type=float, default=0.0, metavar="PCT",
                     help="hysteresis for carbon-aware: wait or move only for at least this saving (default 0)")
+    bt.add_argument("--robust", choices=("on", "off"), default="on",
+                    help="on (default): carbon-aware plans on forecasts conditioned on measured history "
+                    "(corrected by the latest value, shrunk by the forecast's error by lead, extended past the "
+                    "horizon); off: on the forecast as given (before 0.2.0)")
     bt.add_argument("--signal", choices=("average", "marginal"), default="average",
                     help="what the traces measure (default average); all zones share it")
     bt.add_argument("--format", choices=("table", "json"), default="table")
@@ -392,6 +396,7 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO) -> int:
         refresh=args.refresh,
         threshold_pct=args.threshold_pct,
         min_saving_pct=args.min_saving_pct,
+        robust=args.robust == "on",
         progress=_progress(sys.stderr),
     )
     if args.plot is not None:

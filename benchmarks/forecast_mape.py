@@ -9,7 +9,8 @@ is how long after the forecast's issue the interval starts. Two views per lead L
   job waiting at most L hours plans on);
 - *at L*: only the intervals whose lead is within half an hour of L.
 
-Sources: ``noisy:10:1`` (the backtest matrix's noisy forecast) over all of 2023, issued every
+Sources: ``noisy:10:1`` (the backtest matrix's noisy forecast) and ``realistic:1`` (calibrated
+on the NESO rows, see :mod:`airflow_carbon_provider.core.forecast`) over all of 2023, issued every
 hour with a 48 h horizon, on the Electricity Maps hourly traces of DE and GB; NESO's real
 national forecasts for GB (eight 48 h forecasts issued 14-16 March 2023) against NESO's
 actuals; and ``noisy:10:1`` on those same actuals at the same eight issue times, so the
@@ -27,7 +28,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from airflow_carbon_provider.core.forecast import NoisyForecast
+from airflow_carbon_provider.core.forecast import NoisyForecast, RealisticForecast
 from airflow_carbon_provider.core.signals import IntensitySeries
 from airflow_carbon_provider.core.traces import read_forecast_archive, read_trace
 
@@ -81,6 +82,10 @@ def measure(data: Path) -> dict[str, dict[str, dict[int, float]]]:
         issues = (datetime.fromtimestamp(t, UTC) for t in actual.bounds[: len(actual) - int(HORIZON / timedelta(hours=1))])
         sources[f"noisy:{mape:g}:{seed}, {zone} 2023 hourly"] = lead_errors(
             (model.forecast(zone, t, HORIZON) for t in issues), actual)
+        real = RealisticForecast({zone: actual}, seed)
+        issues = (datetime.fromtimestamp(t, UTC) for t in actual.bounds[: len(actual) - int(HORIZON / timedelta(hours=1))])
+        sources[f"realistic:{seed}, {zone} 2023 hourly"] = lead_errors(
+            (real.forecast(zone, t, HORIZON) for t in issues), actual)
     neso_actual = read_trace(data / NESO / "actuals.normalized.csv")["GB"]
     neso = read_forecast_archive(data / NESO / "forecasts.normalized.csv")["GB"].issues
     sources["NESO GB archive, 8 forecasts 14-16 Mar 2023"] = lead_errors(neso, neso_actual)

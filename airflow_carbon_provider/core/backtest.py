@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow_carbon_provider.core.conditioning import condition
 from airflow_carbon_provider.core.forecast import ForecastModel
 from airflow_carbon_provider.core.planner import Candidate, Option, plan
 from airflow_carbon_provider.core.policies import get_policy, policy_names
@@ -147,9 +148,16 @@ def run_backtest(
     refresh: timedelta = timedelta(hours=1),
     threshold_pct: float = 10.0,
     min_saving_pct: float = 0.0,
+    robust: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
-    """Run every policy over the same jobs and return per-job outcomes and summaries."""
+    """Run every policy over the same jobs and return per-job outcomes and summaries.
+
+    :param robust: ``carbon-aware`` (the policies that re-plan) plans on forecasts conditioned
+        on each zone's measured history (:func:`~airflow_carbon_provider.core.conditioning.condition`):
+        corrected by the latest measured value, shrunk toward the zone's profile by the
+        forecast model's error by lead (its ``sigma``), and extended past their horizon.
+    """
     zones = list(dict.fromkeys(zones))
     if not zones:
         raise BacktestError("--zones is empty; name at least one zone, e.g. --zones DE,GB")
@@ -204,31 +212,51 @@ def run_backtest(
 
     candidates = [Candidate(z, z) for z in [home_zone] + [z for z in zones if z != home_zone]]
     home_only = candidates[:1]
-    oracle_model = _Oracle(actuals)
     outcomes: dict[str, list[JobOutcome]] = {p: [] for p in policies}
+    # A forecast that never revises itself (perfect) can be planned on as the whole trace when
+    # its horizon covers the slack plus the run: every start the planner may choose lies inside
+    # both, so the choice is the same, and the prefix sums are built once, not per window.
+    # Re-planning on such a forecast cannot change the plan (the earlier plan was the optimum
+    # of a window that contains the later one), so those re-plans are counted, not computed.
+    revises = getattr(forecast, "revises", True)
+    whole = actuals if (not revises and forecast_horizon >= max_delay + job_duration) else None
+    refresh_s = refresh.total_seconds()
+
+    sigma = getattr(forecast, "sigma", None)
+
+    def forecasts_at(pool: Sequence[Candidate], now: datetime, until: datetime | None = None
+                     ) -> dict[str, IntensitySeries]:
+        if whole is not None:
+            return {c.zone: whole[c.zone] for c in pool}
+        fcs = {c.zone: forecast.forecast(c.zone, now, forecast_horizon) for c in pool}
+        if until is not None:  # measured values up to now condition the forecast (no look-ahead)
+            fcs = {z: condition(fc, actuals[z], now, until, sigma=sigma) for z, fc in fcs.items()}
+        return fcs
 
     def run(policy: str, arrival: datetime) -> JobOutcome:
         latest = arrival + max_delay
         rule = get_policy(policy)
         if rule.offline:  # plans on what really happened
-            choice = plan(candidates, oracle_model.all(zones, arrival, latest + job_duration), now=arrival,
+            choice = plan(candidates, {z: actuals[z] for z in zones}, now=arrival,
                           duration=job_duration, latest_start=latest, policy=policy).chosen
             return _charge(actuals, arrival, choice, job_duration)
         pool = candidates if rule.spatial else home_only
-        forecasts = {c.zone: forecast.forecast(c.zone, arrival, forecast_horizon) for c in pool}
-        decision = plan(pool, forecasts, now=arrival, duration=job_duration, latest_start=latest,
+        until = latest + job_duration if robust and rule.replans else None
+        decision = plan(pool, forecasts_at(pool, arrival, until), now=arrival, duration=job_duration, latest_start=latest,
                         policy=policy, threshold_pct=threshold_pct, min_saving_pct=min_saving_pct)
         choice = decision.chosen
         replans = 0
-        if rule.replans:
+        if rule.replans and not revises:
+            wait = (choice.start - arrival).total_seconds()
+            replans = max(0, math.ceil(wait / refresh_s) - 1)
+        elif rule.replans:
             now = arrival
             while choice.start > now:
                 next_refresh = now + refresh
                 if next_refresh >= choice.start:
                     break
                 now = next_refresh
-                forecasts = {c.zone: forecast.forecast(c.zone, now, forecast_horizon) for c in pool}
-                choice = plan(pool, forecasts, now=now, duration=job_duration, latest_start=latest,
+                choice = plan(pool, forecasts_at(pool, now, until), now=now, duration=job_duration, latest_start=latest,
                               policy=policy, incumbent=choice, min_saving_pct=min_saving_pct).chosen
                 replans += 1
         return _charge(actuals, arrival, choice, job_duration, replans)
@@ -245,17 +273,6 @@ def run_backtest(
     result = BacktestResult(zones, home_zone, forecast.name, job_duration, max_delay, arrivals, outcomes)
     result.summaries = summarise(outcomes, home_zone, max_delay)
     return result
-
-
-class _Oracle:
-    """Actual intensities served as forecasts: the perfect-foresight view."""
-
-    def __init__(self, actuals: Mapping[str, IntensitySeries]) -> None:
-        self.actuals = actuals
-
-    def all(self, zones: Sequence[str], now: datetime, until: datetime) -> dict[str, IntensitySeries]:
-        lo, hi = now.timestamp(), until.timestamp()
-        return {z: self.actuals[z].window_ts(lo, hi) for z in zones}
 
 
 def _charge(

@@ -13,6 +13,18 @@ and ``s`` is calibrated so that the mean absolute percentage error over leads of
 equals ``MAPE`` (about 0.75 x MAPE at 6 h ahead, 1.06 x at 12 h, 1.5 x at 24 h, 2.1 x at 48 h;
 ``benchmarks/forecast_mape.py`` measures it). The interval in force at ``issued_at`` has
 lead 0, i.e. it is the measured current value.
+
+``realistic[:<seed>]`` is as wrong as real forecasts are (``noisy`` is kept for continuity and
+is far milder at short leads). Calibrated on NESO's GB forecast archive (eight 48 h
+forecasts, 14-16 March 2023; ``benchmarks/forecast_mape.py``): its MAPE by lead is
+``MAPE(L) = 22.5 - 15.5 * exp(-L / 4 h)`` percent, so about 8 % just after the issue, 17 %
+at 4.5 h and 22 % beyond 8 h: error does not vanish at short leads and saturates with lead.
+The error is ``sigma(L) * (a * Z_i + sqrt(1 - a^2) * R_{c,i})``: ``Z`` is a smooth process
+in target time shared by every issue (what no later issue corrects), ``R_c`` a smooth
+process drawn afresh for each six-hour issue cycle ``c`` (the revision a newer model run
+brings); both are Gaussian-smoothed white noise with the correlation NESO's errors show
+(0.9 at 1 h apart, 0.7 at 2 h, 0.3 at 4 h, none at 6 h), and ``a^2 = 0.5``. Issues within
+one cycle share their error exactly; successive cycles share half of its variance.
 """
 
 from __future__ import annotations
@@ -24,15 +36,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from airflow_carbon_provider.core.conditioning import forecast_from_history
 from airflow_carbon_provider.core.signals import IntensitySeries, ensure_utc
 from airflow_carbon_provider.core.traces import ArchivedForecasts, read_forecast_archive
 
 __all__ = [
     "ArchiveForecast",
     "ForecastError",
+    "HistoryForecast",
     "ForecastModel",
     "NoisyForecast",
     "PerfectForecast",
+    "RealisticForecast",
     "parse_forecast_spec",
     "realised_mape",
 ]
@@ -69,6 +84,12 @@ class PerfectForecast:
     """A forecast that equals what actually happened (the oracle's view)."""
 
     name = "perfect"
+    #: A later issue says the same about the same interval: re-planning on it changes nothing.
+    revises = False
+
+    def sigma(self, lead_s: float) -> float:
+        """Return the relative error's standard deviation at ``lead_s``: none."""
+        return 0.0
 
     def __init__(self, actuals: Mapping[str, IntensitySeries]) -> None:
         self.actuals = dict(actuals)
@@ -96,6 +117,10 @@ class NoisyForecast:
         self.name = f"noisy:{mape_pct:g}:{seed}"
         self._scale = mape_pct / 100.0 * _MAPE_TO_SCALE
         self._z: dict[str, list[float]] = {}
+
+    def sigma(self, lead_s: float) -> float:
+        """Return the relative error's standard deviation at ``lead_s`` seconds."""
+        return self._scale * math.sqrt(max(lead_s, 0.0) / DAY)
 
     def _latent(self, zone: str) -> list[float]:
         z = self._z.get(zone)
@@ -133,6 +158,87 @@ class NoisyForecast:
         )
 
 
+#: NESO calibration (see the module doc): MAPE(L) = _M_INF - (_M_INF - _M_0) * exp(-L / _M_TAU).
+_M_0, _M_INF, _M_TAU = 7.0, 22.5, 4 * 3600.0
+_SLOT = 1800.0  # the latent processes live on a 30-minute grid in absolute time
+_CHUNK = 48  # slots per lazily drawn chunk (one day)
+_KERNEL_SD = 1.9 * 3600.0 / _SLOT  # Gaussian smoothing, in slots
+_KERNEL = [math.exp(-0.5 * (k / _KERNEL_SD) ** 2) for k in range(-12, 13)]
+_KERNEL = [k / math.sqrt(sum(x * x for x in _KERNEL)) for k in _KERNEL]
+_CYCLE = 6 * 3600.0
+_SHARED = math.sqrt(0.5)
+
+
+def realistic_sigma(lead_s: float) -> float:
+    """Return the relative error's standard deviation at ``lead_s`` seconds in ``realistic``."""
+    if lead_s <= 0:
+        return 0.0
+    mape = _M_INF - (_M_INF - _M_0) * math.exp(-lead_s / _M_TAU)
+    return mape / 100.0 / math.sqrt(2.0 / math.pi)
+
+
+class RealisticForecast:
+    """Actuals with error as large and as persistent as real forecasts' (see the module doc).
+
+    :param actuals: the measured series per zone.
+    :param seed: makes the error reproducible; each zone and issue cycle draws its own stream.
+    """
+
+    revises = True
+
+    def __init__(self, actuals: Mapping[str, IntensitySeries], seed: int = 0) -> None:
+        self.actuals = dict(actuals)
+        self.seed = seed
+        self.name = f"realistic:{seed}"
+        self._white: dict[tuple[str, str, int], list[float]] = {}
+        self._smooth: dict[tuple[str, str, int], list[float]] = {}
+
+    def sigma(self, lead_s: float) -> float:
+        """Return the relative error's standard deviation at ``lead_s`` seconds."""
+        return realistic_sigma(lead_s)
+
+    def _white_chunk(self, key: tuple[str, str, int]) -> list[float]:
+        w = self._white.get(key)
+        if w is None:
+            rng = random.Random(f"{self.seed}:{key[0]}:{key[1]}:{key[2]}")
+            w = self._white[key] = [rng.gauss(0.0, 1.0) for _ in range(_CHUNK)]
+        return w
+
+    def _latent(self, zone: str, stream: str, slot: int) -> float:
+        chunk, k = divmod(slot, _CHUNK)
+        key = (zone, stream, chunk)
+        smooth = self._smooth.get(key)
+        if smooth is None:
+            white = self._white_chunk((zone, stream, chunk - 1))[-12:] + self._white_chunk(key) \
+                + self._white_chunk((zone, stream, chunk + 1))[:12]
+            kern = _KERNEL
+            smooth = self._smooth[key] = [sum(g * x for g, x in zip(kern, white[i : i + 25])) for i in range(_CHUNK)]
+        return smooth[k]
+
+    def forecast(self, zone: str, issued_at: datetime, horizon: timedelta) -> IntensitySeries:
+        """Return the realistically wrong forecast for ``zone`` issued at ``issued_at``."""
+        actual = _actual(self.actuals, zone)
+        t = ensure_utc(issued_at, "issued_at").timestamp()
+        exact = actual.window_ts(t, t + horizon.total_seconds(), issued_at=issued_at)
+        cycle = f"c{int(t // _CYCLE)}"
+        bounds = exact.bounds
+        latent = self._latent
+        rest = math.sqrt(1.0 - _SHARED * _SHARED)
+        values = []
+        for k, a in enumerate(exact.values):
+            lead = bounds[k] - t
+            if lead <= 0:
+                values.append(a)
+                continue
+            slot = int(bounds[k] // _SLOT)
+            z = _SHARED * latent(zone, "target", slot) + rest * latent(zone, cycle, slot)
+            values.append(max(0.0, a * (1.0 + realistic_sigma(lead) * z)))
+        return IntensitySeries.from_arrays(
+            zone, actual.kind, bounds, values, source=f"{actual.source}+{self.name}",
+            issued_at=issued_at, is_forecast=True,
+        )
+
+
 def _index_at(series: IntensitySeries, t: float) -> int:
     from bisect import bisect_right
 
@@ -157,6 +263,10 @@ class ArchiveForecast:
         self.archive = dict(archive)
         self.actuals = dict(actuals)
         self.name = label
+
+    def sigma(self, lead_s: float) -> float:
+        """Return the assumed relative error by lead: NESO's, as ``realistic`` (not the archive's own)."""
+        return realistic_sigma(lead_s)
 
     def check_zones(self, zones: Iterable[str]) -> None:
         """Raise if the archive holds no forecasts for one of ``zones``."""
@@ -203,14 +313,46 @@ class ArchiveForecast:
         )
 
 
+class HistoryForecast:
+    """No provider forecast: each issue is built from the measured values up to it.
+
+    See :func:`~airflow_carbon_provider.core.conditioning.forecast_from_history`: the latest
+    measured value, relaxing toward the zone's profile of the last ``days`` days.
+    """
+
+    name = "history"
+
+    def __init__(self, actuals: Mapping[str, IntensitySeries], days: int = 7) -> None:
+        self.actuals = dict(actuals)
+        self.days = days
+
+    def sigma(self, lead_s: float) -> float:
+        """Return zero: the forecast *is* the history profile, there is nothing to shrink toward."""
+        return 0.0
+
+    def forecast(self, zone: str, issued_at: datetime, horizon: timedelta) -> IntensitySeries:
+        """Return the forecast from measured values before ``issued_at`` (and the current one)."""
+        return forecast_from_history(_actual(self.actuals, zone), issued_at, issued_at + horizon, days=self.days)
+
+
 def parse_forecast_spec(
     spec: str, actuals: Mapping[str, IntensitySeries], *, kind: str = "average"
 ) -> ForecastModel:
-    """Build the forecast model that ``spec`` names: ``perfect``, ``noisy:<MAPE>[:<seed>]`` or ``archive:FILE``."""
-    usage = "use perfect, noisy:<MAPE percent>[:<seed>] (e.g. noisy:10:1) or archive:FILE"
+    """Build the forecast model ``spec`` names: ``perfect``, ``history``, ``realistic[:<seed>]``, ``noisy:<MAPE>[:<seed>]``, ``archive:FILE``."""
+    usage = "use perfect, history, realistic[:<seed>], noisy:<MAPE percent>[:<seed>] (e.g. noisy:10:1) or archive:FILE"
     text = spec.strip()
     if text == "perfect":
         return PerfectForecast(actuals)
+    if text == "history":
+        return HistoryForecast(actuals)
+    if text == "realistic" or text.startswith("realistic:"):
+        parts = text.split(":")
+        try:
+            if len(parts) > 2:
+                raise ValueError(text)
+            return RealisticForecast(actuals, int(parts[1]) if len(parts) == 2 else 0)
+        except ValueError:
+            raise ForecastError(f"forecast {spec!r} is not valid; {usage}") from None
     if text.startswith("noisy:"):
         parts = text.split(":")
         if len(parts) not in (2, 3):

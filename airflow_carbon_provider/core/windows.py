@@ -13,7 +13,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from itertools import accumulate
+from itertools import accumulate, compress
 from operator import mul, sub
 from typing import Any
 
@@ -92,7 +92,7 @@ class Zone:
     tell whether a run overlaps a gap.
     """
 
-    __slots__ = ("b", "c", "end", "gap", "n", "u", "uniform", "v")
+    __slots__ = ("b", "c", "end", "gap", "memo", "n", "u", "uniform", "v")
 
     b: Sequence[float]
     v: Sequence[float]
@@ -124,6 +124,7 @@ class Zone:
             memo = (c, uniform, v, u, gap)
             series._derived["planner"] = memo
         self.b = series.bounds
+        self.memo = series._derived
         self.c, self.uniform, self.v, self.u, self.gap = memo
         self.n = len(self.v)
         self.end = self.b[-1]
@@ -154,9 +155,47 @@ class Zone:
             return self.v[-1]
         return self.v[bisect_right(self.b, t) - 1]
 
+    def runs(self, k: int) -> list[float]:
+        """Return the integral of every run from boundary ``i`` to ``i + k``, memoised per ``k``.
+
+        Computed once over the whole series, so a long series (a backtest's year of actuals)
+        planned on at many instants costs one subtraction per interval per run length.
+        """
+        key = f"runs:{k}"
+        found: Any = self.memo.get(key)
+        if found is None:
+            c = self.c
+            found = self.memo[key] = list(map(sub, c[k:], c[: len(c) - k]))
+        return found
+
     def best(self, lo: float, hi: float, dur: float) -> tuple[float, float]:
         """Return ``(integral, start)`` of the lowest-emission start in ``[lo, hi]``, earliest on ties."""
+        # Many plans ask the same question of one series (policies compared in a backtest,
+        # triggers sharing a cached forecast); the series is immutable, so keep recent answers.
+        cache: Any = self.memo.get("best")
+        if cache is None or len(cache) > 4096:
+            cache = self.memo["best"] = {}
+        key = (lo, hi, dur)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = self._best(lo, hi, dur)
+        return found
+
+    def _best(self, lo: float, hi: float, dur: float) -> tuple[float, float]:
         b, c, n, cum = self.b, self.c, self.n, self.cum
+        if self.uniform and self.u is None and hi > lo:
+            # Fast path: the window's ends are boundaries of a uniform grid and the run is a
+            # whole number of steps, so every candidate start is a boundary and each score is
+            # one entry of the memoised run integrals (the general search below agrees).
+            ratio = dur / self.uniform
+            k = int(ratio)
+            i_lo, i_hi = bisect_left(b, lo), bisect_left(b, hi)
+            if ratio == k and i_hi + k < n and b[i_lo] == lo and b[i_hi] == hi and i_lo > 0:
+                window = self.runs(k)[i_lo : i_hi + 1]
+                best = min(window)
+                limit = best + TIE * max(1.0, abs(best))
+                i = next(compress(range(len(window)), map(limit.__ge__, window)))
+                return window[i], b[i_lo + i]
         starts = [lo]
         scores = [cum(lo + dur) - cum(lo)]
         if hi > lo:
@@ -170,7 +209,8 @@ class Zone:
                 # is a difference of two prefix sums, no search needed. Boundaries 1..n-1 are
                 # on the grid; runs ending in the last (possibly clipped) interval are not.
                 split = max(i0, min(i1, n - k)) if on_grid else i0
-                scores.extend(cj - ci for ci, cj in zip(c[i0:split], c[i0 + k : split + k]))
+                if split > i0:
+                    scores.extend(self.runs(k)[i0:split])
                 scores.extend(cum(b[i] + dur) - c[i] for i in range(split, i1))
                 starts.extend(b[i0:i1])
             # Starts whose run ends on a boundary strictly inside (lo + dur, hi + dur). On the
@@ -189,7 +229,7 @@ class Zone:
             scores = [sc if s == lo or known(s, s + dur) else math.inf for s, sc in zip(starts, scores)]
         best = min(scores)
         limit = best + TIE * max(1.0, abs(best))
-        start = min(s for s, sc in zip(starts, scores) if sc <= limit)
+        start = min(compress(starts, map(limit.__ge__, scores)))
         return scores[starts.index(start)], start
 
 

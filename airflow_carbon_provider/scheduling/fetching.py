@@ -4,7 +4,11 @@ The worker (planning before a task starts, the re-check before the pod starts) a
 trigger (re-plans while a task waits) fetch through the same two functions:
 
 - :func:`afetch_source` is the one per-source step: the forecast of a zone from a carbon
-  connection, prefixed with the current value when the forecast starts after now.
+  connection, prefixed with the current value when the forecast starts after now. When the
+  source refuses forecasts (:class:`~airflow_carbon_provider.exceptions.CarbonNoAccessError`,
+  e.g. Electricity Maps' free plan answers 403) but serves history, the forecast is built
+  from the measured history
+  (:func:`~airflow_carbon_provider.core.conditioning.forecast_from_history`).
 - :func:`afetch_sources` runs every distinct (connection, zone) at once and stops waiting
   when the budget is spent; a source that failed or did not answer in time becomes an error
   string, and the caller plans without it (or falls open). One rule for errors: any
@@ -26,7 +30,9 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow_carbon_provider.core.conditioning import forecast_from_history
 from airflow_carbon_provider.core.signals import IntensitySeries, splice_current
+from airflow_carbon_provider.exceptions import CarbonNoAccessError
 
 __all__ = [
     "DEFAULT_PLANNING_TIMEOUT",
@@ -49,6 +55,9 @@ Errors = dict[SourceKey, str]
 #: Seconds one planning step (all sources together) may take before the task plans without
 #: the sources that have not answered. ``[carbon] planning_timeout`` overrides it.
 DEFAULT_PLANNING_TIMEOUT = 5.0
+#: How much measured history a forecast is built from when the source refuses forecasts: a
+#: week if the plan serves it, else the last day (Electricity Maps' free plan).
+HISTORY_SPANS = (timedelta(days=7), timedelta(days=1))
 #: Extra seconds a worker waits for cancelled fetches to wind down before it moves on.
 CANCEL_GRACE = 1.0
 #: Bounds on a planning budget (seconds); a value outside is refused with the range.
@@ -82,10 +91,37 @@ async def afetch_source(conn_id: str, zone: str, now: datetime, until: datetime,
     from airflow_carbon_provider.hooks._registry import acarbon_hook
 
     hook = await acarbon_hook(conn_id, clock=clock)
-    forecast = await hook.aget_forecast(zone, start=now, end=until)
+    try:
+        forecast = await hook.aget_forecast(zone, start=now, end=until)
+    except CarbonNoAccessError as refused:
+        return await _aforecast_from_history(hook, conn_id, zone, now, until, refused)
     if forecast.bounds[0] > now.timestamp():
         forecast = splice_current(await hook.aget_current(zone), forecast, now)
     return forecast
+
+
+async def _aforecast_from_history(hook: Any, conn_id: str, zone: str, now: datetime, until: datetime,
+                                  refused: CarbonNoAccessError) -> IntensitySeries:
+    """Forecast from measured history, for a source whose plan refuses forecasts but serves history."""
+    history = None
+    for span in HISTORY_SPANS:  # a week when the plan serves it (a steadier profile), else the last day
+        try:
+            history = await hook.aget_history(zone, start=now - span, end=now)
+            break
+        except CarbonNoAccessError:
+            continue
+    if history is None:
+        raise refused
+    latest = None
+    try:
+        current = await hook.aget_current(zone)
+        if current.bounds[0] <= now.timestamp() < current.bounds[-1]:
+            latest = current.value_at(now)
+    except Exception as exc:  # the history's last value stands in for the latest
+        log.info("Latest value for zone %s from %s unavailable (%s); using the history's last", zone, conn_id,
+                 _describe(exc))
+    log.info("%s refuses forecasts for zone %s (%s); forecasting from its measured history", conn_id, zone, refused)
+    return forecast_from_history(history, now, until, latest=latest)
 
 
 def _describe(exc: BaseException) -> str:

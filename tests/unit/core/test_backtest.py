@@ -93,3 +93,18 @@ def test_traces_that_do_not_overlap(data_dir):
     with pytest.raises(BacktestError, match="do not overlap"):
         run_backtest(actuals, zones=["DE", "GB"], home_zone="DE", job_duration=H, max_delay=H,
                      arrival_every=H, forecast=PerfectForecast(actuals))
+
+
+class _Revising(PerfectForecast):
+    """Perfect values, but claims to revise: forces per-window forecasts and real re-plans."""
+
+    revises = True
+
+
+@pytest.mark.parametrize("policy", ["carbon-aware", "rolling-window", "greenest-now"])
+def test_the_whole_trace_fast_path_chooses_as_per_window_forecasts_and_replans_do(policy):
+    fast = _run(["DE", "GB", "CA-ON"], "DE", PerfectForecast(TRACE), arrival_every=5 * H, policies=[policy])
+    slow = _run(["DE", "GB", "CA-ON"], "DE", _Revising(TRACE), arrival_every=5 * H, policies=[policy])
+    for name in ("oracle", policy):
+        assert [(o.zone, o.start) for o in fast.outcomes[name]] == [(o.zone, o.start) for o in slow.outcomes[name]]
+    assert [o.replans for o in fast.outcomes[policy]] == [o.replans for o in slow.outcomes[policy]]

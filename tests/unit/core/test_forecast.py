@@ -11,6 +11,7 @@ from airflow_carbon_provider.core.forecast import (
     ForecastError,
     NoisyForecast,
     PerfectForecast,
+    RealisticForecast,
     parse_forecast_spec,
     realised_mape,
 )
@@ -81,7 +82,28 @@ def test_archive_replays_real_forecasts_and_fills_the_gap_before_the_first_point
         model.forecast("DE", utc(2023, 3, 15), DAY)
 
 
-@pytest.mark.parametrize("spec", ["psychic", "noisy:", "noisy:ten", "noisy:10:x", "noisy:1:2:3", "archive:", "noisy:150"])
+@pytest.mark.parametrize("spec", ["psychic", "noisy:", "noisy:ten", "noisy:10:x", "noisy:1:2:3", "archive:", "noisy:150",
+                                  "realistic:x", "realistic:1:2"])
 def test_bad_specs_are_refused(spec):
     with pytest.raises(ForecastError):
         parse_forecast_spec(spec, TRACE)
+
+
+def test_realistic_error_is_large_at_short_leads_and_grows_to_the_neso_level():
+    """Calibrated on NESO's archive: about 11 % within 3 h, about 20 % over 24 h (0 at lead 0)."""
+    model = RealisticForecast(TRACE, 1)
+    near = sum(realised_mape(model, TRACE, z, ISSUES, timedelta(hours=3)) for z in TRACE) / len(TRACE)
+    far = sum(realised_mape(model, TRACE, z, ISSUES, DAY) for z in TRACE) / len(TRACE)
+    assert 5 < near < 12 and 15 < far < 24
+    assert far > near * 1.5
+
+
+def test_realistic_error_is_shared_within_an_issue_cycle_and_revised_after():
+    model = RealisticForecast(TRACE, 2)
+    target = utc(2023, 3, 10, 20)
+    early = model.forecast("DE", utc(2023, 3, 10, 0), DAY).value_at(target)
+    again = model.forecast("DE", utc(2023, 3, 10, 0), DAY).value_at(target)
+    later = model.forecast("DE", utc(2023, 3, 10, 12), DAY).value_at(target)
+    assert early == again and later != early
+    assert model.forecast("DE", utc(2023, 3, 10, 1), DAY).values[0] == TRACE["DE"].value_at(utc(2023, 3, 10, 1))
+    assert parse_forecast_spec("realistic:2", TRACE).name == "realistic:2"
