@@ -118,7 +118,7 @@ def store_forecasts(ledger: Ledger, rows: Iterable[Mapping[str, Any]], *, now: d
 
     Raises the database's error (the recorder retries). ``keep`` defaults to :func:`retention`.
     """
-    from sqlalchemy import Table, delete, func, select
+    from sqlalchemy import Table, delete, select
     from sqlalchemy.dialects import postgresql, sqlite
 
     from airflow_carbon_provider.ledger.models import FORECAST_KEY, ForecastRecord
@@ -128,24 +128,23 @@ def store_forecasts(ledger: Ledger, rows: Iterable[Mapping[str, Any]], *, now: d
     cutoff = now - (keep or retention())
     batch = list({_key(r): dict(r) for r in rows if r["fetched_at"] >= cutoff}.values())
     ledger.migrate()
+    new = 0
     with ledger.engine.begin() as conn:
-        before = conn.execute(select(func.count()).select_from(table)).scalar_one()
-        conn.execute(delete(table).where(table.c.fetched_at < cutoff))
-        after_delete = conn.execute(select(func.count()).select_from(table)).scalar_one()
-        if batch:
-            dialect = conn.dialect.name
+        deleted = conn.execute(delete(table).where(table.c.fetched_at < cutoff)).rowcount or 0
+        dialect = conn.dialect.name
+        for row in batch:  # a batch is a few forecasts: one statement each, so rowcount says which were new
             if dialect in ("postgresql", "sqlite"):
                 insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-                conn.execute(insert(table).on_conflict_do_nothing(index_elements=list(FORECAST_KEY)), batch)
+                stmt = insert(table).values(**row).on_conflict_do_nothing(index_elements=list(FORECAST_KEY))
+                new += conn.execute(stmt).rowcount or 0
             else:  # pragma: no cover - other databases: skip the keys already there
-                for row in batch:
-                    where = [table.c[name] == row[name] for name in FORECAST_KEY]
-                    if conn.execute(select(table.c.id).where(*where)).first() is None:
-                        conn.execute(table.insert().values(**row))
-        after = conn.execute(select(func.count()).select_from(table)).scalar_one()
-    if before != after_delete:
-        log.info("Carbon ledger: %d forecast(s) fetched before %s deleted", before - after_delete, cutoff.isoformat())
-    return int(after - after_delete)
+                where = [table.c[name] == row[name] for name in FORECAST_KEY]
+                if conn.execute(select(table.c.id).where(*where)).first() is None:
+                    conn.execute(table.insert().values(**row))
+                    new += 1
+    if deleted > 0:
+        log.info("Carbon ledger: %d forecast(s) fetched before %s deleted", deleted, cutoff.isoformat())
+    return new
 
 
 def read_forecasts(ledger: Ledger, *, source: str | None = None, zone: str | None = None,
