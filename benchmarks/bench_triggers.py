@@ -445,7 +445,17 @@ def measure_carbon(server: LoopbackElectricityMaps, n: int, zones: Sequence[str]
     from airflow_carbon_provider.hooks.cache import shared_cache
 
     shared_cache.clear()
-    kwargs = plan_once(zones, lead, slack)
+    for attempt in range(6):
+        try:
+            kwargs = plan_once(zones, lead, slack)
+            break
+        except RuntimeError as exc:
+            # after a saturated run the connection reads it abandoned still queue in the one thread Airflow's
+            # sync-to-async getter uses: wait for them to drain
+            if attempt == 5:
+                raise
+            print(f"set-up plan failed ({exc}); retrying in 10 s", file=sys.stderr)
+            time.sleep(10)
     shared_cache.clear()  # the set-up plan's answers must not serve the run
     server.reset()
     with quiet_logging() as logs:
