@@ -156,6 +156,7 @@ class CarbonWindowTrigger(BaseTrigger):
         self.planning_timeout_seconds = float(planning_timeout_seconds)
         self.api_errors = 0
         self._static_key: tuple[Any, ...] | None = None
+        self._cands: list[ClusterCandidate] | None = None
 
     @classmethod
     def from_decision(cls, schedule: CarbonSchedule, decision: Decision) -> CarbonWindowTrigger:
@@ -274,7 +275,9 @@ class CarbonWindowTrigger(BaseTrigger):
         instant (same candidates, duration, latest start, options and plan in force) share one
         fetch-and-plan (:func:`shared_plan`); each applies the result to itself as before.
         """
-        cands = [ClusterCandidate.from_dict(c) for c in self.candidates]
+        if self._cands is None:  # the candidates never change: parse them once, not at every refresh
+            self._cands = [ClusterCandidate.from_dict(c) for c in self.candidates]
+        cands = self._cands
         current = next((c for c in cands if c.key == self.planned_cluster), None)
         if current is None:
             self.log.warning("Planned cluster %s is not among the candidates; keeping the plan", self.planned_cluster)
