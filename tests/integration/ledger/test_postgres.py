@@ -258,8 +258,9 @@ def test_forecasts_from_many_writers_are_stored_once_and_expire(ledger):
     for t in threads:
         t.join()
     assert not errors and sum(stored) == 8 and len(read_forecasts(ledger)) == 8
-    # retention from the fetch: keep the last 3 hours only
-    assert store_forecasts(ledger, [], keep=timedelta(hours=3, minutes=30)) == 0
+    # retention from the fetch (6 minutes into each of the last 8 hours): keep 3 of them
+    top = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    assert store_forecasts(ledger, [], now=top, keep=timedelta(hours=3, minutes=30)) == 0
     assert len(read_forecasts(ledger)) == 3
 
 
