@@ -171,7 +171,7 @@ def read_forecasts(ledger: Ledger, *, source: str | None = None, zone: str | Non
 
 
 def forecast_series(row: Mapping[str, Any]) -> IntensitySeries:
-    """Return the :class:`IntensitySeries` a recorded row holds (gaps as NaN)."""
+    """Return the :class:`~airflow_carbon_provider.core.signals.IntensitySeries` a recorded row holds (gaps as NaN)."""
     from airflow_carbon_provider.core.signals import IntensitySeries
 
     start = row["start"].timestamp()
