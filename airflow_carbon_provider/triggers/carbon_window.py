@@ -57,29 +57,33 @@ _Replan = tuple[dict[tuple[str, str], str], "Decision | None"]
 SHARE_PLANS = True
 """Share one re-plan among this process's triggers with the same inputs at the same refresh instant."""
 SHARE_KEEP = 120.0
-"""Seconds a shared re-plan stays joinable after its refresh instant (late wakers still join it)."""
+"""The longest a shared re-plan stays joinable after its refresh instant (late wakers still join it)."""
 _shared: dict[tuple[Any, ...], tuple[float, asyncio.Future[Any]]] = {}
 _next_prune = 0.0
 
 
-async def shared_plan(key: tuple[Any, ...], plan: Callable[[], Awaitable[_Replan]]) -> _Replan:
+async def shared_plan(key: tuple[Any, ...], plan: Callable[[], Awaitable[_Replan]], *,
+                      keep: float = SHARE_KEEP) -> _Replan:
     """Return the re-plan of ``key`` (refresh instant first), running ``plan`` once per event loop and key.
 
     The first caller starts ``plan`` as a task of its own, shielded from every caller: a trigger
     whose re-plan budget runs out, or that is cancelled, stops waiting without cancelling the
-    plan the others wait on. Its result (or its error) is every caller's. Entries are dropped
-    :data:`SHARE_KEEP` seconds after their refresh instant.
+    plan the others wait on. Its result (or its error) is every caller's. An entry stays
+    joinable ``keep`` seconds after its refresh instant (at most :data:`SHARE_KEEP`; callers
+    pass their re-plan interval, after which they are at a later instant anyway), so the
+    registry holds about one refresh period of plans, swept once per period.
     """
     global _next_prune
+    keep = min(keep, SHARE_KEEP)
     loop = asyncio.get_running_loop()
     full = (loop, *key)
     entry = _shared.get(full)
     if entry is None:
         tick = float(key[0])
-        if not _next_prune - SHARE_KEEP <= tick < _next_prune:  # amortised: one sweep per SHARE_KEEP of ticks
-            for old in [k for k, (t, fut) in _shared.items() if abs(t - tick) > SHARE_KEEP or fut.get_loop() is not loop]:
+        if not _next_prune - keep <= tick < _next_prune:  # amortised: one sweep per period of ticks
+            for old in [k for k, (t, fut) in _shared.items() if abs(t - tick) > keep or fut.get_loop() is not loop]:
                 del _shared[old]
-            _next_prune = tick + SHARE_KEEP
+            _next_prune = tick + keep
         entry = _shared[full] = (tick, asyncio.ensure_future(plan()))
     return await asyncio.shield(entry[1])
 
@@ -284,7 +288,8 @@ class CarbonWindowTrigger(BaseTrigger):
             return None
         if SHARE_PLANS:
             key = (self._last_refresh(now), *self._share_key())
-            errors, decision = await shared_plan(key, lambda: self._plan(now, cands, current))
+            errors, decision = await shared_plan(key, lambda: self._plan(now, cands, current),
+                                                 keep=self.replan_interval_seconds)
         else:
             errors, decision = await self._plan(now, cands, current)
         self.replans += 1

@@ -314,3 +314,19 @@ async def test_a_caller_giving_up_does_not_cancel_the_shared_plan(plan, counted_
         await asyncio.wait_for(impatient._replan(now), timeout=0.001)
     await patient._replan(now)
     assert len(counted_plans) == 1 and patient.replans == 1 and impatient.replans == 0
+
+
+async def test_the_shared_plans_registry_holds_about_one_refresh_period(plan, counted_plans):
+    from airflow_carbon_provider.triggers import carbon_window
+
+    schedule, decision = plan
+    fake = FakeTime(decision.planned_start - timedelta(hours=2))
+    interval = 60.0
+    triggers = [_trigger(decision, schedule, fake, replan_interval_seconds=interval,
+                         latest_start=decision.latest_start + timedelta(minutes=k)) for k in range(5)]
+    for step in range(20):  # 20 refreshes of 5 triggers with different inputs
+        now = fake.now + timedelta(seconds=interval * step)
+        await asyncio.gather(*(t._replan(now) for t in triggers))
+    loop = asyncio.get_running_loop()
+    mine = [k for k in carbon_window._shared if k[0] is loop]
+    assert len(counted_plans) == 100 and len(mine) <= 3 * 5
