@@ -29,6 +29,9 @@ trigger classes, as a triggerer run at that level would drop them; warnings are 
 ``--before-after`` adds a row per N with shared re-plans switched off (every trigger fetches
 and plans on its own, as before 0.2.0), measured in the same process and run.
 
+Forecasts the hooks fetch are recorded (as in production) into a ledger in a temporary
+folder unless ``AIRFLOW_CARBON_LEDGER_URL`` names one.
+
 ``--what-if-hook-memo`` adds a row per N with the carbon hooks resolved once per connection
 id (a proposed change, patched in for the run; not the shipped code).
 """
@@ -611,6 +614,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before-after", action="store_true",
                         help="also run each N with shared re-plans switched off (the behaviour before 0.2.0)")
     args = parser.parse_args(argv)
+    if not os.environ.get("AIRFLOW_CARBON_LEDGER_URL"):
+        # the hooks record every fetched forecast, as in production: into a throwaway ledger, never the user's
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="bench-triggers-")
+        os.environ["AIRFLOW_CARBON_LEDGER_URL"] = f"sqlite:///{folder}/carbon_ledger.db"
+        os.environ["AIRFLOW_CARBON_LEDGER_SPOOL"] = f"{folder}/carbon_ledger_spool.jsonl"
     if args.cache_ttl is None:
         args.cache_ttl = 0.9 * args.replan_interval
     counts = [int(x) for x in args.triggers.split(",")]
