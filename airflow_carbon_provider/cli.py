@@ -164,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--start", type=_instant, metavar="ISO", help="first arrival (default: start of the common period)")
     bt.add_argument("--end", type=_instant, metavar="ISO", help="no job may finish after this (default: end of the traces)")
     bt.add_argument("--forecast", default="noisy:10:1", metavar="MODEL",
-                    help="perfect | history | realistic[:<seed>] | noisy:<MAPE percent>[:<seed>] | archive:FILE (default noisy:10:1)")
+                    help="perfect | history | realistic[:<seed>] | noisy:<MAPE percent>[:<seed>] | archive:FILE | "
+                    "archive:ledger[:SOURCE][=URL] (the forecasts the hooks recorded; without --trace, actuals from "
+                    "the ledger too) (default noisy:10:1)")
     bt.add_argument("--forecast-horizon", type=_duration("--forecast-horizon"), default=timedelta(hours=48),
                     metavar="DURATION", help="how far each forecast reaches (default 48h)")
     bt.add_argument("--refresh", type=_duration("--refresh"), default=timedelta(hours=1),
@@ -284,6 +286,11 @@ def _add_report_parser(sub: Any) -> None:
                           "(default average)")
     rep.add_argument("--slo-basis", choices=("realised", "forecast"),
                      help="... and of this basis (default realised: from the source's history)")
+    rep.add_argument("--forecast-skill", action="store_true",
+                     help="instead of task runs: the recorded forecasts' error (MAPE, bias) by lead time per "
+                          "source, zone and signal kind, against later forecasts' lead-0 values")
+    rep.add_argument("--zone", help="with --forecast-skill: only this zone")
+    rep.add_argument("--source", metavar="CONN_ID", help="with --forecast-skill: only this carbon connection")
     rep.set_defaults(handler=cmd_report)
 
 
@@ -292,6 +299,10 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from airflow_carbon_provider.ledger.report import format_csv, format_table, plot_report, run_report
     from airflow_carbon_provider.ledger.slo import Objectives
 
+    if args.forecast_skill:
+        return _forecast_skill(args, out)
+    if args.zone or args.source:
+        raise CliError(f"{'--zone' if args.zone else '--source'} filters --forecast-skill only; add --forecast-skill")
     if args.plot is not None:
         try:
             import matplotlib  # noqa: F401
@@ -322,6 +333,29 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
         out.write(format_table(report) + "\n")
         if args.plot is not None:
             out.write(f"plot written to {args.plot}\n")
+    return 0
+
+
+def _forecast_skill(args: argparse.Namespace, out: TextIO) -> int:
+    """Run ``airflow-carbon report --forecast-skill``."""
+    from airflow_carbon_provider.ledger.skill import format_skill_csv, format_skill_table, run_forecast_skill
+
+    task_only = [flag for flag, value in (("--dag-id", args.dag_id), ("--task-id", args.task_id),
+                                          ("--cluster", args.cluster), ("--plot", args.plot),
+                                          ("--group-by", args.group_by != "dag" or None)) if value]
+    task_only += [f"--slo-{name.replace('_', '-')}" for name in ("on_time", "reduction", "low_carbon",
+                  "low_carbon_below", "signal_kind", "basis") if getattr(args, f"slo_{name}") is not None]
+    if task_only:
+        raise CliError(f"{task_only[0]} applies to task runs, not to --forecast-skill (which takes --zone, --source, "
+                       "--since, --until, --format, --ledger-url)")
+    report = run_forecast_skill(ledger_url=args.ledger_url, zone=args.zone, source=args.source, since=args.since,
+                                until=args.until)
+    if args.format == "json":
+        out.write(json.dumps(report) + "\n")
+    elif args.format == "csv":
+        out.write(format_skill_csv(report))
+    else:
+        out.write(format_skill_table(report) + "\n")
     return 0
 
 
@@ -364,8 +398,9 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO) -> int:
                 "--plot needs matplotlib; install it with: pip install 'airflow-carbon-provider[plot]'"
             ) from None
         _check_plot_target(args.plot)  # before the run, not after minutes of it
-    paths = args.trace or [bundled_trace_path()]
-    actuals: dict[str, Any] = {}
+    archive = _ledger_archive(args)  # archive:ledger: recorded forecasts (and, without --trace, actuals)
+    paths = args.trace or ([] if archive else [bundled_trace_path()])
+    actuals: dict[str, Any] = dict(archive.actuals) if archive and not args.trace else {}
     for path in paths:
         for zone, series in read_trace(path, kind=args.signal, source=path.name).items():
             if zone in actuals:
@@ -380,7 +415,7 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO) -> int:
     unknown = [p for p in policies if p not in known]
     if unknown:
         raise CliError(f"unknown policy {unknown[0]!r}; use one of: {', '.join(known)}")
-    model = parse_forecast_spec(args.forecast, actuals, kind=args.signal)
+    model = archive.model(actuals) if archive else parse_forecast_spec(args.forecast, actuals, kind=args.signal)
     result = run_backtest(
         actuals,
         zones=zones,
@@ -413,6 +448,16 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO) -> int:
         if args.plot is not None:
             out.write(f"plot written to {args.plot}\n")
     return 0
+
+
+def _ledger_archive(args: argparse.Namespace) -> Any:
+    """Return the ledger's recorded forecasts for ``--forecast archive:ledger[...]``, else None."""
+    from airflow_carbon_provider.ledger.archive import is_ledger_spec, load_ledger_archive
+
+    if not is_ledger_spec(args.forecast):
+        return None
+    zones = [z.strip() for z in args.zones.split(",") if z.strip()] if args.zones else None
+    return load_ledger_archive(args.forecast, kind=args.signal, zones=zones)
 
 
 def format_table(report: dict[str, Any]) -> str:

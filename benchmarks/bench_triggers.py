@@ -1,6 +1,6 @@
 """Run N CarbonWindowTriggers in one event loop; count API requests and loop CPU beside DateTimeTrigger.
 
-Run: ``python benchmarks/bench_triggers.py [--triggers 1000,10000] [--zones 3] [--repeat 1]``
+Run: ``python benchmarks/bench_triggers.py [--triggers 1000,10000] [--zones 3] [--repeat 1] [--before-after]``
 
 A counting Electricity Maps look-alike (aiohttp, loopback, OS-assigned port, in a thread of
 its own so that its CPU is not the triggers') serves ``/v3/carbon-intensity/forecast`` and
@@ -25,6 +25,12 @@ ratio, the CPU of every thread but the server's, wall time, how late the last tr
 after its planned start, and misfires (a trigger that fired before its planned start or
 after its latest start; there must be none). Log records below WARNING are dropped for both
 trigger classes, as a triggerer run at that level would drop them; warnings are counted.
+
+``--before-after`` adds a row per N with shared re-plans switched off (every trigger fetches
+and plans on its own, as before 0.2.0), measured in the same process and run.
+
+Forecasts the hooks fetch are recorded (as in production) into a ledger in a temporary
+folder unless ``AIRFLOW_CARBON_LEDGER_URL`` names one.
 
 ``--what-if-hook-memo`` adds a row per N with the carbon hooks resolved once per connection
 id (a proposed change, patched in for the run; not the shipped code).
@@ -442,7 +448,17 @@ def measure_carbon(server: LoopbackElectricityMaps, n: int, zones: Sequence[str]
     from airflow_carbon_provider.hooks.cache import shared_cache
 
     shared_cache.clear()
-    kwargs = plan_once(zones, lead, slack)
+    for attempt in range(6):
+        try:
+            kwargs = plan_once(zones, lead, slack)
+            break
+        except RuntimeError as exc:
+            # after a saturated run the connection reads it abandoned still queue in the one thread Airflow's
+            # sync-to-async getter uses: wait for them to drain
+            if attempt == 5:
+                raise
+            print(f"set-up plan failed ({exc}); retrying in 10 s", file=sys.stderr)
+            time.sleep(10)
     shared_cache.clear()  # the set-up plan's answers must not serve the run
     server.reset()
     with quiet_logging() as logs:
@@ -504,6 +520,19 @@ def memoised_hooks() -> Iterator[None]:
         _registry.acarbon_hook = original  # type: ignore[assignment]
 
 
+@contextlib.contextmanager
+def unshared_plans() -> Iterator[None]:
+    """Switch shared re-plans off for the block: every trigger fetches and plans on its own, as before 0.2.0."""
+    from airflow_carbon_provider.triggers import carbon_window
+
+    saved = carbon_window.SHARE_PLANS
+    carbon_window.SHARE_PLANS = False
+    try:
+        yield
+    finally:
+        carbon_window.SHARE_PLANS = saved
+
+
 def _median(runs: Sequence[Run], attr: str) -> float:
     return statistics.median(getattr(r, attr) for r in runs)
 
@@ -539,8 +568,9 @@ def report(rows: list[tuple[str, list[Run], list[Run]]], args: argparse.Namespac
         f"{1e3 * SERVER_LATENCY:g} ms; log records below WARNING dropped."
     )
     print(
-        "variant: as-is = the package's code; memo = what-if, carbon hooks resolved once per connection id "
-        "(--what-if-hook-memo), not shipped.\n"
+        "variant: as-is = the package's code (triggers with the same inputs share one re-plan per refresh); "
+        "no-share = the same with sharing off, as before 0.2.0 (--before-after);\nmemo = what-if, carbon hooks "
+        "resolved once per connection id (--what-if-hook-memo), not shipped.\n"
         "replans: re-plans completed per trigger (each is one refresh: K forecasts). requests: counted by "
         "the loopback server. req/repl: requests / replans.\n"
         "naive: N x K x replans, one client per trigger and no shared cache. loop us/trg: CPU of the event "
@@ -581,12 +611,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="forecast cache lifetime (default: 0.9 x the re-plan interval)")
     parser.add_argument("--what-if-hook-memo", action="store_true",
                         help="also run each N with carbon hooks memoised per connection id (not the shipped code)")
+    parser.add_argument("--before-after", action="store_true",
+                        help="also run each N with shared re-plans switched off (the behaviour before 0.2.0)")
     args = parser.parse_args(argv)
+    if not os.environ.get("AIRFLOW_CARBON_LEDGER_URL"):
+        # the hooks record every fetched forecast, as in production: into a throwaway ledger, never the user's
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="bench-triggers-")
+        os.environ["AIRFLOW_CARBON_LEDGER_URL"] = f"sqlite:///{folder}/carbon_ledger.db"
+        os.environ["AIRFLOW_CARBON_LEDGER_SPOOL"] = f"{folder}/carbon_ledger_spool.jsonl"
     if args.cache_ttl is None:
         args.cache_ttl = 0.9 * args.replan_interval
     counts = [int(x) for x in args.triggers.split(",")]
     timing = {"lead": args.lead, "slack": args.slack, "interval": args.replan_interval}
-    variants = [("as-is", contextlib.nullcontext)]
+    variants: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Any]]]] = []
+    if args.before_after:
+        variants.append(("no-share", unshared_plans))
+    variants.append(("as-is", contextlib.nullcontext))
     if args.what_if_hook_memo:
         variants.append(("memo", memoised_hooks))
     rows = []

@@ -33,6 +33,12 @@ def _replay_on_purpose(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _no_forecast_recording(monkeypatch):
+    """Keep hooks from recording fetched forecasts into ``$AIRFLOW_HOME``'s ledger; tests that check it switch it on."""
+    monkeypatch.setenv("AIRFLOW__CARBON__RECORD_FORECASTS", "false")
+
+
+@pytest.fixture(autouse=True)
 def _forget_resolved_hooks():
     """Make each test read its connections afresh (hooks are remembered per process)."""
     yield

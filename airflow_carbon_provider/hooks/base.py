@@ -444,15 +444,28 @@ class BaseCarbonHook(BaseHook):
         with self._typed_errors(zone):
             config = self.get_config()
             call, driver = plan(config, self._now(), zone, *args), self.driver(config)
-            series = self._cache().get(call.key, lambda: driver.run(call.flow()), call.ttl, usable=call.usable)
+            series = self._cache().get(
+                call.key, lambda: self._fetched(config, call, driver.run(call.flow())), call.ttl, usable=call.usable
+            )
             return call.finish(series)
 
     async def _acall(self, zone: str, plan: Callable[..., _Call], *args: Any) -> IntensitySeries:
         with self._typed_errors(zone):
             config = await self.aget_config()
             call, driver = plan(config, self._now(), zone, *args), self.adriver(config)
-            fetch = self._cache().aget(call.key, lambda: driver.run(call.flow()), call.ttl, usable=call.usable)
-            return call.finish(await fetch)
+
+            async def fetch() -> IntensitySeries:
+                return self._fetched(config, call, await driver.run(call.flow()))
+
+            return call.finish(await self._cache().aget(call.key, fetch, call.ttl, usable=call.usable))
+
+    def _fetched(self, config: HookConfig, call: _Call, series: IntensitySeries) -> IntensitySeries:
+        """Hand a forecast just fetched (once per fetch, not per caller) to the ledger's recorder."""
+        if call.key.endpoint == "forecast":
+            from airflow_carbon_provider.ledger.forecasts import recorder
+
+            recorder.record(series, source=config.conn_id, provider=self.provider, signal=config.signal)
+        return series
 
     def get_current(self, zone: str) -> IntensitySeries:
         """Return the interval in force now (cached; raises StaleDataError if too old)."""

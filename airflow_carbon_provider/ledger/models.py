@@ -25,9 +25,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["KEY_COLUMNS", "Base", "DecisionRecord", "OutcomeRecord", "UTCDateTime"]
+__all__ = ["FORECAST_KEY", "KEY_COLUMNS", "Base", "DecisionRecord", "ForecastRecord", "OutcomeRecord", "UTCDateTime"]
 
 KEY_COLUMNS = ("dag_id", "run_id", "task_id", "map_index", "try_number")
+FORECAST_KEY = ("source", "zone", "signal_kind", "issued_at")
 UTC = timezone.utc
 
 
@@ -138,3 +139,43 @@ class OutcomeRecord(_Keyed, Base):
     deadline_met: Mapped[bool | None] = mapped_column(Boolean)
     fallback_used: Mapped[bool | None] = mapped_column(Boolean)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ForecastRecord(Base):
+    """One forecast as a hook fetched it: who issued it for which zone when, and its values.
+
+    One row per forecast, its intervals as two JSON arrays (``offsets_s``: the ``n + 1``
+    interval boundaries in seconds after ``start``; ``values``: the ``n`` values in g/kWh,
+    ``null`` for a gap). A row per interval would repeat source, zone, kind and issue time
+    about 100 times per forecast and cost 100 inserts per fetch; the skill report reads whole
+    forecasts anyway (it pairs each forecast's intervals with later forecasts' lead-0 values),
+    so it selects rows by (source, zone, kind, issue time) through the unique index and never
+    filters inside the arrays. Keyed by (source, zone, signal_kind, issued_at): the same
+    forecast fetched many times is stored once.
+    """
+
+    __tablename__ = "carbon_forecasts"
+    __table_args__ = (
+        UniqueConstraint(*FORECAST_KEY, name="uq_carbon_forecasts_key"),
+        Index("ix_carbon_forecasts_issued_at", "issued_at"),
+        Index("ix_carbon_forecasts_fetched_at", "fetched_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(250))
+    """The carbon connection id the forecast came through (never its URL or a secret)."""
+    zone: Mapped[str] = mapped_column(String(100))
+    signal_kind: Mapped[str] = mapped_column(String(16))
+    """``average`` or ``marginal``: skill is never computed across the two."""
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    """When the source issued it (the fetch time when the source does not say)."""
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    """When this process fetched it: retention counts from here."""
+    provider: Mapped[str | None] = mapped_column(String(64))
+    signal: Mapped[str | None] = mapped_column(String(64))
+    """The connection's signal variant (``lifecycle``, ``co2_moer``...)."""
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    end: Mapped[datetime] = mapped_column(UTCDateTime())
+    intervals: Mapped[int] = mapped_column(Integer)
+    offsets_s: Mapped[list[int]] = mapped_column(JSON)
+    values: Mapped[list[float | None]] = mapped_column(JSON)

@@ -409,12 +409,28 @@ def run_report(
     A SQLite ledger file that does not exist is an error (``no ledger at ...``): a report
     never creates one.
     """
-    from airflow_carbon_provider.ledger.store import Ledger
-
     if group_by not in GROUPS:
         raise ReportError(f"unknown group {group_by!r}; use one of: {', '.join(GROUPS)}")
     if since and until and since >= until:
         raise ReportError(f"--since {_iso(since)} is not before --until {_iso(until)}")
+    ledger = open_for_report(ledger_url)
+    try:
+        rows = collect_rows(ledger, dag_id=dag_id, task_id=task_id, cluster=cluster, since=since, until=until)
+    finally:
+        ledger.dispose()
+    filters = {"dag_id": dag_id, "task_id": task_id, "cluster": cluster, "since": since, "until": until}
+    return build_report(rows, group_by=group_by, objectives=objectives, ledger_url=ledger.masked_url,
+                        filters=filters)
+
+
+def open_for_report(ledger_url: str | None) -> Any:
+    """Return the :class:`~airflow_carbon_provider.ledger.store.Ledger` a report reads, or raise one-line errors.
+
+    A SQLite ledger file that does not exist is an error (``no ledger at ...``): a report
+    never creates one.
+    """
+    from airflow_carbon_provider.ledger.store import Ledger
+
     try:
         ledger = Ledger(ledger_url)
     except LedgerError:
@@ -434,10 +450,4 @@ def run_report(
         spooled = f"; {waiting} record(s) wait in the spool {ledger.spool.path}" if waiting else ""
         raise LedgerError(f"no ledger at {missing}: nothing has been recorded there yet, or the ledger URL "
                           f"(--ledger-url, {URL_ENV}, [carbon] ledger_conn_id) names the wrong file{spooled}")
-    try:
-        rows = collect_rows(ledger, dag_id=dag_id, task_id=task_id, cluster=cluster, since=since, until=until)
-    finally:
-        ledger.dispose()
-    filters = {"dag_id": dag_id, "task_id": task_id, "cluster": cluster, "since": since, "until": until}
-    return build_report(rows, group_by=group_by, objectives=objectives, ledger_url=ledger.masked_url,
-                        filters=filters)
+    return ledger

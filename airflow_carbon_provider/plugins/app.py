@@ -139,6 +139,14 @@ def create_app() -> FastAPI:
         except LedgerError as exc:
             raise _ledger_error(exc) from None
 
+    @app.get("/api/forecast-skill")
+    def api_forecast_skill(user: GetUserDep) -> dict[str, Any]:
+        """Return the recorded forecasts' error by lead time (last 7 days), for the connections the user may read."""
+        try:
+            return data.forecast_skill(_connection_filter(user))
+        except LedgerError as exc:
+            raise _ledger_error(exc) from None
+
     @app.get("/api/clusters")
     def api_clusters(user: GetUserDep, session: SessionDep) -> dict[str, Any]:
         """Return current intensity and forecast per configured cluster; a failing source is an error entry."""
@@ -154,13 +162,15 @@ def create_app() -> FastAPI:
     def ui_overview(user: GetUserDep, session: SessionDep) -> HTMLResponse:
         """Render the Carbon page."""
         allowed = dag_filter(user)
-        summary = recent = error = None
+        summary = recent = error = skill = None
         try:
             summary, recent = data.summary(allowed), data.runs(allowed, limit=20)
-        except LedgerError as exc:
-            error = str(exc)
+            skill = data.forecast_skill(_connection_filter(user))
+        except LedgerError as exc:  # the runs unreadable: say so; only the skill: leave its section empty
+            if summary is None or recent is None:
+                summary, error = None, str(exc)
         clusters = _clusters(user, session)
-        return HTMLResponse(views.overview_page(summary, recent, clusters, ledger_error=error))
+        return HTMLResponse(views.overview_page(summary, recent, clusters, ledger_error=error, skill=skill))
 
     @app.get("/ui/task", response_class=HTMLResponse)
     def ui_task(user: GetUserDep, dag_id: str, run_id: str, task_id: str,

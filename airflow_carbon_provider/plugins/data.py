@@ -23,6 +23,7 @@ from airflow_carbon_provider.ledger.secrets import redact_text
 __all__ = [
     "ClusterConnection",
     "cluster_intensities",
+    "forecast_skill",
     "parse_map_index",
     "runs",
     "summary",
@@ -99,6 +100,37 @@ def summary(allowed_dag: Callable[[str], bool], *, ledger_url: str | None = None
         "objectives": report["objectives"],
         "objectives_met": report["objectives_met"],
     }
+
+
+SKILL_WINDOW = timedelta(days=7)
+"""The Carbon page's forecast skill covers forecasts issued this long before now (the CLI: any period)."""
+
+
+def forecast_skill(allowed_source: Callable[[str], bool], *, ledger_url: str | None = None,
+                   now: datetime | None = None) -> dict[str, Any]:
+    """Return the forecast error by lead time per source, zone and signal kind, over the last :data:`SKILL_WINDOW`.
+
+    Only sources (carbon connection ids) the user may read are shown. Raises
+    :class:`~airflow_carbon_provider.ledger.errors.LedgerUnavailableError` when the ledger
+    cannot be read.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from airflow_carbon_provider.ledger.errors import LedgerUnavailableError
+    from airflow_carbon_provider.ledger.forecasts import read_forecasts
+    from airflow_carbon_provider.ledger.skill import REALISED_FROM
+    from airflow_carbon_provider.ledger.skill import forecast_skill as skill_of
+
+    ledger = _ledger(ledger_url)
+    since = (now or datetime.now(UTC)) - SKILL_WINDOW
+    try:
+        recorded = [r for r in read_forecasts(ledger, since=since) if allowed_source(str(r["source"]))]
+    except (SQLAlchemyError, OSError) as exc:
+        raise LedgerUnavailableError(f"cannot read the ledger at {ledger.masked_url}: {_short(exc)}",
+                                     url=ledger.masked_url) from None
+    rows, counts = skill_of(recorded)
+    return {"ledger": ledger.masked_url, "since": _iso(since), "realised_from": REALISED_FROM, **counts,
+            "rows": rows}
 
 
 def runs(allowed_dag: Callable[[str], bool], *, dag_id: str | None = None, limit: int = 100,

@@ -13,7 +13,7 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
-__all__ = ["error_page", "intensity_chart_svg", "overview_page", "task_page"]
+__all__ = ["error_page", "forecast_skill_section", "intensity_chart_svg", "overview_page", "task_page"]
 
 PALETTE = ("#2e7d32", "#1565c0", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#455a64")
 STYLE = """
@@ -183,8 +183,32 @@ def _clusters_table(clusters: Sequence[Mapping[str, Any]]) -> str:
             f"<th>intensity</th><th>lowest in forecast</th></tr>{''.join(rows)}</table>")
 
 
+def forecast_skill_section(skill: Mapping[str, Any] | None) -> str:
+    """Return the page's forecast-skill section: error by lead time per source, zone and signal kind."""
+    head = ("<h2>Forecast skill</h2><p class=\"muted small\">How wrong the forecasts the hooks fetched were, by how "
+            "far ahead they looked: mean absolute percentage error and bias (positive: too high) against the "
+            "realised values, taken from later forecasts' lead-0 values. Average and marginal are never "
+            "compared.</p>")
+    if skill is None:
+        return head + "<p class=\"muted\">Not available: the ledger cannot be read.</p>"
+    if not skill.get("rows"):
+        return head + (f"<p class=\"muted\" id=\"carbon-forecast-skill-empty\">No forecast to compare since "
+                       f"{_text(skill.get('since'))} ({int(skill.get('forecasts') or 0)} recorded).</p>")
+    rows = [f"<tr data-zone=\"{escape(str(r['zone']))}\" data-lead=\"{escape(str(r['lead']))}\">"
+            f"<td>{_text(r['source'])}</td><td>{_text(r['zone'])}</td><td>{_text(r['signal_kind'])}</td>"
+            f"<td>{_text(r['lead'])}</td><td class=\"num\">{int(r['n'])}</td>"
+            f"<td class=\"num\">{_num(r['mape_pct'])} %</td><td class=\"num\">{_num(r['bias_pct'], '{:+.1f}')} %</td>"
+            f"<td class=\"num\">{_num(r['mae_g'])}</td></tr>" for r in skill["rows"]]
+    return head + ("<table id=\"carbon-forecast-skill\"><tr><th>source</th><th>zone</th><th>signal</th><th>lead</th>"
+                   "<th class=\"num\">intervals</th><th class=\"num\">MAPE</th><th class=\"num\">bias</th>"
+                   f"<th class=\"num\">MAE g/kWh</th></tr>{''.join(rows)}</table>"
+                   f"<p class=\"muted small\">Forecasts issued since {_text(skill.get('since'))}: "
+                   f"{int(skill.get('forecasts') or 0)}.</p>")
+
+
 def overview_page(summary: Mapping[str, Any] | None, recent: Mapping[str, Any] | None,
-                  clusters: Mapping[str, Any], *, ledger_error: str | None = None) -> str:
+                  clusters: Mapping[str, Any], *, ledger_error: str | None = None,
+                  skill: Mapping[str, Any] | None = None) -> str:
     """Return the Carbon page: savings per DAG, SLO attainment, intensity per cluster, recent runs."""
     body = ["<h1>Carbon</h1>",
             "<p class=\"muted small\">What carbon-aware scheduling emitted and saved (saving: the same task on its "
@@ -224,6 +248,8 @@ def overview_page(summary: Mapping[str, Any] | None, recent: Mapping[str, Any] |
     body.append(f"<h2>Grid intensity per cluster: now and the next {_num(horizon, '{:.0f}')} h</h2>")
     body.append(intensity_chart_svg(clusters.get("clusters") or []))
     body.append(_clusters_table(clusters.get("clusters") or []))
+    if not ledger_error:
+        body.append(forecast_skill_section(skill))
     if recent and recent.get("rows"):
         rows = []
         for r in recent["rows"]:

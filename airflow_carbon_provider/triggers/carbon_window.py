@@ -17,9 +17,10 @@ empty leaves the current plan in force.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,41 @@ def _aware(value: datetime | str, name: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{name} must be timezone-aware, got {value!r}")
     return value.astimezone(UTC)
+
+
+_Replan = tuple[dict[tuple[str, str], str], "Decision | None"]
+SHARE_PLANS = True
+"""Share one re-plan among this process's triggers with the same inputs at the same refresh instant."""
+SHARE_KEEP = 120.0
+"""The longest a shared re-plan stays joinable after its refresh instant (late wakers still join it)."""
+_shared: dict[tuple[Any, ...], tuple[float, asyncio.Future[Any]]] = {}
+_next_prune = 0.0
+
+
+async def shared_plan(key: tuple[Any, ...], plan: Callable[[], Awaitable[_Replan]], *,
+                      keep: float = SHARE_KEEP) -> _Replan:
+    """Return the re-plan of ``key`` (refresh instant first), running ``plan`` once per event loop and key.
+
+    The first caller starts ``plan`` as a task of its own, shielded from every caller: a trigger
+    whose re-plan budget runs out, or that is cancelled, stops waiting without cancelling the
+    plan the others wait on. Its result (or its error) is every caller's. An entry stays
+    joinable ``keep`` seconds after its refresh instant (at most :data:`SHARE_KEEP`; callers
+    pass their re-plan interval, after which they are at a later instant anyway), so the
+    registry holds about one refresh period of plans, swept once per period.
+    """
+    global _next_prune
+    keep = min(keep, SHARE_KEEP)
+    loop = asyncio.get_running_loop()
+    full = (loop, *key)
+    entry = _shared.get(full)
+    if entry is None:
+        tick = float(key[0])
+        if not _next_prune - keep <= tick < _next_prune:  # amortised: one sweep per period of ticks
+            for old in [k for k, (t, fut) in _shared.items() if abs(t - tick) > keep or fut.get_loop() is not loop]:
+                del _shared[old]
+            _next_prune = tick + keep
+        entry = _shared[full] = (tick, asyncio.ensure_future(plan()))
+    return await asyncio.shield(entry[1])
 
 
 class CarbonWindowTrigger(BaseTrigger):
@@ -123,6 +159,8 @@ class CarbonWindowTrigger(BaseTrigger):
         self.replans = int(replans)
         self.planning_timeout_seconds = float(planning_timeout_seconds)
         self.api_errors = 0
+        self._static_key: tuple[Any, ...] | None = None
+        self._cands: list[ClusterCandidate] | None = None
 
     @classmethod
     def from_decision(cls, schedule: CarbonSchedule, decision: Decision) -> CarbonWindowTrigger:
@@ -203,30 +241,62 @@ class CarbonWindowTrigger(BaseTrigger):
                 return
             await self.sleep(min(remaining, MAX_SLEEP))
 
-    async def _replan(self, now: datetime) -> str | None:
-        """Re-plan once; return a log line if the plan changed, None otherwise. Never raises."""
+    def _last_refresh(self, now: datetime) -> float:
+        """Return this trigger's refresh instant at or before ``now`` (epoch seconds)."""
+        period, phase = self.replan_interval_seconds, self._phase()
+        return math.floor((now.timestamp() - phase) / period) * period + phase
+
+    def _share_key(self) -> tuple[Any, ...]:
+        """Return what decides a re-plan besides the instant: candidates, duration, latest start, options, plan."""
+        if self._static_key is None:
+            self._static_key = (
+                json.dumps(self.candidates, sort_keys=True, default=str), self.duration_seconds, self.latest_start,
+                self.policy, self.min_saving_pct, self.min_saving_abs, self.carbon_conn_id, self.beyond_horizon,
+                self.allow_mixed_signals, self.planning_timeout_seconds, self.clock,
+            )
+        return (*self._static_key, self.planned_cluster, self.planned_start, self.planned_intensity)
+
+    async def _plan(self, now: datetime, cands: list[ClusterCandidate], current: ClusterCandidate) -> _Replan:
+        """Fetch the carbon data and plan again from ``now`` (the plan in force is the incumbent)."""
         options = self._options()
-        cands = [ClusterCandidate.from_dict(c) for c in self.candidates]
-        current = next((c for c in cands if c.key == self.planned_cluster), None)
-        if current is None:
-            self.log.warning("Planned cluster %s is not among the candidates; keeping the plan", self.planned_cluster)
-            return None
         until = self.latest_start + timedelta(seconds=self.duration_seconds)
         series, errors = await afetch_sources(
             (options.source_of(c) for c in cands), now, until, budget=self.planning_timeout_seconds, clock=self.clock,
         )
-        self.replans += 1
-        self.api_errors += len(errors)
-        if errors:
-            self.log.warning("Re-plan at %s without data for %s", now.isoformat(), "; ".join(errors.values()))
         if options.source_of(current) in errors:
-            return None  # cannot re-score the plan in force: keep it
+            return errors, None  # cannot re-score the plan in force: keep it
         incumbent = Option(options.planner_candidate(current), self.planned_start, self.planned_intensity)
         decision = decide(
             options, timedelta(seconds=self.duration_seconds), cands, series, errors, now=now, arrival=now,
             latest=self.latest_start, finish_by=None, incumbent=incumbent, fail_open=True,
         )
-        if decision.fail_open or decision.plan is None:
+        return errors, decision
+
+    async def _replan(self, now: datetime) -> str | None:
+        """Re-plan once; return a log line if the plan changed, None otherwise. Never raises.
+
+        Triggers of this process that would plan from the same inputs at the same refresh
+        instant (same candidates, duration, latest start, options and plan in force) share one
+        fetch-and-plan (:func:`shared_plan`); each applies the result to itself as before.
+        """
+        if self._cands is None:  # the candidates never change: parse them once, not at every refresh
+            self._cands = [ClusterCandidate.from_dict(c) for c in self.candidates]
+        cands = self._cands
+        current = next((c for c in cands if c.key == self.planned_cluster), None)
+        if current is None:
+            self.log.warning("Planned cluster %s is not among the candidates; keeping the plan", self.planned_cluster)
+            return None
+        if SHARE_PLANS:
+            key = (self._last_refresh(now), *self._share_key())
+            errors, decision = await shared_plan(key, lambda: self._plan(now, cands, current),
+                                                 keep=self.replan_interval_seconds)
+        else:
+            errors, decision = await self._plan(now, cands, current)
+        self.replans += 1
+        self.api_errors += len(errors)
+        if errors:
+            self.log.warning("Re-plan at %s without data for %s", now.isoformat(), "; ".join(errors.values()))
+        if decision is None or decision.fail_open or decision.plan is None:
             return None
         # The planner's own start (decide() rounds a start within seconds to "now", which here
         # would fire early).

@@ -107,6 +107,7 @@ def ledger(postgres: Postgres, tmp_path: Path) -> Iterator[Ledger]:
     with led.engine.begin() as conn:
         conn.execute(text("DELETE FROM carbon_decisions"))
         conn.execute(text("DELETE FROM carbon_outcomes"))
+        conn.execute(text("DELETE FROM carbon_forecasts"))
     led.dispose()
 
 
@@ -130,7 +131,8 @@ WRITER = textwrap.dedent("""
 def test_processes_migrate_and_upsert_concurrently(postgres, ledger, tmp_path):
     # a brand-new database: every process races to migrate it first
     with ledger.engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS carbon_decisions, carbon_outcomes, carbon_ledger_alembic_version"))
+        conn.execute(text("DROP TABLE IF EXISTS carbon_decisions, carbon_outcomes, carbon_forecasts, "
+                          "carbon_ledger_alembic_version"))
     from airflow_carbon_provider.ledger import store
 
     store._migrated.discard(ledger.url)
@@ -214,3 +216,78 @@ def test_a_record_postgres_refuses_is_set_aside_not_retried_forever(ledger):
     assert not record_decision(sample_decision(policy="P" * 300), RunKey("pg", "r2", "t"), ledger=ledger,
                                emit_metrics=False)
     assert ledger.spool.pending() == 0 and len(ledger.spool.rejected_path.read_text().splitlines()) == 2
+
+
+# -- recorded forecasts (issue 11 item 5) ------------------------------------------------------------------------
+
+
+def _forecast_rows(hours: int, source: str = "em_prod") -> list[dict]:
+    from datetime import timedelta
+
+    from airflow_carbon_provider.core.signals import IntensitySeries
+    from airflow_carbon_provider.ledger.forecasts import forecast_row
+
+    top = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    rows = []
+    for h in range(hours, 0, -1):
+        start = top - timedelta(hours=h)
+        series = IntensitySeries.from_arrays("DE", "average", [start.timestamp() + 3600 * k for k in range(4)],
+                                             [100.0, 110.0, 121.0], issued_at=start + timedelta(minutes=5),
+                                             is_forecast=True)
+        rows.append(forecast_row(series, source=source, fetched_at=start + timedelta(minutes=6)))
+    return rows
+
+
+def test_forecasts_from_many_writers_are_stored_once_and_expire(ledger):
+    from datetime import timedelta
+
+    from airflow_carbon_provider.ledger.forecasts import read_forecasts, store_forecasts
+
+    rows = _forecast_rows(8)
+    errors: list[BaseException] = []
+    stored: list[int] = []
+
+    def write() -> None:
+        try:
+            stored.append(store_forecasts(ledger, rows))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and sum(stored) == 8 and len(read_forecasts(ledger)) == 8
+    # retention from the fetch (6 minutes into each of the last 8 hours): keep 3 of them
+    top = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    assert store_forecasts(ledger, [], now=top, keep=timedelta(hours=3, minutes=30)) == 0
+    assert len(read_forecasts(ledger)) == 3
+
+
+def test_the_recorder_waits_out_a_server_stop_and_the_skill_report_reads_postgres(postgres, ledger, monkeypatch):
+    import io
+    import json
+
+    from airflow_carbon_provider.cli import main
+    from airflow_carbon_provider.ledger.forecasts import ForecastRecorder, forecast_series, read_forecasts
+
+    monkeypatch.setenv("AIRFLOW__CARBON__RECORD_FORECASTS", "true")
+    ledger.migrate()
+    recorder = ForecastRecorder(postgres.url)
+    try:
+        postgres.stop()
+        try:
+            for row in _forecast_rows(6):
+                recorder.record(forecast_series(row), source="em_prod")  # returns at once, server down or not
+            assert not recorder.flush(10) and recorder.pending() == 6
+        finally:
+            postgres.start()
+        assert recorder.flush(30) and recorder.stored == 6
+    finally:
+        recorder.close()
+    assert len(read_forecasts(ledger)) == 6
+    out = io.StringIO()
+    assert main(["report", "--forecast-skill", "--ledger-url", postgres.url, "--format", "json"], out) == 0
+    rows = {r["lead"]: r for r in json.loads(out.getvalue())["rows"]}
+    assert rows["0-1h"]["mape_pct"] == 10.0 and rows["1-3h"]["mape_pct"] == 21.0

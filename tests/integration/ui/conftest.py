@@ -96,7 +96,23 @@ def fill_ledger(url: str) -> None:
         reason="waiting for the GB night window")
     assert record_decision(waiting, RunKey("nightly_training", RUN_TRAINING, "evaluate", map_index=2),
                            ledger=ledger, emit_metrics=False)
+    record_forecasts(ledger)
     ledger.dispose()
+
+
+def record_forecasts(ledger: Ledger) -> None:
+    """Record hourly DE forecasts of the last 6 hours, each 10 % too high one hour ahead (the skill section)."""
+    from airflow_carbon_provider.ledger.forecasts import forecast_row, store_forecasts
+
+    top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    rows = []
+    for hours_ago in range(6, 0, -1):
+        start = top - timedelta(hours=hours_ago)
+        series = IntensitySeries.from_arrays("DE", "average", [start.timestamp() + 3600 * k for k in range(4)],
+                                             [100.0, 110.0, 121.0], issued_at=start + timedelta(minutes=5),
+                                             is_forecast=True)
+        rows.append(forecast_row(series, source="carbontrace_default", fetched_at=start + timedelta(minutes=6)))
+    assert store_forecasts(ledger, rows) == 6
 
 
 @dataclass

@@ -54,6 +54,10 @@ async def test_carbon_pages_in_chromium(carbon_ui: CarbonUI, artifacts: Path) ->
         assert chart is not None, "the intensity chart is missing"
         assert sorted(chart["lines"]) == ["k8s_de", "k8s_gb"] and chart["dots"] == 2
         assert chart["width"] > 300 and chart["height"] > 150
+        skill = await browser.evaluate(
+            "Array.from(document.querySelectorAll('#carbon-forecast-skill tr[data-lead]')).map("
+            "r => [r.dataset.zone, r.dataset.lead, r.querySelectorAll('td')[5].innerText])")
+        assert ["DE", "0-1h", "10.0 %"] in skill, skill
         await browser.screenshot(artifacts / "carbon-page.png")
 
         query = urlencode({"dag_id": "nightly_training", "run_id": RUN_TRAINING, "task_id": "fine_tune",

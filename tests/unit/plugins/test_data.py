@@ -99,3 +99,35 @@ def test_savings_per_dag_are_per_signal_kind_and_basis_never_summed(ledger):
         assert f'data-kind="{label}"' in page
     assert page.count('<tr data-dag="train"') == 3
     assert "470.0" not in page and "390.0" not in page  # no saving or emission summed across kinds
+
+
+def _forecasts(ledger: Ledger, source: str, hours: int = 6) -> None:
+    """Record hourly forecasts issued 5 minutes into each of the last ``hours`` hours, 10 % too high 1 h ahead."""
+    from datetime import timedelta
+
+    from airflow_carbon_provider.core.signals import IntensitySeries
+    from airflow_carbon_provider.ledger.forecasts import forecast_row, store_forecasts
+
+    top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    rows = []
+    for h in range(hours, 0, -1):
+        start = top - timedelta(hours=h)
+        series = IntensitySeries.from_arrays("DE", "average", [start.timestamp() + 3600 * k for k in range(4)],
+                                             [100.0, 110.0, 120.0], issued_at=start + timedelta(minutes=5),
+                                             is_forecast=True)
+        rows.append(forecast_row(series, source=source, fetched_at=start + timedelta(minutes=6)))
+    store_forecasts(ledger, rows)
+
+
+def test_the_forecast_skill_shows_only_sources_the_user_may_read(ledger):
+    _forecasts(ledger, "em_prod")
+    _forecasts(ledger, "secret_source")
+    skill = data.forecast_skill(lambda conn_id: conn_id == "em_prod", ledger_url=ledger.url)
+    assert {r["source"] for r in skill["rows"]} == {"em_prod"}
+    (first,) = [r for r in skill["rows"] if r["lead"] == "0-1h"]
+    assert first["mape_pct"] == 10.0 and first["bias_pct"] == 10.0 and skill["forecasts"] == 6
+
+
+def test_the_forecast_skill_of_an_unreadable_ledger_is_a_ledger_error(tmp_path):
+    with pytest.raises(LedgerUnavailableError):
+        data.forecast_skill(everyone, ledger_url="postgresql://carbon:pw@127.0.0.1:9/none")

@@ -48,3 +48,15 @@ def test_the_chart_without_forecasts_is_a_sentence_not_an_empty_svg():
                                              {"start": "2023-03-15T23:00:00Z", "end": "2023-03-16T00:00:00Z",
                                               "value": 80.0}]}])
     assert svg.startswith("<svg") and "<script>" not in svg
+
+
+def test_the_forecast_skill_section_escapes_and_says_when_empty():
+    from airflow_carbon_provider.plugins.views import forecast_skill_section
+
+    row = {"source": HOSTILE, "zone": "DE", "signal_kind": "average", "lead": "0-1h", "n": 5, "mape_pct": 12.345,
+           "bias_pct": -3.0, "mae_g": 20.0}
+    page = forecast_skill_section({"since": "2026-11-24T00:00:00Z", "forecasts": 9, "rows": [row]})
+    assert "<script>" not in page and 'id="carbon-forecast-skill"' in page and "12.3 %" in page and "-3.0 %" in page
+    empty = forecast_skill_section({"since": "2026-11-24T00:00:00Z", "forecasts": 0, "rows": []})
+    assert 'id="carbon-forecast-skill-empty"' in empty
+    assert "cannot be read" in forecast_skill_section(None)

@@ -242,3 +242,91 @@ async def test_a_trigger_serialized_by_the_previous_release_still_runs(plan):
     trigger.clock, trigger.sleep = fake.clock, fake.sleep
     event = await _first_event(trigger)
     assert event.payload["status"] == "start" and trigger.planning_timeout_seconds > 0
+
+
+# -- one re-plan per refresh for triggers with the same inputs (issue 11 item 6) ---------------------------------
+
+
+@pytest.fixture
+def counted_plans(monkeypatch):
+    """Count the fetch-and-plan runs (the shared part of a re-plan)."""
+    calls = []
+    original = CarbonWindowTrigger._plan
+
+    async def counting(self, now, cands, current):
+        calls.append(now)
+        await asyncio.sleep(0.01)  # a fetch takes a while: the others join it meanwhile
+        return await original(self, now, cands, current)
+
+    monkeypatch.setattr(CarbonWindowTrigger, "_plan", counting)
+    return calls
+
+
+async def test_triggers_with_the_same_inputs_share_one_replan_per_refresh(plan, counted_plans):
+    schedule, decision = plan
+    fake = FakeTime(decision.planned_start - timedelta(hours=1))
+    triggers = [_trigger(decision, schedule, fake) for _ in range(20)]
+    now = fake.now
+    changes = await asyncio.gather(*(t._replan(now) for t in triggers))
+    assert len(counted_plans) == 1
+    assert all(t.replans == 1 and t.api_errors == 0 for t in triggers)
+    assert len({(t.planned_cluster, t.planned_start, t.planned_intensity) for t in triggers}) == 1
+    assert len(set(changes)) == 1
+    # the next refresh instant is another plan
+    later = now + timedelta(seconds=triggers[0].replan_interval_seconds)
+    await asyncio.gather(*(t._replan(later) for t in triggers))
+    assert len(counted_plans) == 2
+
+
+async def test_sharing_changes_no_trigger_state(plan, counted_plans, monkeypatch):
+    schedule, decision = plan
+    poor = {"planned_cluster": "k8s_de", "planned_start": decision.latest_start, "planned_intensity": 999.0}
+    now = T0 + timedelta(minutes=20)
+    results = []
+    for share in (False, True):
+        monkeypatch.setattr("airflow_carbon_provider.triggers.carbon_window.SHARE_PLANS", share)
+        fake = FakeTime(now)  # one clock: triggers reading different clocks never share
+        triggers = [_trigger(decision, schedule, fake, **poor) for _ in range(5)]
+        changes = await asyncio.gather(*(t._replan(now) for t in triggers))
+        results.append([(t.serialize()[1], t.api_errors, c) for t, c in zip(triggers, changes)])
+    assert results[0] == results[1]
+    assert results[0][0][2] is not None  # the poor plan moved, in both
+    assert len(counted_plans) == 5 + 1
+
+
+async def test_different_inputs_do_not_share(plan, counted_plans):
+    schedule, decision = plan
+    fake = FakeTime(decision.planned_start - timedelta(hours=1))
+    same = _trigger(decision, schedule, fake)
+    later_deadline = _trigger(decision, schedule, fake, latest_start=decision.latest_start + timedelta(hours=1))
+    longer = _trigger(decision, schedule, fake, duration_seconds=7200.0)
+    now = fake.now
+    await asyncio.gather(*(t._replan(now) for t in (same, later_deadline, longer)))
+    assert len(counted_plans) == 3
+
+
+async def test_a_caller_giving_up_does_not_cancel_the_shared_plan(plan, counted_plans):
+    schedule, decision = plan
+    fake = FakeTime(decision.planned_start - timedelta(hours=1))
+    impatient, patient = _trigger(decision, schedule, fake), _trigger(decision, schedule, fake)
+    now = fake.now
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(impatient._replan(now), timeout=0.001)
+    await patient._replan(now)
+    assert len(counted_plans) == 1 and patient.replans == 1 and impatient.replans == 0
+
+
+async def test_the_shared_plans_registry_holds_about_one_refresh_period(plan, counted_plans):
+    from airflow_carbon_provider.triggers import carbon_window
+
+    schedule, decision = plan
+    fake = FakeTime(decision.planned_start - timedelta(hours=2))
+    interval = 60.0
+    triggers = [_trigger(decision, schedule, fake, replan_interval_seconds=interval,
+                         latest_start=decision.latest_start + timedelta(minutes=k)) for k in range(5)]
+    for step in range(20):  # 20 refreshes of 5 triggers with different inputs
+        now = fake.now + timedelta(seconds=interval * step)
+        await asyncio.gather(*(t._replan(now) for t in triggers))
+    loop = asyncio.get_running_loop()
+    mine = [k for k in carbon_window._shared if k[0] is loop]
+    assert len(counted_plans) == 100 and len(mine) <= 3 * 5
