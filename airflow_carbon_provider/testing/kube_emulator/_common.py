@@ -68,7 +68,7 @@ class KubeletTiming:
     :param schedule_delay: from creation to being bound to a node.
     :param start_delay: from being bound to the containers running.
     :param run_duration: from running to the containers exiting; ``None`` runs until
-        :meth:`KubeEmulator.finish_pod` is called.
+        :meth:`~airflow_carbon_provider.testing.kube_emulator.emulator.KubeEmulator.finish_pod` is called.
     """
 
     schedule_delay: float = 0.05

@@ -38,12 +38,12 @@ class KubeEmulator(ApiServer):
 
     Fault switches, settable at any time from any thread:
 
-    - :attr:`refuse_pod_creation`: an HTTP status (such as 403 or 500) with which every pod
+    - ``refuse_pod_creation``: an HTTP status (such as 403 or 500) with which every pod
       creation is refused, or ``None``.
-    - :attr:`fail_all_pods`: every pod's containers exit with code 1.
+    - ``fail_all_pods``: every pod's containers exit with code 1.
 
-    Per pod, the annotations (or labels) :data:`FAIL_KEY`, :data:`EXIT_CODE_KEY`,
-    :data:`RUN_SECONDS_KEY`, :data:`LOG_KEY` and :data:`XCOM_KEY` steer the fake kubelet
+    Per pod, the annotations (or labels) :data:`~airflow_carbon_provider.testing.kube_emulator._common.FAIL_KEY`, :data:`~airflow_carbon_provider.testing.kube_emulator._common.EXIT_CODE_KEY`,
+    :data:`~airflow_carbon_provider.testing.kube_emulator._common.RUN_SECONDS_KEY`, :data:`~airflow_carbon_provider.testing.kube_emulator._common.LOG_KEY` and :data:`~airflow_carbon_provider.testing.kube_emulator._common.XCOM_KEY` steer the fake kubelet
     and the XCom sidecar.
     """
 

@@ -2,7 +2,7 @@
 
 There is no container runtime. Each pod is bound to the first node its node selector and
 required node affinity accept, then moved Pending -> Running -> Succeeded (or Failed on request)
-on :class:`KubeletTiming`'s delays, writing a deterministic log; pod annotations steer it
+on :class:`~airflow_carbon_provider.testing.kube_emulator._common.KubeletTiming`'s delays, writing a deterministic log; pod annotations steer it
 (:data:`FAIL_KEY`, :data:`EXIT_CODE_KEY`, :data:`RUN_SECONDS_KEY`, :data:`LOG_KEY`,
 :data:`XCOM_KEY`). Real kwok nodes cannot serve logs or exec here, so these paths stay on
 the emulator (see ``docs/howto/testing.rst``).

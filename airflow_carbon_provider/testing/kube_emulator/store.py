@@ -39,7 +39,7 @@ class _Watcher:
 
 
 class EmulatorStore:
-    """The state of one emulated cluster and the read-back API tests use (see :class:`KubeEmulator`)."""
+    """The state of one emulated cluster and the read-back API tests use (see :class:`~airflow_carbon_provider.testing.kube_emulator.emulator.KubeEmulator`)."""
 
     def __init__(
         self,
