@@ -147,14 +147,17 @@ class _Window(Policy):
         """Return the lowest-mean option; among equals the earlier start, then the earlier candidate."""
         lowest = min(o.mean_intensity for o in options)
         limit = lowest * (1 + TIE) + TIE
-        return min((o for o in options if o.mean_intensity <= limit),
-                   key=lambda o: (o.start, list(ctx.pool).index(o.candidate)))
+        rank = {cand: i for i, cand in reversed(list(enumerate(ctx.pool)))}  # first position wins
+        return min((o for o in options if o.mean_intensity <= limit), key=lambda o: (o.start, rank[o.candidate]))
 
     def choose(self, ctx: PlanContext) -> Choice:
         options = self.options(ctx)
         if not options:
             return _all_full(self.name, ctx)
-        best = self.best(ctx, options)
+        return self.settle(ctx, self.best(ctx, options), options)
+
+    def settle(self, ctx: PlanContext, best: Option, options: list[Option]) -> Choice:
+        """Return the choice given the best option: here the best itself, without hysteresis."""
         return Choice(best, tuple(options), _explain(self.name, best, ctx.baseline, False, False, 0.0, 0.0, 0.0, 0.0,
                                                     ctx.now))
 
@@ -167,11 +170,8 @@ class CarbonAware(_Window):
     summary = "the cleanest cluster and start before the latest start, with hysteresis (the operator's default)"
     replans = True
 
-    def choose(self, ctx: PlanContext) -> Choice:
-        options = self.options(ctx)
-        if not options:
-            return _all_full(self.name, ctx)
-        best = self.best(ctx, options)
+    def settle(self, ctx: PlanContext, best: Option, options: list[Option]) -> Choice:
+        """Keep the incumbent (or running now at home) unless ``best`` beats it by the hysteresis margin."""
         incumbent = ctx.incumbent
         if incumbent is not None and incumbent.candidate.zone in ctx.zones:
             start_t = max(incumbent.start, ctx.now).timestamp()
