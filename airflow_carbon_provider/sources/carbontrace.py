@@ -94,6 +94,13 @@ class ReplayClock:
         """Return ``wall-clock - trace time`` for the lap that ``now`` falls in."""
         now = ensure_utc(now, "now")
         elapsed = now - self.anchor
+        if elapsed < timedelta(0):  # a lap backwards would silently replay another day
+            raise CarbonConfigError(
+                f"anchor {self.anchor.isoformat()} is later than now ({now.isoformat()}); the anchor is the "
+                "wall-clock moment that replays replay_start, so it must not be in the future: set the "
+                "connection's extra 'anchor' to a past moment (or leave it empty)",
+                provider=PROVIDER,
+            )
         if self.loop:
             elapsed = elapsed % self.lap
         replayed = self.replay_start + elapsed

@@ -27,11 +27,18 @@ def test_the_anchor_replays_the_replay_start_and_time_runs_on():
 def test_looping_keeps_the_time_of_day_and_always_leaves_a_forecast_horizon():
     replay = ct.load_replay()
     assert replay.clock.lap == timedelta(days=29)  # 31 days minus 48 h
-    for days in (0, 28, 29, 30, 400, 1000, -3):
+    for days in (0, 28, 29, 30, 400, 1000):
         now = ct.DEFAULT_ANCHOR + timedelta(days=days, hours=13, minutes=30)
         replayed = replay.clock.replayed(now)
         assert (replayed.hour, replayed.minute) == (13, 30)
         assert TRACE_START <= replayed and replayed + timedelta(hours=48) <= TRACE_START + timedelta(days=31)
+
+
+def test_an_anchor_in_the_future_is_refused_not_wrapped_to_another_day():
+    replay = ct.load_replay(anchor=datetime(2026, 12, 2, tzinfo=UTC))
+    with pytest.raises(CarbonConfigError, match="anchor 2026-12-02T00:00:00\\+00:00 is later than now") as info:
+        replay.current("DE", datetime(2026, 12, 1, 9, 30, tzinfo=UTC))
+    assert "'anchor' to a past moment" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_current_is_the_trace_interval_shifted_to_wall_clock():
