@@ -202,7 +202,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--lead", type=_duration("--lead"), default=timedelta(seconds=40), metavar="DURATION",
                       help="how long after the launch the replayed low-carbon moment comes (default 40s, 10s-10m); "
                       "raise it on a slow machine, where the run reaches its task later")
+    demo.add_argument("--ledger-url", metavar="URL",
+                      help="where the demo records its run (default: its own SQLite file, "
+                           "$AIRFLOW_HOME/carbon_demo_ledger.db, never the ledger real tasks use)")
     demo.set_defaults(handler=cmd_demo)
+    emu = sub.add_parser(
+        "emulator",
+        help="emulated Kubernetes clusters on loopback, with their Airflow connections, to try your own DAG",
+        description=(
+            "Start one Kubernetes API emulator per --clusters item and print the Airflow connections that reach "
+            "them (each with its carbon_zone extra), plus carbontrace_default replaying the bundled real trace. "
+            "Source the output (or --write a file) before `airflow dags test` of your own DAG; the emulators run "
+            "until Ctrl-C. They are emulators, not clusters: pods run for a few seconds and succeed."
+        ),
+    )
+    emu.add_argument("--clusters", default="k8s_de=DE,k8s_gb=GB,k8s_us=US-CAL-CISO", metavar="ID=ZONE,...",
+                     help="connection ids and the grid zones they draw from, home first "
+                          "(default k8s_de=DE,k8s_gb=GB,k8s_us=US-CAL-CISO)")
+    emu.add_argument("--format", choices=("env", "json"), default="env",
+                     help="env (default): shell export lines of AIRFLOW_CONN_*; json: a file for "
+                          "`airflow connections import`")
+    emu.add_argument("--write", type=Path, metavar="FILE", help="write the connections to FILE instead of stdout")
+    emu.add_argument("--port", type=int, default=0,
+                     help="the first emulator's port, the others follow (default 0: free ports, new at every start)")
+    emu.add_argument("--no-carbontrace", action="store_true", help="leave out the carbontrace_default connection")
+    emu.set_defaults(handler=cmd_emulator)
     _add_report_parser(sub)
     return parser
 
@@ -365,7 +389,18 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
     if not timedelta(seconds=10) <= args.lead <= timedelta(minutes=10):
         raise CliError(f"--lead {int(args.lead.total_seconds())}s is outside 10s-10m; give e.g. --lead 90s")
-    return run_demo(args.format, out, lead=args.lead)
+    return run_demo(args.format, out, lead=args.lead, ledger_url=args.ledger_url)
+
+
+def cmd_emulator(args: argparse.Namespace, out: TextIO) -> int:
+    """Run ``airflow-carbon emulator``."""
+    from airflow_carbon_provider.testing.local_clusters import EmulatorSpecError, serve
+
+    try:
+        return serve(args.clusters, out=out, err=sys.stderr, fmt=args.format, write=args.write, port=args.port,
+                     carbontrace=not args.no_carbontrace)
+    except EmulatorSpecError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _progress(stream: TextIO) -> Callable[[int, int], None] | None:

@@ -38,11 +38,13 @@ def _iso(moment: datetime) -> str:
 
 
 def run_demo(fmt: str = "table", out: TextIO | None = None, err: TextIO | None = None,
-             lead: timedelta = LEAD) -> int:
+             lead: timedelta = LEAD, ledger_url: str | None = None) -> int:
     """Run the demo; print a summary (or one JSON object as the last line); return the exit status.
 
     :param lead: how long after the launch the replayed moment comes (``--lead``); on a slow
         machine the run may reach its task only after it, and then starts without waiting.
+    :param ledger_url: where the demo records its run (``--ledger-url``); default
+        :func:`demo_ledger_url`, never the ledger real tasks use.
     """
     from airflow_carbon_provider.testing.kube_emulator import KubeletTiming, connections_env, start_clusters
     from airflow_carbon_provider.testing.replay import DEMO_CLUSTERS, DEMO_MOMENT, replay_connection_env
@@ -64,10 +66,12 @@ def run_demo(fmt: str = "table", out: TextIO | None = None, err: TextIO | None =
         say(f"  carbon data  : real Electricity Maps data (ODbL) replayed from {_iso(DEMO_MOMENT - lead)}: at "
             f"{DEMO_MOMENT:%H:%M} UTC on {DEMO_MOMENT:%Y-%m-%d} Great Britain's grid fell from 139 to 101 "
             "gCO2eq/kWh while Germany stayed near 500, so waiting and moving both pay")
-        # The Airflow database may be temporary, but the run goes to the ledger that a later
-        # `airflow-carbon report` in this environment reads.
-        ledger_url = os.environ.get("AIRFLOW_CARBON_LEDGER_URL") or _default_ledger_url()
-        say(f"  ledger       : {_masked(ledger_url)} (read it afterwards with: airflow-carbon report)")
+        # The demo's runs go to a ledger of their own, never the one real tasks record into
+        # (the default one, $AIRFLOW_CARBON_LEDGER_URL or a ledger connection), so a report of
+        # production runs never mixes in demo runs. It persists, so it can be read afterwards.
+        ledger_url = ledger_url or demo_ledger_url()
+        say(f"  ledger       : {_masked(ledger_url)}, the demo's own (read it afterwards with: "
+            f"airflow-carbon report --ledger-url {_masked(ledger_url)})")
         say("  preparing the Airflow database ...")
         sandbox.migrate()
         timing = KubeletTiming(schedule_delay=0.1, start_delay=0.3, run_duration=2.0)
@@ -93,11 +97,15 @@ def run_demo(fmt: str = "table", out: TextIO | None = None, err: TextIO | None =
         sandbox.close()
 
 
-def _default_ledger_url() -> str:
-    """Return where ``airflow-carbon report`` looks by default, creating its folder."""
+def demo_ledger_url() -> str:
+    """Return the demo's own ledger, ``$AIRFLOW_HOME/carbon_demo_ledger.db``, creating its folder.
+
+    ``$AIRFLOW_HOME`` defaults to ``~/airflow``, as for Airflow itself; the name differs from
+    the default ledger's (``carbon_ledger.db``) so demo runs never mix with real ones.
+    """
     home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser()
     home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'carbon_ledger.db'}"
+    return f"sqlite:///{home / 'carbon_demo_ledger.db'}"
 
 
 def _masked(url: str) -> str:

@@ -30,7 +30,7 @@ DEMO_SCHEMA = {
 
 def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AIRFLOW_CARBON"))}
-    env["HOME"] = str(home)  # so the default ledger (~/airflow/carbon_ledger.db) is the test's own
+    env["HOME"] = str(home)  # so ~/airflow (the demo's own ledger, and the default one) is the test's own
     exe = Path(sys.executable).with_name("airflow-carbon")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=600, env=env, cwd=home)
 
@@ -47,7 +47,11 @@ def test_demo_json_contract_then_report_lists_the_run(tmp_path, replay_lead):
     assert report["pods_by_cluster"]["k8s_gb"] and not report["pods_by_cluster"]["k8s_de"]
     assert "Kubernetes API emulators" in demo.stderr  # says plainly the clusters are emulated
 
-    rows = _cli("report", "--format", "json", home=tmp_path)
+    # The demo keeps its own ledger: the default one real tasks use stays untouched.
+    assert not (tmp_path / "airflow" / "carbon_ledger.db").exists()
+    demo_ledger = tmp_path / "airflow" / "carbon_demo_ledger.db"
+    assert f"airflow-carbon report --ledger-url sqlite:///{demo_ledger}" in demo.stderr
+    rows = _cli("report", "--format", "json", "--ledger-url", f"sqlite:///{demo_ledger}", home=tmp_path)
     assert rows.returncode == 0, rows.stderr[-3000:]
     data = json.loads(rows.stdout.strip().splitlines()[-1])
     (row,) = [r for r in data["rows"] if r["dag_id"] == report["dag_id"]]

@@ -151,7 +151,7 @@ def outside(tmp_path_factory: pytest.TempPathFactory, venv: Path) -> tuple[Path,
     env.update({
         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         "VIRTUAL_ENV": str(venv),
-        "HOME": str(home),  # the default ledger is ~/airflow/carbon_ledger.db without AIRFLOW_HOME
+        "HOME": str(home),  # the demo's ledger is ~/airflow/carbon_demo_ledger.db without AIRFLOW_HOME
         "AIRFLOW_HOME": str(home / "airflow"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
     })
@@ -212,6 +212,6 @@ def test_demo_succeeds_from_the_installed_wheel(venv: Path, outside) -> None:
     assert [t["state"] for t in report["tasks"]] == ["success"]
     assert report["tasks"][0]["carbon_decision"]["chosen_cluster"] == "k8s_gb"
     # the demo's ledger was created by the migrations shipped in the wheel, up to the newest
-    with sqlite3.connect(home / "airflow" / "carbon_ledger.db") as db:
+    with sqlite3.connect(home / "airflow" / "carbon_demo_ledger.db") as db:
         (version,) = db.execute("SELECT version_num FROM carbon_ledger_alembic_version").fetchone()
     assert [version] == _source_migration_heads()
