@@ -6,6 +6,7 @@ operators) and reads connections and carbon data only when asked to plan (at run
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -39,6 +40,7 @@ from airflow_carbon_provider.scheduling.planning import PlanningOptions, decide
 __all__ = ["DEFER_GRACE", "MAX_SPAN", "CarbonSchedule", "utcnow"]
 
 UTC = timezone.utc
+log = logging.getLogger(__name__)
 #: The longest duration, delay or deadline distance a carbon-aware task may name.
 MAX_SPAN = timedelta(days=366)
 #: The defer timeout is a backstop after the latest start; the trigger itself fires at it.
@@ -270,8 +272,23 @@ class CarbonSchedule:
         candidates = self.resolve()
         home = candidates[0]
         series, errors = self.fetch_forecasts(candidates, now, until_for(latest, now, self.expected_duration))
-        return self.decide(candidates, series, errors, now=now, arrival=arrival, latest=latest,
-                           finish_by=finish_by, busy=busy, home=home)
+        decision = self.decide(candidates, series, errors, now=now, arrival=arrival, latest=latest,
+                               finish_by=finish_by, busy=busy, home=home)
+        unreachable = self.unreachable_deadline(now, finish_by)
+        if unreachable:
+            log.warning("%s", unreachable)
+            decision = replace(decision, reason=f"{decision.reason}; {unreachable}")
+        return decision
+
+    def unreachable_deadline(self, now: datetime, finish_by: datetime | None) -> str | None:
+        """Say so when the deadline comes before a run started ``now`` could finish; else None."""
+        if finish_by is None or now + self.expected_duration <= finish_by:
+            return None
+        left = max(finish_by - now, timedelta(0))
+        return (f"WARNING: the deadline {finish_by.isoformat()} is {format_duration(timedelta(seconds=round(left.total_seconds()))) if left else 'already past'}"
+                f"{' away' if left else ''}, less than expected_duration {format_duration(self.expected_duration)}: "
+                "the task cannot finish by it, so it starts now without waiting; give a later deadline or a "
+                "shorter expected_duration")
 
     def decide(
         self,

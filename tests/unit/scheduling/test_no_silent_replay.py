@@ -37,3 +37,21 @@ def test_a_replay_defined_on_purpose_plans(monkeypatch):
     schedule = CarbonSchedule({"k8s_de": "DE", "k8s_gb": "GB"}, expected_duration="1h", max_delay="12h")
     now = datetime.now(UTC)
     assert not schedule.plan(now, now).fail_open
+
+
+def test_a_deadline_shorter_than_the_job_is_warned_and_said_in_the_decision(monkeypatch, caplog):
+    """Issue 14 item 5: it used to be silent until the ledger said deadline_met False."""
+    monkeypatch.setenv("AIRFLOW_CONN_CARBONTRACE_DEFAULT", '{"conn_type": "carbontrace"}')
+    schedule = CarbonSchedule({"k8s_de": "DE", "k8s_gb": "GB"}, expected_duration="1h",
+                              deadline="2026-12-01T10:30:00Z")
+    now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    with caplog.at_level("WARNING", logger="airflow_carbon_provider.scheduling.schedule"):
+        decision = schedule.plan(now, now)
+    assert not decision.waits
+    message = ("the deadline 2026-12-01T10:30:00+00:00 is 30m away, less than expected_duration 1h: the task "
+               "cannot finish by it, so it starts now without waiting")
+    assert message in decision.reason
+    assert any(message in r.getMessage() for r in caplog.records)
+    in_time = CarbonSchedule(["k8s_de"], expected_duration="1h", deadline="2026-12-01T11:00:00Z")
+    assert in_time.unreachable_deadline(now, datetime(2026, 12, 1, 11, tzinfo=UTC)) is None
+    assert "already past" in in_time.unreachable_deadline(now, datetime(2026, 12, 1, 9, tzinfo=UTC))
