@@ -1,0 +1,587 @@
+"""What each candidate cluster can take now, read from the cluster and capped by what was declared.
+
+For a candidate the inventory is, in :mod:`~airflow_carbon_provider.core.resources` units
+(``pods``, ``cpu``, ``memory``, ``nvidia.com/gpu``, any extended resource):
+
+* **from the cluster**, through the Kubernetes API with the candidate's connection (the same
+  ``KubernetesHook`` path, ``config_file``, ``cluster_context`` and ``in_cluster`` as the
+  operator): the sum of ``status.allocatable`` over the nodes that are Ready, not cordoned
+  (``spec.unschedulable``) and match the candidate's ``node_selector``, minus the requests of
+  the pods bound to them that have not terminated (Kubernetes' rule: the larger of the sum
+  over containers and the largest init container, plus the pod overhead; a container that
+  names only a limit requests its limit). ``pods`` is the nodes' allocatable pods minus the
+  pods bound to them.
+* **declared**: :attr:`ClusterCandidate.capacity` (an integer means that many pods). A
+  declared capacity is a cap the user sets: when the cluster can be read too, each resource
+  is the smaller of the two (a resource named by only one side takes that side's figure).
+* neither: unlimited (``free`` is ``None``).
+
+:class:`Inventory` says where the figures came from (``source``), when the cluster was read,
+and, in one line without secrets, why it could not be (403 Forbidden listing nodes,
+unreachable, no answer within the budget). A failure never raises into the task: the
+inventory falls back to the declared capacity and logs the failure once per TTL.
+
+Readings are cached per cluster (connection, kubeconfig file, context, in-cluster flag) for
+``[carbon] inventory_ttl`` seconds (default 30), in one process-wide cache with single-flight
+fetches (the machinery of :mod:`~airflow_carbon_provider.hooks.cache`): a hundred triggers
+asking at once cost one reading (one list of nodes and one of pods) per cluster; candidates
+that are node pools of one cluster share it. Every reading has a wall-clock budget
+(``timeout``, default ``[carbon] inventory_timeout`` or 3 s). The synchronous Kubernetes
+client runs in a daemon thread; the asynchronous functions read the connection with the async
+getters first, so a trigger never calls a blocking connection lookup on its event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_carbon_provider.core.resources import (
+    POD,
+    ResourceError,
+    Resources,
+    format_resources,
+    parse_quantity,
+)
+from airflow_carbon_provider.hooks.cache import CacheKey, IntensityCache
+from airflow_carbon_provider.scheduling.candidates import ClusterCandidate
+from airflow_carbon_provider.scheduling.fetching import run_bounded
+
+__all__ = [
+    "DEFAULT_INVENTORY_TIMEOUT",
+    "DEFAULT_INVENTORY_TTL",
+    "ClusterReading",
+    "Inventory",
+    "aread_inventories",
+    "aread_inventory",
+    "effective_capacity",
+    "free_resources",
+    "inventory_cache",
+    "pod_demand",
+    "read_inventories",
+    "read_inventory",
+    "task_demand",
+]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a cluster reading is reused; ``[carbon] inventory_ttl`` overrides it.
+DEFAULT_INVENTORY_TTL = 30.0
+#: Seconds one cluster reading may take; ``[carbon] inventory_timeout`` overrides it.
+DEFAULT_INVENTORY_TIMEOUT = 3.0
+#: Only pods in these phases hold resources (the API is asked for the others only).
+_TERMINATED = ("Succeeded", "Failed")
+_LIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
+
+inventory_cache = IntensityCache(max_entries=1024)
+"""The process-wide cache of cluster readings (separate from the carbon data's)."""
+
+
+# --------------------------------------------------------------------------- demand
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def _amounts(spec: Any, where: str) -> dict[str, float]:
+    if not spec:
+        return {}
+    return {str(k): parse_quantity(v, name=f"{where}[{k!r}]") for k, v in dict(spec).items()}
+
+
+def _container_requests(container_resources: Any, where: str) -> dict[str, float]:
+    """Return what one container requests: its requests, and its limit where it names no request.
+
+    Kubernetes defaults a container's request to its limit when only the limit is given.
+    """
+    if container_resources is None:
+        return {}
+    limits = _amounts(_field(container_resources, "limits"), f"{where}.limits")
+    requests = _amounts(_field(container_resources, "requests"), f"{where}.requests")
+    return {**limits, **requests}
+
+
+def task_demand(container_resources: Any) -> dict[str, float]:
+    """Return what a task with these ``container_resources`` asks a cluster for: one pod plus its requests.
+
+    :param container_resources: KPO's ``container_resources``: a ``V1ResourceRequirements``,
+        a dict with ``requests`` and ``limits``, or ``None`` (just one pod). A resource with
+        a limit but no request counts its limit, as Kubernetes defaults the request to it.
+    :raises ~airflow_carbon_provider.core.resources.ResourceError: for a quantity that cannot be read.
+    """
+    return {**POD, **_container_requests(container_resources, "container_resources")}
+
+
+def _add(into: dict[str, float], amount: Mapping[str, float]) -> None:
+    for key, value in amount.items():
+        into[key] = into.get(key, 0.0) + value
+
+
+def _max(into: dict[str, float], amount: Mapping[str, float]) -> None:
+    for key, value in amount.items():
+        into[key] = max(into.get(key, 0.0), value)
+
+
+def pod_demand(pod: Mapping[str, Any]) -> dict[str, float]:
+    """Return what a pod (a dict in the API's JSON shape) holds on its node: one pod plus its requests.
+
+    Kubernetes' rule: the larger, per resource, of the sum over the app containers (plus
+    restartable init containers, i.e. sidecars) and the largest single init container (plus
+    the sidecars started before it), then the pod ``overhead`` on top.
+    """
+    spec = pod.get("spec") or {}
+    name = (pod.get("metadata") or {}).get("name", "?")
+    main: dict[str, float] = {}
+    for container in spec.get("containers") or []:
+        _add(main, _container_requests(container.get("resources"), f"pod {name}"))
+    init_peak: dict[str, float] = {}
+    sidecars: dict[str, float] = {}
+    for container in spec.get("initContainers") or []:
+        requests = _container_requests(container.get("resources"), f"pod {name}")
+        if container.get("restartPolicy") == "Always":  # a sidecar: runs alongside, holds its requests
+            _add(sidecars, requests)
+            _max(init_peak, sidecars)
+        else:
+            step = dict(sidecars)
+            _add(step, requests)
+            _max(init_peak, step)
+    _add(main, sidecars)
+    _max(main, init_peak)
+    _add(main, _amounts(spec.get("overhead"), f"pod {name}.overhead"))
+    return {**main, "pods": 1.0}
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+def _node_is_usable(node: Mapping[str, Any]) -> bool:
+    if (node.get("spec") or {}).get("unschedulable"):
+        return False
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _matches(labels: Mapping[str, str], node_selector: Mapping[str, str] | None) -> bool:
+    return all(labels.get(k) == v for k, v in (node_selector or {}).items())
+
+
+def free_resources(
+    nodes: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+    node_selector: Mapping[str, str] | None = None,
+) -> tuple[dict[str, float], int]:
+    """Return what the matching nodes can still take, and how many nodes were counted.
+
+    :param nodes: node objects in the API's JSON shape (``metadata.labels``, ``spec.unschedulable``,
+        ``status.conditions``, ``status.allocatable``).
+    :param pods: pod objects in the API's JSON shape; those not bound to a counted node, and
+        those that have terminated (``Succeeded``, ``Failed``), hold nothing.
+    :param node_selector: only nodes with all these labels count (the candidate's node pool).
+    :return: ``(free, nodes counted)``; each resource is the nodes' allocatable sum minus what
+        bound pods request, never below zero. Resources no node offers are absent.
+    """
+    allocatable: dict[str, float] = {}
+    counted: set[str] = set()
+    for node in nodes:
+        metadata = node.get("metadata") or {}
+        if not _node_is_usable(node) or not _matches(metadata.get("labels") or {}, node_selector):
+            continue
+        counted.add(metadata.get("name", ""))
+        name = metadata.get("name", "?")
+        _add(allocatable, _amounts((node.get("status") or {}).get("allocatable"), f"node {name} allocatable"))
+    used: dict[str, float] = {}
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") in _TERMINATED:
+            continue
+        if (pod.get("spec") or {}).get("nodeName") not in counted:
+            continue
+        _add(used, pod_demand(pod))
+    free = {key: max(0.0, total - used.get(key, 0.0)) for key, total in allocatable.items()}
+    return free, len(counted)
+
+
+def effective_capacity(
+    cluster: Resources | None, declared: Resources | None
+) -> tuple[dict[str, float] | None, str]:
+    """Combine what the cluster has free with the declared cap: per resource, the smaller.
+
+    :return: ``(free, source)``; ``free`` is ``None`` (unlimited) when neither is known, and
+        ``source`` is ``cluster``, ``declared``, ``cluster+declared`` or ``unknown``.
+    """
+    if cluster is None and declared is None:
+        return None, "unknown"
+    if declared is None:
+        return dict(cluster or {}), "cluster"
+    if cluster is None:
+        return dict(declared), "declared"
+    merged = dict(cluster)
+    for key, value in declared.items():
+        merged[key] = min(value, merged.get(key, math.inf))
+    return merged, "cluster+declared"
+
+
+# --------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True)
+class ClusterReading:
+    """One reading of one cluster, shared (cached) by every candidate on it.
+
+    :param nodes: node objects (only the fields the arithmetic reads).
+    :param pods: pod objects that had not terminated, bound to a node.
+    :param read_at: when the reading was taken (UTC).
+    :param error: one line saying why the cluster could not be read, or ``None``.
+    """
+
+    nodes: tuple[Mapping[str, Any], ...] = ()
+    pods: tuple[Mapping[str, Any], ...] = ()
+    read_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What one candidate can take now, and where each figure came from.
+
+    :param key: the candidate's :attr:`~airflow_carbon_provider.scheduling.candidates.ClusterCandidate.key`.
+    :param free: resource name to amount it can take now; ``None`` means unlimited (nothing
+        known). A resource absent from it is unlimited.
+    :param source: ``cluster`` (read from the API), ``declared`` (the candidate's
+        ``capacity``), ``cluster+declared`` (per resource the smaller) or ``unknown``.
+    :param read_at: when the cluster was read (or tried), UTC; ``None`` when it was not asked.
+    :param cluster: what the cluster said it has free, ``None`` when it could not be read.
+    :param declared: the candidate's declared capacity, ``None`` when it declares none.
+    :param error: why the cluster could not be read, in one line without secrets.
+    :param nodes: how many nodes were counted (Ready, schedulable, matching the node selector).
+    """
+
+    key: str
+    free: dict[str, float] | None
+    source: str
+    read_at: datetime | None = None
+    cluster: dict[str, float] | None = None
+    declared: dict[str, float] | None = None
+    error: str | None = None
+    nodes: int = 0
+
+    def fits(self, demand: Resources) -> bool:
+        """Return whether ``demand`` fits in what is free now (unlimited resources always fit)."""
+        if self.free is None:
+            return True
+        return all(amount <= self.free[key] for key, amount in demand.items() if key in self.free)
+
+    def describe(self) -> str:
+        """Return one line for logs: ``k8s_se: pods 3, cpu 1.5 (cluster+declared)``."""
+        text = f"{self.key}: {format_resources(self.free)} ({self.source})"
+        return f"{text}; cluster not read: {self.error}" if self.error else text
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict (for XCom, events and logs)."""
+        return {
+            "key": self.key, "free": self.free, "source": self.source,
+            "read_at": self.read_at.isoformat().replace("+00:00", "Z") if self.read_at else None,
+            "cluster": self.cluster, "declared": self.declared, "error": self.error, "nodes": self.nodes,
+        }
+
+
+def _inventory(cand: ClusterCandidate, reading: ClusterReading | None) -> Inventory:
+    declared = cand.resources
+    cluster, counted = (None, 0)
+    if reading is not None and reading.error is None:
+        try:
+            cluster, counted = free_resources(reading.nodes, reading.pods, cand.node_selector)
+        except ResourceError as exc:  # a quantity we cannot read: trust the declaration instead
+            reading = ClusterReading(read_at=reading.read_at, error=f"unreadable quantity: {exc}")
+    free, source = effective_capacity(cluster, declared)
+    return Inventory(
+        cand.key, free, source, reading.read_at if reading else None, cluster, declared,
+        reading.error if reading else None, counted,
+    )
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _conf_seconds(key: str, default: float, low: float, high: float) -> float:
+    try:
+        from airflow_carbon_provider.ledger.config import conf_get
+
+        raw = conf_get(key)
+    except Exception:  # config unreadable: the built-in default
+        raw = None
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(str(raw))
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:
+        log.warning("[carbon] %s %r is not a number of seconds in %g..%g; using %g", key, raw, low, high, default)
+        return default
+    return value
+
+
+def inventory_ttl() -> float:
+    """Return ``[carbon] inventory_ttl`` (seconds, 0 turns caching off), else :data:`DEFAULT_INVENTORY_TTL`."""
+    return _conf_seconds("inventory_ttl", DEFAULT_INVENTORY_TTL, 0.0, 3600.0)
+
+
+def inventory_timeout() -> float:
+    """Return ``[carbon] inventory_timeout`` (seconds), else :data:`DEFAULT_INVENTORY_TIMEOUT`."""
+    return _conf_seconds("inventory_timeout", DEFAULT_INVENTORY_TIMEOUT, 0.1, 300.0)
+
+
+# --------------------------------------------------------------------------- reading a cluster
+
+
+def _cluster_key(cand: ClusterCandidate) -> CacheKey:
+    """Return the cache key of the cluster ``cand`` is on: candidates on one cluster share it."""
+    where = f"{cand.conn_id}|{cand.config_file or ''}|{cand.cluster_context or ''}|{cand.in_cluster}"
+    return CacheKey(where, "*", "allocatable", "inventory")
+
+
+def _describe_failure(exc: BaseException, cand: ClusterCandidate, budget: float) -> str:
+    """Return one line saying why the cluster could not be read; never a token or a kubeconfig."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status:
+        what = {401: "Unauthorized (401)", 403: "Forbidden (403)"}.get(status, f"HTTP {status}")
+        hint = ("; grant the connection's user list on nodes and pods cluster-wide"
+                if status in (401, 403) else "")
+        return f"{what} listing nodes and pods on {cand.conn_id}{hint}"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return f"no answer from {cand.conn_id} within {budget:g} s"
+    from airflow_carbon_provider.hooks._compat import is_connection_not_found
+
+    if is_connection_not_found(exc):
+        return f"connection {cand.conn_id!r} is not defined"
+    names = {type(e).__name__ for e in _chain(exc)}
+    if names & {"MaxRetryError", "NewConnectionError", "ConnectionRefusedError", "ProtocolError",
+                "ConnectionError", "ReadTimeoutError", "SSLError", "OSError"}:
+        reason = "timed out" if "ReadTimeoutError" in names else "connection failed"
+        return f"{cand.conn_id} unreachable ({reason}: {type(exc).__name__})"
+    first = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return f"cannot read {cand.conn_id}: {type(exc).__name__}{': ' + first if first else ''}"
+
+
+def _chain(exc: BaseException) -> Iterable[BaseException]:
+    """Yield ``exc`` and what caused it (``__cause__``, ``__context__``, urllib3's ``reason``)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return
+        yield seen
+        reason = getattr(seen, "reason", None)
+        seen = seen.__cause__ or seen.__context__ or (reason if isinstance(reason, BaseException) else None)
+
+
+def _hook(cand: ClusterCandidate, extras: Mapping[str, Any] | None = None) -> Any:
+    """Return the candidate's ``KubernetesHook``, built as the operator's KPO builds its own."""
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    hook = KubernetesHook(conn_id=cand.conn_id, config_file=cand.config_file,
+                          cluster_context=cand.cluster_context, in_cluster=cand.in_cluster)
+    if extras is not None:
+        # The connection was read with the async getters; the sync hook must not read it again
+        # (a blocking connection lookup inside the triggerer). conn_extras is its cached read.
+        hook.__dict__["conn_extras"] = dict(extras)
+    return hook
+
+
+def _list_json(call: Callable[..., Any], budget: float, **kwargs: Any) -> list[dict[str, Any]]:
+    import json
+
+    response = call(_preload_content=False, _request_timeout=budget, **kwargs)
+    try:
+        return list(json.loads(response.data).get("items") or [])
+    finally:
+        response.release_conn()
+
+
+def _slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    status = node.get("status") or {}
+    return {"metadata": {"name": (node.get("metadata") or {}).get("name"),
+                         "labels": (node.get("metadata") or {}).get("labels") or {}},
+            "spec": {"unschedulable": bool((node.get("spec") or {}).get("unschedulable"))},
+            "status": {"conditions": [{"type": c.get("type"), "status": c.get("status")}
+                                      for c in status.get("conditions") or []],
+                       "allocatable": status.get("allocatable") or {}}}
+
+
+def _slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
+    spec = pod.get("spec") or {}
+
+    def slim(containers: Any) -> list[dict[str, Any]]:
+        return [{"resources": c.get("resources") or {}, "restartPolicy": c.get("restartPolicy")}
+                for c in containers or []]
+
+    return {"metadata": {"name": (pod.get("metadata") or {}).get("name")},
+            "spec": {"nodeName": spec.get("nodeName"), "containers": slim(spec.get("containers")),
+                     "initContainers": slim(spec.get("initContainers")), "overhead": spec.get("overhead")},
+            "status": {"phase": (pod.get("status") or {}).get("phase")}}
+
+
+def _read_cluster(hook: Any, budget: float) -> ClusterReading:
+    """List nodes and live pods cluster-wide with ``hook`` (blocking; each request bounded by ``budget``)."""
+    read_at = datetime.now(timezone.utc)
+    api = hook.core_v1_client
+    nodes = _list_json(api.list_node, budget)
+    pods = _list_json(api.list_pod_for_all_namespaces, budget, field_selector=_LIVE_PODS)
+    return ClusterReading(
+        tuple(_slim_node(n) for n in nodes),
+        tuple(_slim_pod(p) for p in pods if (p.get("spec") or {}).get("nodeName")),
+        read_at,
+    )
+
+
+def _failed(cand: ClusterCandidate, exc: BaseException, budget: float, started: datetime) -> ClusterReading:
+    message = _describe_failure(exc, cand, budget)
+    # Logged here, where the reading is fetched: once per cluster per TTL, not once per caller.
+    log.warning("Cannot read the free resources of %s (%s); using declared capacities until the next "
+                "reading", cand.conn_id, message)
+    return ClusterReading(read_at=started, error=message)
+
+
+def _fetch_sync(cand: ClusterCandidate, budget: float) -> ClusterReading:
+    started = datetime.now(timezone.utc)
+    try:
+        result = run_bounded(lambda: _read_cluster(_hook(cand), budget), budget, f"inventory of {cand.conn_id}")
+    except Exception as exc:
+        return _failed(cand, exc, budget, started)
+    return result
+
+
+async def _in_thread(func: Callable[[], Any], budget: float, what: str) -> Any:
+    """Run blocking ``func`` in a daemon thread; await it for at most ``budget`` seconds.
+
+    A daemon thread, not the loop's executor: a hung API call then never holds one of the
+    executor's few workers, and it dies with the process.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(value)
+
+    def target() -> None:
+        try:
+            value, error = func(), None
+        except BaseException as exc:  # handed to the awaiting task
+            value, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:  # the loop has closed: nobody waits any more
+            pass
+
+    threading.Thread(target=target, name=f"carbon-{what}", daemon=True).start()
+    try:
+        return await asyncio.wait_for(future, budget)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"{what} did not finish within {budget:g} s") from None
+
+
+async def _fetch_async(cand: ClusterCandidate, budget: float) -> ClusterReading:
+    started = datetime.now(timezone.utc)
+    deadline = time.monotonic() + budget
+
+    async def read() -> ClusterReading:
+        extras = await _aextras(cand.conn_id)
+        left = max(0.01, deadline - time.monotonic())
+        return await _in_thread(lambda: _read_cluster(_hook(cand, extras), left), left,
+                                f"inventory of {cand.conn_id}")
+
+    try:
+        return await asyncio.wait_for(read(), budget)
+    except Exception as exc:
+        return _failed(cand, exc, budget, started)
+
+
+async def _aextras(conn_id: str) -> dict[str, Any]:
+    """Return the Kubernetes connection's extras, read with the async getters (``{}`` for an absent default)."""
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    from airflow_carbon_provider.hooks._compat import aget_connection_and_extras, is_connection_not_found
+
+    try:
+        _conn, extras = await aget_connection_and_extras(KubernetesHook(conn_id=conn_id), conn_id)
+    except Exception as exc:
+        if conn_id == KubernetesHook.default_conn_name and is_connection_not_found(exc):
+            return {}  # as KubernetesHook: no default connection means the cluster-derived credentials
+        raise
+    return extras
+
+
+# --------------------------------------------------------------------------- public entry points
+
+
+def read_inventory(
+    candidate: ClusterCandidate,
+    *,
+    timeout: float | None = None,
+    ttl: float | None = None,
+    read_cluster: bool = True,
+    cache: IntensityCache | None = None,
+) -> Inventory:
+    """Return what ``candidate`` can take now; never raises for a cluster that cannot be read.
+
+    :param timeout: seconds the cluster reading may take (default ``[carbon] inventory_timeout``, else 3).
+    :param ttl: seconds a reading is reused (default ``[carbon] inventory_ttl``, else 30).
+    :param read_cluster: ask the cluster at all; ``False`` uses the declared capacity alone.
+    :param cache: the cache to use (default :data:`inventory_cache`, shared by the process).
+    """
+    if not read_cluster:
+        return _inventory(candidate, None)
+    budget = inventory_timeout() if timeout is None else timeout
+    reading = (inventory_cache if cache is None else cache).get(
+        _cluster_key(candidate), lambda: _fetch_sync(candidate, budget), inventory_ttl() if ttl is None else ttl)
+    return _inventory(candidate, reading)
+
+
+async def aread_inventory(
+    candidate: ClusterCandidate,
+    *,
+    timeout: float | None = None,
+    ttl: float | None = None,
+    read_cluster: bool = True,
+    cache: IntensityCache | None = None,
+) -> Inventory:
+    """Return what ``candidate`` can take now, without blocking the event loop; as :func:`read_inventory`."""
+    if not read_cluster:
+        return _inventory(candidate, None)
+    budget = inventory_timeout() if timeout is None else timeout
+    reading = await (inventory_cache if cache is None else cache).aget(
+        _cluster_key(candidate), lambda: _fetch_async(candidate, budget), inventory_ttl() if ttl is None else ttl)
+    return _inventory(candidate, reading)
+
+
+async def aread_inventories(candidates: Sequence[ClusterCandidate], **kwargs: Any) -> dict[str, Inventory]:
+    """Return every candidate's inventory by key, all clusters read at once (keywords as :func:`read_inventory`)."""
+    found = await asyncio.gather(*(aread_inventory(c, **kwargs) for c in candidates))
+    return {inv.key: inv for inv in found}
+
+
+def read_inventories(candidates: Sequence[ClusterCandidate], **kwargs: Any) -> dict[str, Inventory]:
+    """Return every candidate's inventory by key, clusters read in parallel threads (blocking).
+
+    From an event loop use :func:`aread_inventories`.
+    """
+    results: dict[str, Inventory] = {}
+
+    def read(cand: ClusterCandidate) -> None:
+        results[cand.key] = read_inventory(cand, **kwargs)
+
+    threads = [threading.Thread(target=read, args=(c,), name=f"carbon-inventory-{c.key}", daemon=True)
+               for c in candidates]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()  # each read_inventory is bounded by its own budget
+    return {c.key: results.get(c.key) or _inventory(c, None) for c in candidates}
