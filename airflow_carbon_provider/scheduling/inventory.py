@@ -173,10 +173,30 @@ def _matches(labels: Mapping[str, str], node_selector: Mapping[str, str] | None)
     return all(labels.get(k) == v for k, v in (node_selector or {}).items())
 
 
+def _tolerates(toleration: Any, taint: Mapping[str, Any]) -> bool:
+    """Return whether one toleration (a ``V1Toleration`` or a dict) tolerates one taint, as Kubernetes rules."""
+    effect = _field(toleration, "effect")
+    if effect and effect != taint.get("effect"):
+        return False
+    key = _field(toleration, "key") or ""
+    if (_field(toleration, "operator") or "Equal") == "Exists":
+        return not key or key == taint.get("key")
+    return bool(key == taint.get("key") and (_field(toleration, "value") or "") == (taint.get("value") or ""))
+
+
+def _repels(node: Mapping[str, Any], tolerations: Sequence[Any]) -> bool:
+    """Return whether the node has a ``NoSchedule``/``NoExecute`` taint none of ``tolerations`` tolerates."""
+    return any(
+        taint.get("effect") in ("NoSchedule", "NoExecute") and not any(_tolerates(t, taint) for t in tolerations)
+        for taint in (node.get("spec") or {}).get("taints") or []
+    )
+
+
 def free_resources(
     nodes: Iterable[Mapping[str, Any]],
     pods: Iterable[Mapping[str, Any]],
     node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Any] | None = None,
 ) -> tuple[dict[str, float], int]:
     """Return what the matching nodes can still take, and how many nodes were counted.
 
@@ -185,6 +205,9 @@ def free_resources(
     :param pods: pod objects in the API's JSON shape; those not bound to a counted node, and
         those that have terminated (``Succeeded``, ``Failed``), hold nothing.
     :param node_selector: only nodes with all these labels count (the candidate's node pool).
+    :param tolerations: the task's tolerations (``V1Toleration`` or dicts); when given, nodes
+        with a ``NoSchedule`` or ``NoExecute`` taint that they do not tolerate do not count.
+        ``None`` (the default) ignores taints.
     :return: ``(free, nodes counted)``; each resource is the nodes' allocatable sum minus what
         bound pods request, never below zero. Resources no node offers are absent.
     """
@@ -193,6 +216,8 @@ def free_resources(
     for node in nodes:
         metadata = node.get("metadata") or {}
         if not _node_is_usable(node) or not _matches(metadata.get("labels") or {}, node_selector):
+            continue
+        if tolerations is not None and _repels(node, tolerations):
             continue
         counted.add(metadata.get("name", ""))
         name = metadata.get("name", "?")
@@ -292,12 +317,14 @@ class Inventory:
         }
 
 
-def _inventory(cand: ClusterCandidate, reading: ClusterReading | None) -> Inventory:
+def _inventory(
+    cand: ClusterCandidate, reading: ClusterReading | None, tolerations: Sequence[Any] | None = None
+) -> Inventory:
     declared = cand.resources
     cluster, counted = (None, 0)
     if reading is not None and reading.error is None:
         try:
-            cluster, counted = free_resources(reading.nodes, reading.pods, cand.node_selector)
+            cluster, counted = free_resources(reading.nodes, reading.pods, cand.node_selector, tolerations)
         except ResourceError as exc:  # a quantity we cannot read: trust the declaration instead
             reading = ClusterReading(read_at=reading.read_at, error=f"unreadable quantity: {exc}")
     free, source = effective_capacity(cluster, declared)
@@ -409,7 +436,8 @@ def _slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
     status = node.get("status") or {}
     return {"metadata": {"name": (node.get("metadata") or {}).get("name"),
                          "labels": (node.get("metadata") or {}).get("labels") or {}},
-            "spec": {"unschedulable": bool((node.get("spec") or {}).get("unschedulable"))},
+            "spec": {"unschedulable": bool((node.get("spec") or {}).get("unschedulable")),
+                     "taints": (node.get("spec") or {}).get("taints") or []},
             "status": {"conditions": [{"type": c.get("type"), "status": c.get("status")}
                                       for c in status.get("conditions") or []],
                        "allocatable": status.get("allocatable") or {}}}
@@ -528,6 +556,7 @@ def read_inventory(
     timeout: float | None = None,
     ttl: float | None = None,
     read_cluster: bool = True,
+    tolerations: Sequence[Any] | None = None,
     cache: IntensityCache | None = None,
 ) -> Inventory:
     """Return what ``candidate`` can take now; never raises for a cluster that cannot be read.
@@ -535,14 +564,16 @@ def read_inventory(
     :param timeout: seconds the cluster reading may take (default ``[carbon] inventory_timeout``, else 3).
     :param ttl: seconds a reading is reused (default ``[carbon] inventory_ttl``, else 30).
     :param read_cluster: ask the cluster at all; ``False`` uses the declared capacity alone.
+    :param tolerations: the task's tolerations; when given, nodes with a ``NoSchedule`` or
+        ``NoExecute`` taint they do not tolerate do not count (default: taints are ignored).
     :param cache: the cache to use (default :data:`inventory_cache`, shared by the process).
     """
     if not read_cluster:
-        return _inventory(candidate, None)
+        return _inventory(candidate, None, tolerations)
     budget = inventory_timeout() if timeout is None else timeout
     reading = (inventory_cache if cache is None else cache).get(
         _cluster_key(candidate), lambda: _fetch_sync(candidate, budget), inventory_ttl() if ttl is None else ttl)
-    return _inventory(candidate, reading)
+    return _inventory(candidate, reading, tolerations)
 
 
 async def aread_inventory(
@@ -551,15 +582,16 @@ async def aread_inventory(
     timeout: float | None = None,
     ttl: float | None = None,
     read_cluster: bool = True,
+    tolerations: Sequence[Any] | None = None,
     cache: IntensityCache | None = None,
 ) -> Inventory:
     """Return what ``candidate`` can take now, without blocking the event loop; as :func:`read_inventory`."""
     if not read_cluster:
-        return _inventory(candidate, None)
+        return _inventory(candidate, None, tolerations)
     budget = inventory_timeout() if timeout is None else timeout
     reading = await (inventory_cache if cache is None else cache).aget(
         _cluster_key(candidate), lambda: _fetch_async(candidate, budget), inventory_ttl() if ttl is None else ttl)
-    return _inventory(candidate, reading)
+    return _inventory(candidate, reading, tolerations)
 
 
 async def aread_inventories(candidates: Sequence[ClusterCandidate], **kwargs: Any) -> dict[str, Inventory]:

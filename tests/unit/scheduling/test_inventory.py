@@ -156,3 +156,44 @@ def test_capacity_accepts_an_integer_or_a_dict_of_resources():
     assert ClusterCandidate("x", capacity={"cpu": 4.0}).pod_capacity is None
     with pytest.raises(ScheduleConfigError, match=r"cluster_conn_ids\['k8s_se'\]\.capacity\['memory'\]"):
         parse_candidates({"k8s_se": {"zone": "SE", "capacity": {"memory": "lots"}}})
+
+
+def test_given_tolerations_nodes_with_an_untolerated_noschedule_taint_do_not_count():
+    gpu = node("gpu", gpu="4")
+    gpu["spec"]["taints"] = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    soft = node("soft")
+    soft["spec"]["taints"] = [{"key": "spot", "effect": "PreferNoSchedule"}]  # only a preference
+    nodes = [gpu, soft]
+    assert free_resources(nodes, [])[1] == 2  # taints ignored unless tolerations are given
+    assert free_resources(nodes, [], tolerations=[])[1] == 1
+    tolerate = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    assert free_resources(nodes, [], tolerations=[tolerate])[1] == 2
+    assert free_resources(nodes, [], tolerations=[{"key": "nvidia.com/gpu", "value": "absent"}])[1] == 1
+    from kubernetes.client import V1Toleration
+
+    assert free_resources(nodes, [], tolerations=[V1Toleration(operator="Exists")])[1] == 2
+
+
+def test_ttl_and_timeout_come_from_the_carbon_config_section(monkeypatch, caplog):
+    from airflow_carbon_provider.scheduling.inventory import inventory_timeout, inventory_ttl
+
+    monkeypatch.setenv("AIRFLOW__CARBON__INVENTORY_TTL", "5")
+    monkeypatch.setenv("AIRFLOW__CARBON__INVENTORY_TIMEOUT", "1.5")
+    assert (inventory_ttl(), inventory_timeout()) == (5.0, 1.5)
+    monkeypatch.setenv("AIRFLOW__CARBON__INVENTORY_TTL", "soon")
+    assert inventory_ttl() == 30.0
+    assert "[carbon] inventory_ttl 'soon' is not a number of seconds" in caplog.text
+
+
+def test_a_cached_reading_keeps_what_the_arithmetic_needs():
+    from airflow_carbon_provider.scheduling.inventory import _slim_node, _slim_pod
+
+    tainted = node("gpu", {"pool": "gpu"}, gpu="1", cordoned=True)
+    tainted["spec"]["taints"] = [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]
+    tainted["status"]["images"] = ["a" * 1000]  # dropped
+    slim = _slim_node(tainted)
+    assert "images" not in slim["status"]
+    assert free_resources([slim], [], tolerations=[]) == free_resources([tainted], [], tolerations=[])
+    init = [{"name": "i", "image": "x", "resources": {"requests": {"cpu": "3"}}}]
+    full = pod("gpu", requests={"cpu": "1"}, limits={"nvidia.com/gpu": "1"}, init=init)
+    assert pod_demand(_slim_pod(full)) == pod_demand(full) == {"pods": 1.0, "cpu": 3.0, "nvidia.com/gpu": 1.0}
