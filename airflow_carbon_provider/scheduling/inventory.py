@@ -409,11 +409,16 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
         seen = seen.__cause__ or seen.__context__ or (reason if isinstance(reason, BaseException) else None)
 
 
-def _hook(cand: ClusterCandidate, extras: Mapping[str, Any] | None = None) -> Any:
-    """Return the candidate's ``KubernetesHook``, built as the operator's KPO builds its own."""
+def _hook_class() -> Any:
+    """Import ``KubernetesHook`` (the first import costs seconds: Airflow and the cncf provider)."""
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
-    hook = KubernetesHook(conn_id=cand.conn_id, config_file=cand.config_file,
+    return KubernetesHook
+
+
+def _hook(cand: ClusterCandidate, extras: Mapping[str, Any] | None = None) -> Any:
+    """Return the candidate's ``KubernetesHook``, built as the operator's KPO builds its own."""
+    hook = _hook_class()(conn_id=cand.conn_id, config_file=cand.config_file,
                           cluster_context=cand.cluster_context, in_cluster=cand.in_cluster)
     if extras is not None:
         # The connection was read with the async getters; the sync hook must not read it again
@@ -480,6 +485,7 @@ def _failed(cand: ClusterCandidate, exc: BaseException, budget: float, started: 
 def _fetch_sync(cand: ClusterCandidate, budget: float) -> ClusterReading:
     started = datetime.now(timezone.utc)
     try:
+        _hook_class()  # outside the budget: a one-time import is not a wait on the cluster
         result = run_bounded(lambda: _read_cluster(_hook(cand), budget), budget, f"inventory of {cand.conn_id}")
     except Exception as exc:
         return _failed(cand, exc, budget, started)
@@ -518,6 +524,11 @@ async def _in_thread(func: Callable[[], Any], budget: float, what: str) -> Any:
 
 async def _fetch_async(cand: ClusterCandidate, budget: float) -> ClusterReading:
     started = datetime.now(timezone.utc)
+    try:
+        # Outside the budget and off the event loop: a one-time import is not a wait on the cluster.
+        await asyncio.to_thread(_hook_class)
+    except Exception as exc:
+        return _failed(cand, exc, budget, started)
     deadline = time.monotonic() + budget
 
     async def read() -> ClusterReading:
@@ -534,9 +545,9 @@ async def _fetch_async(cand: ClusterCandidate, budget: float) -> ClusterReading:
 
 async def _aextras(conn_id: str) -> dict[str, Any]:
     """Return the Kubernetes connection's extras, read with the async getters (``{}`` for an absent default)."""
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-
     from airflow_carbon_provider.hooks._compat import aget_connection_and_extras, is_connection_not_found
+
+    KubernetesHook = _hook_class()
 
     try:
         _conn, extras = await aget_connection_and_extras(KubernetesHook(conn_id=conn_id), conn_id)

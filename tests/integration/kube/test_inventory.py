@@ -161,3 +161,10 @@ def test_the_emulator_serves_nodes_like_the_api_and_binds_nothing_to_a_cordoned_
     time.sleep(0.3)
     live = api.list_pod_for_all_namespaces(field_selector="status.phase!=Succeeded,status.phase!=Failed").items
     assert [(p.metadata.name, p.spec.node_name, p.status.phase) for p in live] == [("nowhere", None, "Pending")]
+
+
+def test_an_unreachable_cluster_falls_back_saying_so(cluster: KubeEmulator) -> None:
+    cluster.stop()  # the connection now points at a closed port
+    inv = read_inventory(ClusterCandidate("k8s_inv", capacity=1), cache=IntensityCache(), timeout=5)
+    assert (inv.source, inv.free) == ("declared", {"pods": 1.0})
+    assert inv.error is not None and inv.error.startswith("k8s_inv unreachable (connection failed: ")
