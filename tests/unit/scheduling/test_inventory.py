@@ -14,13 +14,12 @@ from airflow_carbon_provider.scheduling.candidates import (
 from airflow_carbon_provider.scheduling.inventory import (
     ClusterReading,
     Inventory,
-    _describe_failure,
-    _inventory,
     effective_capacity,
     free_resources,
     pod_demand,
     task_demand,
 )
+from airflow_carbon_provider.scheduling.inventory.reading import _describe_failure, _inventory
 
 GI = 2.0**30
 
@@ -186,7 +185,7 @@ def test_ttl_and_timeout_come_from_the_carbon_config_section(monkeypatch, caplog
 
 
 def test_a_cached_reading_keeps_what_the_arithmetic_needs():
-    from airflow_carbon_provider.scheduling.inventory import _slim_node, _slim_pod
+    from airflow_carbon_provider.scheduling.inventory.reading import _slim_node, _slim_pod
 
     tainted = node("gpu", {"pool": "gpu"}, gpu="1", cordoned=True)
     tainted["spec"]["taints"] = [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]
