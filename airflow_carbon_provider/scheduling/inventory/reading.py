@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -170,6 +171,10 @@ def _cluster_key(cand: ClusterCandidate) -> CacheKey:
     return CacheKey(where, "*", "allocatable", "inventory")
 
 
+#: What could follow a credential in an error text (kubeconfig loaders quote their input rarely, but may).
+_REDACT = re.compile(r"(?i)(bearer\s+|token[\"']?\s*[=:]\s*[\"']?|password[\"']?\s*[=:]\s*[\"']?)[^\s,;\"']+")
+
+
 def _describe_failure(exc: BaseException, cand: ClusterCandidate, budget: float) -> str:
     """Return one line saying why the cluster could not be read; never a token or a kubeconfig."""
     status = getattr(exc, "status", None)
@@ -189,7 +194,7 @@ def _describe_failure(exc: BaseException, cand: ClusterCandidate, budget: float)
                 "ConnectionError", "ReadTimeoutError", "SSLError", "OSError"}:
         reason = "timed out" if "ReadTimeoutError" in names else "connection failed"
         return f"{cand.conn_id} unreachable ({reason}: {type(exc).__name__})"
-    first = str(exc).splitlines()[0][:160] if str(exc) else ""
+    first = _REDACT.sub(r"\1***", str(exc).splitlines()[0][:160]) if str(exc) else ""
     return f"cannot read {cand.conn_id}: {type(exc).__name__}{': ' + first if first else ''}"
 
 

@@ -196,3 +196,10 @@ def test_a_cached_reading_keeps_what_the_arithmetic_needs():
     init = [{"name": "i", "image": "x", "resources": {"requests": {"cpu": "3"}}}]
     full = pod("gpu", requests={"cpu": "1"}, limits={"nvidia.com/gpu": "1"}, init=init)
     assert pod_demand(_slim_pod(full)) == pod_demand(full) == {"pods": 1.0, "cpu": 3.0, "nvidia.com/gpu": 1.0}
+
+
+def test_an_unexpected_error_is_one_line_without_a_credential():
+    error = ValueError("Invalid kube-config: token: s3cr3t-value, user 'x'\nsecond line")
+    message = _describe_failure(error, ClusterCandidate("k8s_se"), 3)
+    assert message == "cannot read k8s_se: ValueError: Invalid kube-config: token: ***, user 'x'"
+    assert "s3cr3t" not in _describe_failure(RuntimeError("Authorization: Bearer s3cr3t"), ClusterCandidate("a"), 3)
