@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_carbon_provider.core.resources import ResourceError, parse_resources
+
 __all__ = [
     "CARBON_CONN_EXTRA",
     "DEFAULT_CARBON_CONN_ID",
@@ -43,7 +45,12 @@ class ClusterCandidate:
     :param affinity: an affinity for this candidate, as a Kubernetes dict.
     :param carbon_conn_id: the carbon-intensity connection for this zone (default: the
         Kubernetes connection's extra ``carbon_conn_id``, then the task's ``carbon_conn_id``).
-    :param capacity: at most this many planned carbon-aware tasks overlap here.
+    :param capacity: the declared capacity: an integer (at most this many planned carbon-aware
+        tasks overlap here, i.e. that many pods) or a dict of resources such as
+        ``{"pods": 50, "cpu": 64.0, "memory": 274877906944.0, "nvidia.com/gpu": 8.0}`` (stored
+        as :func:`~airflow_carbon_provider.core.resources.parse_resources` reads it). It caps
+        what the cluster inventory reads from the cluster (see
+        :mod:`~airflow_carbon_provider.scheduling.inventory`).
     :param signal: ``average`` or ``marginal`` when known at parse time, to refuse a mix early.
     :param config_file: a kubeconfig path for this candidate (KPO's ``config_file``); default
         the connection's own configuration.
@@ -57,7 +64,7 @@ class ClusterCandidate:
     node_selector: dict[str, str] | None = None
     affinity: dict[str, Any] | None = None
     carbon_conn_id: str | None = None
-    capacity: int | None = None
+    capacity: int | dict[str, float] | None = None
     signal: str | None = None
     config_file: str | None = None
     cluster_context: str | None = None
@@ -71,6 +78,19 @@ class ClusterCandidate:
             labels = ",".join(f"{k}={v}" for k, v in sorted(self.node_selector.items()))
             return f"{key}[{labels}]"
         return key
+
+    @property
+    def resources(self) -> dict[str, float] | None:
+        """Return the declared capacity in resource units (an integer is that many pods); None if unlimited."""
+        return parse_resources(self.capacity, where=f"cluster_conn_ids[{self.conn_id!r}].capacity")
+
+    @property
+    def pod_capacity(self) -> int | None:
+        """Return how many pods the declared capacity allows; None if it does not limit pods."""
+        declared = self.resources
+        if declared is None or "pods" not in declared:
+            return None
+        return max(1, int(declared["pods"]))
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict (what the trigger's kwargs hold)."""
@@ -125,8 +145,13 @@ def parse_candidates(cluster_conn_ids: Any, *, allow_mixed_signals: bool = False
                 raise ScheduleConfigError(f"{where} has unknown key(s) {unknown}; allowed: {sorted(known)}")
             zone = spec.get("zone")
             capacity = spec.get("capacity")
-            if capacity is not None and (not isinstance(capacity, int) or capacity < 1):
-                raise ScheduleConfigError(f"{where}: capacity must be a positive integer, got {capacity!r}")
+            if capacity is not None:
+                try:
+                    declared = parse_resources(capacity, where=f"{where}.capacity")
+                except ResourceError as exc:
+                    raise ScheduleConfigError(str(exc)) from exc
+                if not isinstance(capacity, int):
+                    capacity = declared
             signal = spec.get("signal")
             if signal is not None and signal not in ("average", "marginal"):
                 raise ScheduleConfigError(f"{where}: signal must be 'average' or 'marginal', got {signal!r}")

@@ -43,7 +43,7 @@ class PlanningOptions:
     def planner_candidate(self, cand: ClusterCandidate) -> Candidate:
         """Return ``cand`` as the planner sees it: its key, and its source as the "zone"."""
         conn_id, zone = self.source_of(cand)
-        return Candidate(cand.key, f"{conn_id}|{zone}", cand.capacity)
+        return Candidate(cand.key, f"{conn_id}|{zone}", cand.pod_capacity)
 
 
 def decide(

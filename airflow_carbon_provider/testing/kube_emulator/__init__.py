@@ -5,7 +5,9 @@ real ``KubernetesPodOperator`` (sync and deferrable), the official ``kubernetes`
 ``kubernetes_asyncio`` to create, read, list (label and field selectors), watch, patch and
 delete pods, stream their logs and list their events. There is no scheduler (a pod is bound
 to the first fake node whose labels match its node selector and required node affinity),
-no RBAC, no admission, no resource accounting and no container runtime: a fake kubelet moves
+no RBAC, no admission, no resource accounting (nodes report ``allocatable`` and pods keep
+their requests, so a client can do the arithmetic, but a full node still takes pods) and no
+container runtime: a fake kubelet moves
 each pod Pending -> Running -> Succeeded (or Failed on request) on short timers and writes a
 deterministic log. What it cannot show is checked against real control planes in
 ``tests/realk8s`` (``docs/howto/testing.rst`` says which behaviour is verified where).
@@ -31,11 +33,13 @@ records), :mod:`.kubelet` (pod lifecycle, logs, exec), :mod:`.server` (the REST 
 from __future__ import annotations
 
 from airflow_carbon_provider.testing.kube_emulator._common import (
+    DEFAULT_ALLOCATABLE,
     EXIT_CODE_KEY,
     FAIL_KEY,
     LOG_KEY,
     RUN_SECONDS_KEY,
     XCOM_KEY,
+    EmulatedNode,
     KubeletTiming,
     PodRecord,
     RequestRecord,
@@ -48,11 +52,13 @@ from airflow_carbon_provider.testing.kube_emulator.emulator import (
 from airflow_carbon_provider.testing.kube_emulator.selectors import SelectorError
 
 __all__ = [
+    "DEFAULT_ALLOCATABLE",
     "EXIT_CODE_KEY",
     "FAIL_KEY",
     "LOG_KEY",
     "RUN_SECONDS_KEY",
     "XCOM_KEY",
+    "EmulatedNode",
     "KubeEmulator",
     "KubeletTiming",
     "PodRecord",

@@ -52,6 +52,26 @@ _REASONS = {
     504: "Timeout",
 }
 
+#: What an emulated node offers when its spec names nothing else.
+DEFAULT_ALLOCATABLE: dict[str, str] = {"pods": "110", "cpu": "8", "memory": "32Gi"}
+
+
+@dataclass(frozen=True)
+class EmulatedNode:
+    """One fake node: its labels, what it offers, and whether pods may be placed on it.
+
+    :param labels: the node's labels (``kubernetes.io/hostname`` is added).
+    :param allocatable: ``status.allocatable`` (and ``capacity``), as Kubernetes quantities.
+    :param unschedulable: cordoned (``spec.unschedulable``): the fake kubelet binds nothing there.
+    :param ready: the ``Ready`` condition; a node that is not Ready takes no pods either.
+    """
+
+    labels: dict[str, str] = field(default_factory=dict)
+    allocatable: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALLOCATABLE))
+    unschedulable: bool = False
+    ready: bool = True
+
+
 # kind in the URL -> (Kind, namespaced)
 _KINDS: dict[str, tuple[str, bool]] = {
     "pods": ("Pod", True),

@@ -30,9 +30,12 @@ class KubeEmulator(ApiServer):
         default connection id of :meth:`connection_env`.
     :param carbon_zone: default ``carbon_zone`` extra of the connections it builds.
     :param timing: the fake kubelet's delays.
-    :param nodes: fake nodes as ``{node name: labels}``; pods bind to the first node whose
-        labels satisfy their node selector and required node affinity, or stay ``Pending``
-        as unschedulable. Defaults to one node named ``<name>-node-1``.
+    :param nodes: fake nodes as ``{node name: labels}`` or ``{node name: EmulatedNode(labels,
+        allocatable, unschedulable, ready)}``; pods bind to the first Ready, uncordoned node
+        whose labels satisfy their node selector and required node affinity, or stay
+        ``Pending`` as unschedulable (there is no resource accounting: a full node still
+        takes pods). Defaults to one node named ``<name>-node-1``. Each node's
+        ``status.allocatable`` defaults to pods 110, cpu 8, memory 32Gi.
     :param host: the address to listen on; loopback by default.
     :param port: the port; 0 lets the OS choose a free one.
 
@@ -41,6 +44,9 @@ class KubeEmulator(ApiServer):
     - ``refuse_pod_creation``: an HTTP status (such as 403 or 500) with which every pod
       creation is refused, or ``None``.
     - ``fail_all_pods``: every pod's containers exit with code 1.
+    - ``refuse_node_list``: an HTTP status (such as 403) with which listing nodes is refused,
+      or ``None`` (what a connection without ``list`` on nodes sees).
+    - ``node_list_delay``: seconds the API waits before it answers a node list (a hanging API).
 
     Per pod, the annotations (or labels) :data:`~airflow_carbon_provider.testing.kube_emulator._common.FAIL_KEY`, :data:`~airflow_carbon_provider.testing.kube_emulator._common.EXIT_CODE_KEY`,
     :data:`~airflow_carbon_provider.testing.kube_emulator._common.RUN_SECONDS_KEY`, :data:`~airflow_carbon_provider.testing.kube_emulator._common.LOG_KEY` and :data:`~airflow_carbon_provider.testing.kube_emulator._common.XCOM_KEY` steer the fake kubelet

@@ -277,7 +277,10 @@ class FakeKubelet(EmulatorStore):
             pod = self._objects["pods"].get((namespace, name))
             if pod is None or pod["metadata"]["uid"] != uid:
                 return
-            node = next((n for n, labels in self._nodes.items() if node_matches(labels, pod)), None)
+            node = next(
+                (n for n, labels in self._nodes.items() if self._node_takes_pods(n) and node_matches(labels, pod)),
+                None,
+            )
             node_index = list(self._nodes).index(node) + 1 if node else 0
             self._ip_counter += 1
             pod_ip = f"10.{(sum(self.name.encode()) % 200) + 20}.{self._ip_counter // 250}.{self._ip_counter % 250 + 2}"

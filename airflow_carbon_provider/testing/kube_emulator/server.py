@@ -117,6 +117,10 @@ class ApiServer(FakeKubelet):
             return self._not_found(request)
         watch = watch or _truthy(request.query.get("watch"))
         if not tail:
+            if method == "GET" and kind == "nodes" and not watch:
+                refused = await self._node_list_faults()
+                if refused is not None:
+                    return refused
             if method == "GET":
                 return await (
                     self._watch(request, kind, namespace) if watch else self._list(request, kind, namespace)
@@ -148,6 +152,21 @@ class ApiServer(FakeKubelet):
         if kind == "pods" and sub == "exec" and method in ("GET", "POST"):
             return await self._exec(request, key)
         return self._not_found(request)
+
+    async def _node_list_faults(self) -> web.Response | None:
+        """Apply the node-list fault switches: a delay (a hanging API), then a refusal (RBAC)."""
+        if self.node_list_delay > 0:
+            await asyncio.sleep(self.node_list_delay)
+        code = self.refuse_node_list
+        if code is None:
+            return None
+        message = (
+            'nodes is forbidden: User "airflow" cannot list resource "nodes" in API group "" at the cluster '
+            "scope (fault injected by the emulator)"
+            if code == 403
+            else f"listing nodes refused with {code} (fault injected by the emulator)"
+        )
+        return _status(int(code), message, kind="nodes")
 
     def _not_found(self, request: web.Request) -> web.Response:
         return _status(

@@ -23,6 +23,7 @@ from airflow_carbon_provider.testing.kube_emulator._common import (
     _HISTORY_LIMIT,
     _KINDS,
     KUBERNETES_VERSION,
+    EmulatedNode,
     KubeletTiming,
     PodRecord,
     RequestRecord,
@@ -47,7 +48,7 @@ class EmulatorStore:
         *,
         carbon_zone: str | None = None,
         timing: KubeletTiming | None = None,
-        nodes: Mapping[str, Mapping[str, str]] | None = None,
+        nodes: Mapping[str, Mapping[str, str] | EmulatedNode] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -56,14 +57,17 @@ class EmulatorStore:
         self.timing = timing or KubeletTiming()
         self.refuse_pod_creation: int | None = None
         self.fail_all_pods = False
+        self.refuse_node_list: int | None = None
+        self.node_list_delay = 0.0
         self._host = host
         self._requested_port = port
         self._port: int | None = None
+        self._node_specs = {
+            node: spec if isinstance(spec, EmulatedNode) else EmulatedNode(labels=dict(spec))
+            for node, spec in (nodes or {f"{name}-node-1": {}}).items()
+        }
         self._nodes = {
-            node: dict(labels)
-            for node, labels in (
-                nodes or {f"{name}-node-1": {"kubernetes.io/hostname": f"{name}-node-1"}}
-            ).items()
+            node: {"kubernetes.io/hostname": node, **spec.labels} for node, spec in self._node_specs.items()
         }
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,17 +132,50 @@ class EmulatorStore:
         return obj
 
     def _store_node(self, node: str, labels: Mapping[str, str], index: int, moment: datetime) -> None:
+        spec = self._node_specs[node]
+        ready = {"type": "Ready", "status": "True", "reason": "KubeletReady"} if spec.ready else {
+            "type": "Ready", "status": "False", "reason": "KubeletNotReady"}
         self._objects["nodes"][("", node)] = {
             "kind": "Node",
             "apiVersion": "v1",
             "metadata": {**self._new_metadata(node, None, moment), "labels": dict(labels)},
-            "spec": {},
+            "spec": {"unschedulable": True} if spec.unschedulable else {},
             "status": {
                 "addresses": [{"type": "InternalIP", "address": f"192.168.0.{index}"}],
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
-                "nodeInfo": {"kubeletVersion": KUBERNETES_VERSION + "-emulator"},
+                "conditions": [ready],
+                "allocatable": dict(spec.allocatable),
+                "capacity": dict(spec.allocatable),
+                # Every field the official clients require, so typed clients can read the node.
+                "nodeInfo": {
+                    "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "emulator://0",
+                    "kernelVersion": "", "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux",
+                    "osImage": "Kube emulator (not a real node)", "systemUUID": "",
+                    "kubeletVersion": KUBERNETES_VERSION + "-emulator",
+                },
             },
         }
+
+    def _node_takes_pods(self, node: str) -> bool:
+        """Return whether the fake kubelet may bind a pod to ``node`` (Ready, not cordoned), under the lock."""
+        obj = self._objects["nodes"].get(("", node))
+        if obj is None or (obj.get("spec") or {}).get("unschedulable"):
+            return False
+        return any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in (obj.get("status") or {}).get("conditions") or [])
+
+    def cordon(self, node: str, unschedulable: bool = True) -> None:
+        """Set ``spec.unschedulable`` on a node (``kubectl cordon``; ``False`` uncordons it)."""
+
+        def change() -> None:
+            with self._lock:
+                obj = copy.deepcopy(self._objects["nodes"][("", node)])
+                obj["spec"] = {"unschedulable": True} if unschedulable else {}
+                self._commit("nodes", obj, "MODIFIED")
+
+        if self._loop is None:
+            change()
+        else:
+            self._call_soon(change)
 
     def _commit(self, kind: str, obj: dict[str, Any], event_type: str) -> dict[str, Any]:
         """Store (or drop) an object with a new resourceVersion and tell the watchers.
@@ -266,6 +303,8 @@ class EmulatorStore:
 
         self.refuse_pod_creation = None
         self.fail_all_pods = False
+        self.refuse_node_list = None
+        self.node_list_delay = 0.0
         if self._loop is None:
             self._reset_state()
         else:
