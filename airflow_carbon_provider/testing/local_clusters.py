@@ -94,7 +94,7 @@ def serve(spec: str, *, out: TextIO, err: TextIO, fmt: str = "env", write: Path 
         raise EmulatorSpecError(f"--port {port} is outside 1024-{65535 - len(clusters)}; give a free port, or 0")
     stop = stop or threading.Event()
     started: dict[str, Any] = {}
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     try:
         for i, (conn_id, zone) in enumerate(clusters.items()):
             emulator = KubeEmulator(conn_id, carbon_zone=zone, port=port + i if port else 0)
