@@ -361,6 +361,16 @@ def plot_series(report: Mapping[str, Any]) -> tuple[list[str], list[float], list
 
 def plot_report(report: Mapping[str, Any], path: Path) -> None:
     """Draw baseline vs actual emissions per group, objectives annotated, to a PNG file."""
+    import matplotlib.pyplot as plt
+
+    fig = draw_report(report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def draw_report(report: Mapping[str, Any]) -> Any:
+    """Return the report's matplotlib figure (see :func:`plot_report`)."""
     try:
         import matplotlib
 
@@ -370,27 +380,31 @@ def plot_report(report: Mapping[str, Any], path: Path) -> None:
         raise ReportError("--plot needs matplotlib; install it with: pip install 'airflow-carbon-provider[plot]'") from None
     groups = report["groups"]
     labels, base, actual = plot_series(report)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(labels) + 3), 4.8))
+    totals = [f"total {kind_label(t)}: {_num(t['emissions_g'])} g vs {_num(t['baseline_emissions_g'])} g baseline "
+              f"({_num(t['saving_pct'], '{:.1f} %')} saved)" for t in report["totals"]]
+    summary = [*totals, *(f"{_mark(v['met'])}: {v['description']} (actual {_num(v['actual'], '{:.1f} %')})"
+                          for v in report["objectives"])] or ["no objectives configured"]
+    # Three bands that never overlap: the title and legend above the axes, the bars (with the
+    # per-group verdicts above them, headroom kept), and the totals and objectives below.
+    text_h = 0.16 * len(summary) + 0.2
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(labels) + 3), 4.6 + text_h))
     xs = range(len(labels))
     ax.bar([x - 0.2 for x in xs], base, width=0.4, label="baseline (home, original start)", color="#b0b0b0")
     ax.bar([x + 0.2 for x in xs], actual, width=0.4, label="actual", color="#2e8b57")
+    top = max([*base, *actual, 0.0]) or 1.0
     for x, g in zip(xs, groups):
         ax.annotate(_mark(g["objectives_met"]), (x, max(g["baseline_emissions_g"] or 0, g["emissions_g"] or 0)),
-                    ha="center", va="bottom", fontsize=8,
+                    xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", fontsize=8,
                     color="#1a7f37" if g["objectives_met"] else ("#b42318" if g["objectives_met"] is False else "gray"))
+    ax.set_ylim(0, top * 1.18)
     ax.set_xticks(list(xs), labels, rotation=20, ha="right")
     ax.set_ylabel("emissions, g CO2eq")
-    ax.set_title(f"Carbon ledger by {report['group_by']} (each bar one signal kind and basis; never summed)")
-    ax.legend(loc="upper right", fontsize=8)
-    totals = [f"total {kind_label(t)}: {_num(t['emissions_g'])} g vs {_num(t['baseline_emissions_g'])} g baseline "
-              f"({_num(t['saving_pct'], '{:.1f} %')} saved)" for t in report["totals"]]
-    summary = "\n".join([*totals, *(f"{_mark(v['met'])}: {v['description']} (actual {_num(v['actual'], '{:.1f} %')})"
-                                     for v in report["objectives"])]) or "no objectives configured"
-    fig.text(0.01, 0.01, summary, fontsize=7, va="bottom")
-    fig.subplots_adjust(bottom=0.28)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    ax.set_title(f"Carbon ledger by {report['group_by']} (each bar one signal kind and basis; never summed)",
+                 fontsize=10, pad=28)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+    fig.text(0.01, 0.01, "\n".join(summary), fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, text_h / (4.6 + text_h) + 0.02, 1, 1))
+    return fig
 
 
 def run_report(

@@ -247,3 +247,30 @@ def test_a_row_recorded_with_rounded_grams_takes_its_saving_from_the_intensities
                  details, row["recorded_at"] + timedelta(seconds=1))
     status, out, _ = run(["report", "--ledger-url", ledger.url, "--format", "json"], capsys)
     assert status == 0 and json.loads(out)["rows"][0]["saving_pct"] == 47.0
+
+
+def test_the_plot_keeps_legend_verdicts_and_summary_apart(filled):
+    """Issue 14 item 6: the legend used to sit on the per-group verdicts."""
+    import matplotlib.pyplot as plt
+
+    from airflow_carbon_provider.ledger.report import draw_report, run_report
+    from airflow_carbon_provider.ledger.slo import Objectives
+
+    report = run_report(ledger_url=filled.url, group_by="dag", objectives=Objectives(reduction_pct=10.0))
+    fig = draw_report(report)
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        (ax,) = fig.axes
+        legend = ax.get_legend().get_window_extent(renderer)
+        verdicts = [t.get_window_extent(renderer) for t in ax.texts]
+        summary = [t.get_window_extent(renderer) for t in fig.texts]
+        ticks = ax.get_tightbbox(renderer)
+        assert verdicts and summary
+        for box in verdicts:
+            assert not legend.overlaps(box) and ax.bbox.contains(box.x0, box.y1 - 1)  # inside the axes, under the legend
+        for box in summary:
+            assert not box.overlaps(ticks) and not box.overlaps(legend)
+    finally:
+        plt.close(fig)
+
