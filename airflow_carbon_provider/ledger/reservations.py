@@ -13,14 +13,11 @@ cluster at the same minute. The API is synchronous (the trigger calls it in a th
 * :func:`release` at the task's start and finish (idempotent), :func:`active` for the
   planner, :func:`reserved_load` for the UI's chart, :func:`expire` for housekeeping.
 
-Locking, so that concurrent reservers never over-reserve a cluster: on PostgreSQL each
-transaction runs at READ COMMITTED and first takes ``pg_advisory_xact_lock`` on the cluster's
-name (namespaced apart from the ledger's migration lock), so the reservations of one cluster
-are read and written by one transaction at a time and each sees the rows its predecessor
-committed; ``lock_timeout`` and ``statement_timeout`` are set from the remaining budget. On
-SQLite the transaction starts with ``BEGIN IMMEDIATE`` (the database's write lock) with a
-busy timeout of the remaining budget. Lock and connection failures are retried (at most
-:data:`MAX_ATTEMPTS` times, with jittered backoff) within a wall-clock budget.
+Locking, so that concurrent reservers never over-reserve a cluster
+(:mod:`~airflow_carbon_provider.ledger.transactions`): on PostgreSQL a transaction-scoped
+advisory lock on the cluster's name, taken before reading, at READ COMMITTED; on SQLite
+``BEGIN IMMEDIATE`` (the write lock). Lock and connection failures are retried a bounded
+number of times within a wall-clock budget.
 
 Expiry: a holder that crashes never releases, so every reservation carries ``expires_at``,
 by default its end plus :data:`DEFAULT_GRACE` (a task that has not released an hour after
@@ -33,32 +30,35 @@ from __future__ import annotations
 
 import logging
 import math
-import random
-import threading
 import time
-import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-from sqlalchemy import Table, delete, event, func, select, text
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from airflow_carbon_provider.core.resources import POD, Booking, Resources, format_resources
 from airflow_carbon_provider.ledger.config import redact_url_secrets
-from airflow_carbon_provider.ledger.errors import LedgerError, LedgerUnavailableError
+from airflow_carbon_provider.ledger.errors import LedgerUnavailableError
 from airflow_carbon_provider.ledger.models import ReservationRecord
+from airflow_carbon_provider.ledger.transactions import (
+    CONNECT_ATTEMPTS,
+    MAX_ATTEMPTS,
+    Unavailable,
+    first_line,
+    locked_transaction,
+)
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
     from sqlalchemy.engine import Connection
 
     from airflow_carbon_provider.ledger.store import Ledger, RunKey
 
 __all__ = [
+    "CONNECT_ATTEMPTS",
     "DEFAULT_BUDGET",
     "DEFAULT_GRACE",
     "MAX_ATTEMPTS",
@@ -74,18 +74,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
-T = TypeVar("T")
 
 DEFAULT_GRACE = timedelta(hours=1)
 """How long after its end a reservation that was never released still counts."""
 DEFAULT_BUDGET = 10.0
 """Seconds one call may spend, retries included, before it answers ``unavailable``."""
-MAX_ATTEMPTS = 5
-"""Transactions one call tries at most (lock timeouts, dropped connections, deadlocks)."""
 EXPIRE_BATCH = 500
 """Expired rows one transaction deletes at most: housekeeping never holds a lock for long."""
 MAX_STEPS = 10_000
-_PG_LOCK_SPACE = 1_129_465_171  # first key of pg_advisory_xact_lock(int, int): reservations, per cluster
 _EPS = 1e-9
 _TABLE: Table = ReservationRecord.__table__  # type: ignore[assignment]
 
@@ -134,14 +130,6 @@ class ReservationResult:
         out["demand"] = dict(self.demand)
         out["held_by"] = list(self.held_by)
         return out
-
-
-class _Unavailable(Exception):
-    """The database could not be used within the budget; the message is masked already."""
-
-    def __init__(self, message: str, attempts: int) -> None:
-        super().__init__(message)
-        self.attempts = attempts
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
@@ -216,111 +204,6 @@ def _amount(resource: str, value: float) -> str:
     return format_resources({resource: value}).split(" ", 1)[1]
 
 
-def _first_line(exc: BaseException) -> str:
-    text_ = str(getattr(exc, "orig", None) or exc).strip()
-    line = text_.splitlines()[0] if text_ else ""
-    return f"{type(exc).__name__}: {line[:200]}" if line else type(exc).__name__
-
-
-# -- transactions ---------------------------------------------------------------------------------
-
-_local = threading.local()
-_bounded: weakref.WeakSet[Any] = weakref.WeakSet()
-_bounded_lock = threading.Lock()
-
-
-def _bound_connects(engine: Engine) -> None:
-    """Make new PostgreSQL connections of ``engine`` give up within the calling thread's budget."""
-    if engine.dialect.name != "postgresql" or engine in _bounded:
-        return
-    with _bounded_lock:
-        if engine in _bounded:
-            return
-
-        @event.listens_for(engine, "do_connect")
-        def _connect_within_budget(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-            limit = getattr(_local, "connect_timeout", None)
-            if limit is not None:  # libpq waits whole seconds, at least 2
-                configured = int(cparams.get("connect_timeout") or 0) or math.inf
-                cparams["connect_timeout"] = int(max(2, min(configured, math.ceil(limit))))
-
-        _bounded.add(engine)
-
-
-def _ms(seconds: float) -> int:
-    return max(1, int(seconds * 1000))
-
-
-def _locked(conn: Connection, clusters: Sequence[str], remaining: float, work: Callable[[Connection], T]) -> T:
-    """Run ``work`` in one transaction holding the write lock of ``clusters`` (none: a plain read)."""
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        conn.exec_driver_sql(f"PRAGMA busy_timeout = {_ms(remaining)}")
-        conn.commit()
-        try:
-            if clusters:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")  # pysqlite leaves an explicit BEGIN alone
-            result = work(conn)
-            conn.commit()
-            return result
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            try:
-                conn.exec_driver_sql("PRAGMA busy_timeout = 30000")  # the ledger's own default
-                conn.commit()
-            except SQLAlchemyError:
-                pass
-    if dialect == "postgresql":
-        conn = conn.execution_options(isolation_level="READ COMMITTED")
-    with conn.begin():
-        if dialect == "postgresql":
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_ms(remaining)}")
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {_ms(remaining)}")
-            for cluster in sorted(set(clusters)):  # one order for all: two lockers never deadlock
-                conn.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:cluster))"),
-                             {"space": _PG_LOCK_SPACE, "cluster": cluster})
-        return work(conn)
-
-
-def _transaction(ledger: Ledger, clusters: Sequence[str], budget: float, work: Callable[[Connection], T],
-                 *, attempts: int = MAX_ATTEMPTS) -> tuple[T, int]:
-    """Run ``work`` under the clusters' lock, retrying lock and connection failures within ``budget`` s.
-
-    Raises :class:`_Unavailable` (message masked) when the budget or the attempts run out, or
-    at once for an error no retry can mend.
-    """
-    deadline = time.monotonic() + budget
-    last: BaseException | None = None
-    attempt = 0
-    while attempt < attempts:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        attempt += 1
-        try:
-            _bound_connects(ledger.engine)
-            _local.connect_timeout = remaining
-            try:
-                ledger.migrate()
-                with ledger.engine.connect() as conn:
-                    return _locked(conn, clusters, deadline - time.monotonic(), work), attempt
-            finally:
-                _local.connect_timeout = None
-        except OperationalError as exc:  # down, locked, lock or statement timeout, deadlock, serialization
-            last = exc
-        except (SQLAlchemyError, LedgerError) as exc:  # e.g. a table it may not read: retrying will not help
-            last = exc
-            break
-        pause = min(0.05 * 2 ** attempt * (0.5 + random.random()), deadline - time.monotonic())
-        if attempt < attempts and pause > 0:
-            time.sleep(pause)
-    why = redact_url_secrets(_first_line(last), ledger.url) if last is not None else "no time left"
-    raise _Unavailable(f"the ledger {ledger.masked_url} could not be used within {budget:g} s "
-                       f"({attempt} attempt(s)): {why}", attempt)
-
-
 def _get_ledger(ledger: Ledger | None) -> Ledger:
     if ledger is not None:
         return ledger
@@ -374,8 +257,8 @@ def _upsert(conn: Connection, values: dict[str, Any]) -> None:
 def _emit_held(counts: Mapping[str, int]) -> None:
     from airflow_carbon_provider.metrics import emit_reservations_held
 
-    for cluster, count in counts.items():
-        emit_reservations_held(cluster, count)
+    for cluster in sorted(counts):
+        emit_reservations_held(cluster, counts[cluster])
 
 
 # -- the API --------------------------------------------------------------------------------------
@@ -414,7 +297,13 @@ def reserve(holder: RunKey | str, cluster: str, start: datetime, end: datetime, 
     now = _instant(now, "now") if now is not None else datetime.now(UTC)
     wanted = _amounts(demand, "demand") or {}
     limits = _amounts(capacity, "capacity")
-    expires_at = _instant(expires, "expires") if isinstance(expires, datetime) else end + (expires or DEFAULT_GRACE)
+    if isinstance(expires, datetime):
+        expires_at = _instant(expires, "expires")
+    else:
+        grace = DEFAULT_GRACE if expires is None else expires
+        if grace < timedelta(0):
+            raise ValueError(f"expires as a grace after the end must be >= 0, got {grace}")
+        expires_at = end + grace
     name = holder_name(holder)
     base: dict[str, Any] = {"holder": name, "cluster": cluster, "start": start, "end": end, "demand": wanted}
 
@@ -440,14 +329,14 @@ def reserve(holder: RunKey | str, cluster: str, start: datetime, end: datetime, 
     led: Ledger | None = None
     try:
         led = _get_ledger(ledger)
-        outcome, attempts = _transaction(led, [cluster], budget, work)
-    except _Unavailable as exc:
+        outcome, attempts = locked_transaction(led, [cluster], budget, work)
+    except Unavailable as exc:
         message = f"{cluster}: reservations unavailable, planning without coordination: {exc}"
         log.warning("Carbon reservations: %s", message)
         return ReservationResult("unavailable", **base, message=message, attempts=exc.attempts,
                                  elapsed_s=time.monotonic() - began)
     except Exception as exc:  # never the task's problem: plan without coordination, say why
-        why = redact_url_secrets(_first_line(exc), led.url) if led is not None else _first_line(exc)
+        why = redact_url_secrets(first_line(exc), led.url) if led is not None else first_line(exc)
         message = f"{cluster}: reservations unavailable, planning without coordination: {why}"
         log.warning("Carbon reservations: %s", message, exc_info=True)
         return ReservationResult("unavailable", **base, message=message, elapsed_s=time.monotonic() - began)
@@ -494,12 +383,12 @@ def release(holder: RunKey | str, *, now: datetime | None = None, ledger: Ledger
         return {cluster: _held(conn, cluster, now)}
 
     try:
-        held, _ = _transaction(_get_ledger(ledger), [], budget, work)
-    except _Unavailable as exc:
+        held, _ = locked_transaction(_get_ledger(ledger), [], budget, work)
+    except Unavailable as exc:
         log.warning("Carbon reservations: %s not released (it expires by itself): %s", name, exc)
         return None
     except Exception as exc:
-        log.warning("Carbon reservations: %s not released (it expires by itself): %s", name, _first_line(exc))
+        log.warning("Carbon reservations: %s not released (it expires by itself): %s", name, first_line(exc))
         return None
     _emit_held(held)
     return len(held)
@@ -526,8 +415,8 @@ def active(clusters: str | Iterable[str], start: datetime, end: datetime, *, now
         return []
     led = _get_ledger(ledger)
     try:
-        rows, _ = _transaction(led, [], budget, lambda conn: _overlapping(conn, names, start, end, now, exclude))
-    except _Unavailable as exc:
+        rows, _ = locked_transaction(led, [], budget, lambda conn: _overlapping(conn, names, start, end, now, exclude))
+    except Unavailable as exc:
         raise LedgerUnavailableError(str(exc), url=led.masked_url) from None
     return [Booking(r.cluster, r.start.timestamp(), r.end.timestamp(), dict(r.resources or {})) for r in rows]
 
@@ -586,8 +475,8 @@ def expire(now: datetime | None = None, *, ledger: Ledger | None = None, limit: 
             return len(gone), {c: _held(conn, c, now) for c in set(gone)}
 
         try:
-            (count, held), _ = _transaction(led, [], budget, work)
-        except _Unavailable as exc:
+            (count, held), _ = locked_transaction(led, [], budget, work)
+        except Unavailable as exc:
             raise LedgerUnavailableError(str(exc), url=led.masked_url) from None
         deleted += count
         touched.update(held)
