@@ -45,8 +45,7 @@ WRITER = textwrap.dedent("""
     import sys
     from airflow_carbon_provider.ledger import record_decision
     from airflow_carbon_provider.ledger.store import Ledger, RunKey
-    from tests.integration.ledger.conftest import Postgres
-from tests.unit.ledger.conftest import sample_decision
+    from tests.unit.ledger.conftest import sample_decision
     url, spool, n = sys.argv[1], sys.argv[2], sys.argv[3]
     led = Ledger(url, spool_path=spool)
     for i in range(10):
