@@ -383,7 +383,7 @@ def release(holder: RunKey | str, *, now: datetime | None = None, ledger: Ledger
         return {cluster: _held(conn, cluster, now)}
 
     try:
-        held, _ = locked_transaction(_get_ledger(ledger), [], budget, work)
+        held, _ = locked_transaction(_get_ledger(ledger), [], budget, work, write=True)
     except Unavailable as exc:
         log.warning("Carbon reservations: %s not released (it expires by itself): %s", name, exc)
         return None
@@ -475,7 +475,7 @@ def expire(now: datetime | None = None, *, ledger: Ledger | None = None, limit: 
             return len(gone), {c: _held(conn, c, now) for c in set(gone)}
 
         try:
-            (count, held), _ = locked_transaction(led, [], budget, work)
+            (count, held), _ = locked_transaction(led, [], budget, work, write=True)
         except Unavailable as exc:
             raise LedgerUnavailableError(str(exc), url=led.masked_url) from None
         deleted += count

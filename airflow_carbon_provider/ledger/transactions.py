@@ -89,14 +89,15 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
-def _locked(conn: Connection, clusters: Sequence[str], remaining: float, work: Callable[[Connection], T]) -> T:
-    """Run ``work`` in one transaction holding the write lock of ``clusters`` (none: a plain read)."""
+def _locked(conn: Connection, clusters: Sequence[str], remaining: float, work: Callable[[Connection], T],
+            write: bool) -> T:
+    """Run ``work`` in one transaction holding the lock of ``clusters`` (and SQLite's write lock if ``write``)."""
     dialect = conn.dialect.name
     if dialect == "sqlite":
         conn.exec_driver_sql(f"PRAGMA busy_timeout = {_ms(remaining)}")
         conn.commit()
         try:
-            if clusters:
+            if write or clusters:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")  # pysqlite leaves an explicit BEGIN alone
             result = work(conn)
             conn.commit()
@@ -123,8 +124,11 @@ def _locked(conn: Connection, clusters: Sequence[str], remaining: float, work: C
 
 
 def locked_transaction(ledger: Ledger, clusters: Sequence[str], budget: float, work: Callable[[Connection], T],
-                 *, attempts: int = MAX_ATTEMPTS) -> tuple[T, int]:
+                       *, write: bool = False, attempts: int = MAX_ATTEMPTS) -> tuple[T, int]:
     """Run ``work`` under the clusters' lock, retrying lock and connection failures within ``budget`` s.
+
+    ``write`` takes SQLite's write lock even without a cluster (a release or an expiry, which
+    only lowers load, needs no cluster lock on PostgreSQL); it is implied by ``clusters``.
 
     Raises :class:`Unavailable` (message masked) when the budget or the attempts run out, or
     at once for an error no retry can mend.
@@ -145,7 +149,7 @@ def locked_transaction(ledger: Ledger, clusters: Sequence[str], budget: float, w
                 ledger.migrate()
                 with ledger.engine.connect() as conn:
                     connected = True
-                    return _locked(conn, clusters, deadline - time.monotonic(), work), attempt
+                    return _locked(conn, clusters, deadline - time.monotonic(), work, write), attempt
             finally:
                 _local.connect_timeout = None
         except OperationalError as exc:  # down, locked, lock or statement timeout, deadlock, serialization
