@@ -168,3 +168,32 @@ def test_two_processes_on_sqlite_never_over_reserve(tmp_path):
     logs, watched = _race(url, tmp_path, processes=2, calls=10, capacity=2)  # 4 holders for 2 pods
     statuses = _check(logs, watched, calls=10, capacity=2)
     print(f"sqlite: {statuses}, {watched['snapshots']} snapshots, {time.monotonic() - began:.1f} s")
+
+
+def test_a_held_cluster_lock_answers_unavailable_within_the_budget_and_other_clusters_go_on(postgres, tmp_path):
+    """A reserver stuck inside its transaction (or a slow one) delays others by the budget at most."""
+    from airflow_carbon_provider.ledger.transactions import _PG_LOCK_SPACE
+
+    ledger = Ledger(postgres.url, spool_path=tmp_path / "spool.jsonl")
+    ledger.migrate()
+    t0 = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    holder = ledger.engine.connect()
+    try:
+        with holder.begin():
+            holder.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:cluster))"),
+                           {"space": _PG_LOCK_SPACE, "cluster": CLUSTER})
+            began = time.monotonic()
+            stuck = res.reserve("late", CLUSTER, t0, t0 + timedelta(hours=1), capacity={"pods": 1}, ledger=ledger,
+                                budget=1.0)
+            took = time.monotonic() - began
+            assert stuck.status == "unavailable" and took < 2.0, (took, stuck.message)
+            assert "timeout" in stuck.message, stuck.message  # lock_timeout or statement_timeout: both the budget
+            other = res.reserve("other", "k8s_de", t0, t0 + timedelta(hours=1), capacity={"pods": 1}, ledger=ledger,
+                                budget=1.0)
+            assert other.reserved, other.message
+        assert res.reserve("late", CLUSTER, t0, t0 + timedelta(hours=1), capacity={"pods": 1}, ledger=ledger).reserved
+    finally:
+        holder.close()
+        with ledger.engine.begin() as conn:
+            conn.execute(text("DELETE FROM carbon_reservations"))
+        ledger.dispose()
