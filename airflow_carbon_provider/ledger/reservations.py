@@ -382,13 +382,16 @@ def release(holder: RunKey | str, *, now: datetime | None = None, ledger: Ledger
         conn.execute(delete(_TABLE).where(_TABLE.c.holder == name))
         return {cluster: _held(conn, cluster, now)}
 
+    led: Ledger | None = None
     try:
-        held, _ = locked_transaction(_get_ledger(ledger), [], budget, work, write=True)
+        led = _get_ledger(ledger)
+        held, _ = locked_transaction(led, [], budget, work, write=True)
     except Unavailable as exc:
         log.warning("Carbon reservations: %s not released (it expires by itself): %s", name, exc)
         return None
     except Exception as exc:
-        log.warning("Carbon reservations: %s not released (it expires by itself): %s", name, first_line(exc))
+        why = redact_url_secrets(first_line(exc), led.url) if led is not None else first_line(exc)
+        log.warning("Carbon reservations: %s not released (it expires by itself): %s", name, why)
         return None
     _emit_held(held)
     return len(held)
