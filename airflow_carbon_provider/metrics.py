@@ -18,6 +18,8 @@ name                                                                  type     v
 ``carbon.task.delay.<dag>.<task>``                                    timer    start minus arrival (ms on StatsD)
 ``carbon.cluster.runs.<cluster>``                                     counter  runs that started on the cluster
 ``carbon.fallbacks.<cluster>``                                        counter  clusters that refused a pod
+``carbon.reservations.held.<cluster>``                                gauge    unexpired reservations on the cluster
+``carbon.reservations.refused.<cluster>.<resource>``                  counter  reservations refused for lack of the resource
 ====================================================================  =======  ==================================================
 
 ``<kind>`` is the signal kind (``average``, ``marginal`` or ``unknown``) and ``<basis>`` where the
@@ -39,7 +41,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-__all__ = ["emit_decision", "emit_outcome", "stats"]
+__all__ = ["emit_decision", "emit_outcome", "emit_reservation_refused", "emit_reservations_held", "stats"]
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
@@ -156,3 +158,20 @@ def _emit_outcome(outcome: Mapping[str, Any], dag_id: str, task_id: str) -> None
     for fallback in outcome.get("fallbacks") or []:
         refused = fallback.get("cluster") if isinstance(fallback, Mapping) else None
         _safely("incr", f"carbon.fallbacks.{_part(refused or 'unknown')}", tags={**tags, "refused": refused or ""})
+
+
+def emit_reservations_held(cluster: str, count: int) -> None:
+    """Set ``carbon.reservations.held.<cluster>`` to the number of unexpired reservations on it."""
+    try:
+        _safely("gauge", f"carbon.reservations.held.{_part(cluster)}", int(count), tags={"cluster": cluster})
+    except Exception as exc:  # never the reservation's problem
+        log.debug("Carbon reservation metric not emitted: %s", exc)
+
+
+def emit_reservation_refused(cluster: str, resource: str) -> None:
+    """Count one reservation refused on ``cluster`` because ``resource`` was full."""
+    try:
+        _safely("incr", f"carbon.reservations.refused.{_part(cluster)}.{_part(resource)}",
+                tags={"cluster": cluster, "resource": resource})
+    except Exception as exc:
+        log.debug("Carbon reservation metric not emitted: %s", exc)

@@ -7,6 +7,9 @@ The public API, for the operator and anyone recording runs of their own:
   computes emissions, the baseline and the saving, and records them,
 * :func:`flush_spool` to replay records that were spooled while the database was down.
 
+And the reservations that coordinate planners across processes (:mod:`~airflow_carbon_provider.ledger.reservations`):
+:func:`reserve` and :func:`release`, which never raise on a database failure either.
+
 None of them ever raises on a database failure: the record is logged as one JSON line and
 kept in a local spool file until the next successful write. Attributes are imported lazily,
 so importing this package does not import SQLAlchemy.
@@ -21,12 +24,15 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerUnavailableError",
+    "ReservationResult",
     "RunKey",
     "flush_spool",
     "get_ledger",
     "realised_outcome",
     "record_decision",
     "record_outcome",
+    "release",
+    "reserve",
     "run_key_from_context",
 ]
 
@@ -39,6 +45,9 @@ _WHERE = {
     "record_outcome": "airflow_carbon_provider.ledger.api",
     "run_key_from_context": "airflow_carbon_provider.ledger.api",
     "realised_outcome": "airflow_carbon_provider.ledger.realised",
+    "ReservationResult": "airflow_carbon_provider.ledger.reservations",
+    "reserve": "airflow_carbon_provider.ledger.reservations",
+    "release": "airflow_carbon_provider.ledger.reservations",
     "LedgerError": "airflow_carbon_provider.ledger.errors",
     "LedgerUnavailableError": "airflow_carbon_provider.ledger.errors",
 }

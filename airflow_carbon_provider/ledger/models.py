@@ -25,7 +25,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["FORECAST_KEY", "KEY_COLUMNS", "Base", "DecisionRecord", "ForecastRecord", "OutcomeRecord", "UTCDateTime"]
+__all__ = [
+    "FORECAST_KEY",
+    "KEY_COLUMNS",
+    "Base",
+    "DecisionRecord",
+    "ForecastRecord",
+    "OutcomeRecord",
+    "ReservationRecord",
+    "UTCDateTime",
+]
 
 KEY_COLUMNS = ("dag_id", "run_id", "task_id", "map_index", "try_number")
 FORECAST_KEY = ("source", "zone", "signal_kind", "issued_at")
@@ -179,3 +188,38 @@ class ForecastRecord(Base):
     intervals: Mapped[int] = mapped_column(Integer)
     offsets_s: Mapped[list[int]] = mapped_column(JSON)
     values: Mapped[list[float | None]] = mapped_column(JSON)
+
+
+class ReservationRecord(Base):
+    """Load one holder has reserved on one candidate cluster: ``resources`` over ``[start, end)``.
+
+    One row per holder (unique ``holder``): a task try, whose key is also kept in the key
+    columns, or a free-form name (the backtest, a test). Moving a reservation updates the row.
+    A row whose ``expires_at`` has passed counts for nobody and is deleted by the next write.
+    """
+
+    __tablename__ = "carbon_reservations"
+    __table_args__ = (
+        UniqueConstraint("holder", name="uq_carbon_reservations_holder"),
+        # "active reservations of these clusters overlapping [a, b) at now": cluster =, end > a, start < b
+        Index("ix_carbon_reservations_cluster_end", "cluster", "end", "start"),
+        Index("ix_carbon_reservations_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    holder: Mapped[str] = mapped_column(String(1000))
+    """``task:<dag_id>/<run_id>/<task_id>/<map_index>/<try_number>`` (parts URL-quoted) or a free-form name."""
+    dag_id: Mapped[str | None] = mapped_column(String(250))
+    run_id: Mapped[str | None] = mapped_column(String(250))
+    task_id: Mapped[str | None] = mapped_column(String(250))
+    map_index: Mapped[int | None] = mapped_column(Integer)
+    try_number: Mapped[int | None] = mapped_column(Integer)
+    cluster: Mapped[str] = mapped_column(String(250))
+    """The candidate key (``k8s_gb``, ``k8s@ctx[pool=a]``)."""
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    end: Mapped[datetime] = mapped_column(UTCDateTime())
+    resources: Mapped[dict[str, float]] = mapped_column(JSON)
+    """Resource name to amount in base units (:data:`~airflow_carbon_provider.core.resources.Resources`)."""
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

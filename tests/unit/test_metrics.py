@@ -24,6 +24,8 @@ SCRIPT = textwrap.dedent("""
         raise RuntimeError("offline")
     outcome = realised_outcome(decision, datetime(2026, 11, 27, 4, tzinfo=timezone.utc), hook_for=offline)
     metrics.emit_outcome(outcome, dag_id="train", task_id="fine.tune")
+    metrics.emit_reservations_held("k8s_gb", 3)
+    metrics.emit_reservation_refused("k8s@ctx[pool=a]", "nvidia.com/gpu")
     print("emitted")
 """)
 
@@ -63,6 +65,8 @@ def test_metric_lines_arrive_at_a_statsd_receiver(tmp_path):
         "airflow.carbon.task.saving_g.marginal.forecast.train.fine_tune:120.0|g",
         "airflow.carbon.cluster.runs.k8s_gb:1|c",
         "airflow.carbon.fallbacks.k8s_fr:1|c",
+        "airflow.carbon.reservations.held.k8s_gb:3|g",
+        "airflow.carbon.reservations.refused.k8s_ctx_pool_a_.nvidia_com_gpu:1|c",
     }
     assert expected <= lines, sorted(lines)
     delay = [line for line in lines if line.startswith("airflow.carbon.task.delay.train.fine_tune:")]
@@ -73,6 +77,8 @@ def test_metrics_without_a_backend_are_silent():
     from airflow_carbon_provider import metrics
 
     metrics.emit_outcome({"emissions_g": "not a number"}, dag_id="d", task_id="t")  # never raises
+    metrics.emit_reservations_held("k8s_gb", "not a number")  # type: ignore[arg-type]
+    metrics.emit_reservation_refused("k8s@ctx[pool=a]", "nvidia.com/gpu")
 
 
 class _Recorder:
