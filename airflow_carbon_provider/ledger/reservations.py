@@ -65,6 +65,7 @@ __all__ = [
     "ReservationResult",
     "active",
     "expire",
+    "held_clusters",
     "holder_name",
     "peak_load",
     "release",
@@ -422,6 +423,22 @@ def active(clusters: str | Iterable[str], start: datetime, end: datetime, *, now
     except Unavailable as exc:
         raise LedgerUnavailableError(str(exc), url=led.masked_url) from None
     return [Booking(r.cluster, r.start.timestamp(), r.end.timestamp(), dict(r.resources or {})) for r in rows]
+
+
+def held_clusters(*, now: datetime | None = None, ledger: Ledger | None = None,
+                  budget: float = DEFAULT_BUDGET) -> list[str]:
+    """Return the cluster keys that hold an unexpired reservation at ``now``, sorted (for the UI).
+
+    :raises ~airflow_carbon_provider.ledger.errors.LedgerUnavailableError: as :func:`active`.
+    """
+    now = _instant(now, "now") if now is not None else datetime.now(UTC)
+    led = _get_ledger(ledger)
+    query = select(_TABLE.c.cluster).where(_TABLE.c.expires_at > now).distinct()
+    try:
+        rows, _ = locked_transaction(led, [], budget, lambda conn: list(conn.execute(query).scalars()))
+    except Unavailable as exc:
+        raise LedgerUnavailableError(str(exc), url=led.masked_url) from None
+    return sorted(str(r) for r in rows)
 
 
 def reserved_load(clusters: str | Iterable[str], start: datetime, end: datetime, step: timedelta, *,

@@ -85,7 +85,14 @@ def _clusters(user: Any, session: Session) -> dict[str, Any]:
     clusters = data.configured_clusters(_db_connections(session), read_connection=_read_connection)
     may_read = _connection_filter(user)
     allowed = {c.conn_id for c in clusters if may_read(c.conn_id)}
-    return data.cluster_intensities(clusters, allowed=allowed)
+    result = data.cluster_intensities(clusters, allowed=allowed)
+    reserved = data.reserved_load(sorted(allowed))
+    for entry in result["clusters"]:
+        entry["reserved"] = reserved["clusters"].get(entry["conn_id"])
+    result["reserved_horizon_h"] = reserved.get("horizon_h")
+    if reserved.get("error"):
+        result["reserved_error"] = reserved["error"]
+    return result
 
 
 def _ledger_error(exc: Exception) -> HTTPException:

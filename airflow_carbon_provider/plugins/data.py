@@ -317,3 +317,49 @@ def cluster_intensities(clusters: Iterable[ClusterConnection], *, now: datetime 
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
     return {"generated_at": _iso(now), "horizon_h": horizon.total_seconds() / 3600.0, "clusters": entries}
+
+
+RESERVED_HORIZON = timedelta(hours=48)
+RESERVED_STEP = timedelta(hours=1)
+
+
+def cluster_of_key(key: str) -> str:
+    """Return the connection id of a candidate key (``conn@context[selector]`` -> ``conn``)."""
+    return key.split("[", 1)[0].split("@", 1)[0]
+
+
+def reserved_load(conn_ids: Iterable[str], *, now: datetime | None = None, ledger_url: str | None = None,
+                  horizon: timedelta = RESERVED_HORIZON, step: timedelta = RESERVED_STEP) -> dict[str, Any]:
+    """Return each cluster's reserved load per ``step`` over the next ``horizon`` (fleet coordination).
+
+    Per connection id: ``points`` (``start``, the peak ``pods`` and every resource held at once
+    within the step, summed over the candidates of that connection, e.g. its node pools),
+    ``peak_pods`` and ``holders``-free totals. A ledger that cannot be read gives ``error``.
+    """
+    from airflow_carbon_provider.ledger.reservations import held_clusters
+    from airflow_carbon_provider.ledger.reservations import reserved_load as load_of
+
+    now = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+    wanted = list(dict.fromkeys(conn_ids))
+    ledger = _ledger(ledger_url)
+    try:
+        keys = [k for k in held_clusters(now=now, ledger=ledger, budget=5.0) if cluster_of_key(k) in wanted]
+        series = load_of(keys, now, now + horizon, step, now=now, ledger=ledger, budget=5.0) if keys else {}
+    except Exception as exc:  # the page still shows everything else
+        return {"error": _short(exc), "clusters": {}}
+    finally:
+        ledger.dispose()
+    out: dict[str, Any] = {}
+    for conn_id in wanted:
+        mine = [points for key, points in series.items() if cluster_of_key(key) == conn_id]
+        points = []
+        for i in range(int(horizon / step)):
+            total: dict[str, float] = {}
+            for part in mine:
+                for resource, amount in part[i][1].items():
+                    total[resource] = total.get(resource, 0.0) + amount
+            points.append({"start": _iso(now + i * step), "pods": round(total.get("pods", 0.0), 3),
+                           "resources": {k: round(v, 3) for k, v in total.items()}})
+        out[conn_id] = {"points": points, "peak_pods": max((p["pods"] for p in points), default=0.0)}
+    return {"generated_at": _iso(now), "horizon_h": horizon.total_seconds() / 3600.0,
+            "step_h": step.total_seconds() / 3600.0, "clusters": out}

@@ -13,7 +13,8 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
-__all__ = ["error_page", "forecast_skill_section", "intensity_chart_svg", "overview_page", "task_page"]
+__all__ = ["error_page", "forecast_skill_section", "intensity_chart_svg", "overview_page", "reserved_chart_svg",
+           "task_page"]
 
 PALETTE = ("#2e7d32", "#1565c0", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#455a64")
 STYLE = """
@@ -93,6 +94,11 @@ def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def colour_of(clusters: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Return each cluster's colour, by its place in the page's list: the same in every chart."""
+    return {str(c["conn_id"]): PALETTE[i % len(PALETTE)] for i, c in enumerate(clusters)}
+
+
 def intensity_chart_svg(clusters: Sequence[Mapping[str, Any]], *, width: int = 760, height: int = 300) -> str:
     """Return an SVG step chart of each cluster's forecast, its current value marked by a dot."""
     ok = [c for c in clusters if c.get("status") == "ok" and c.get("forecast")]
@@ -130,8 +136,9 @@ def intensity_chart_svg(clusters: Sequence[Mapping[str, Any]], *, width: int = 7
         parts.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top}" y2="{top + plot_h}" stroke="#f3f4f6"/>'
                      f'<text x="{x(tick):.1f}" y="{top + plot_h + 14}" text-anchor="middle" fill="#656d76">{label}</text>')
     parts.append(f'<text x="{left}" y="{height - 4}" fill="#656d76">UTC; g CO2eq/kWh</text>')
+    colours = colour_of(clusters)
     for i, cluster in enumerate(ok):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = colours[str(cluster["conn_id"])]
         points = []
         for p in cluster["forecast"]:
             v = y(float(p["value"]))
@@ -145,6 +152,55 @@ def intensity_chart_svg(clusters: Sequence[Mapping[str, Any]], *, width: int = 7
             t = min(max(_parse(current["start"]).timestamp(), t0), t1)
             parts.append(f'<circle class="current" cx="{x(t):.1f}" cy="{y(float(current["value"])):.1f}" r="4.5" '
                          f'fill="{colour}"><title>{name} now: {float(current["value"]):.0f} g/kWh</title></circle>')
+        ly = top + 14 + 18 * i
+        parts.append(f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="12" height="12" fill="{colour}"/>'
+                     f'<text x="{left + plot_w + 30}" y="{ly + 1}">{name}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def reserved_chart_svg(clusters: Sequence[Mapping[str, Any]], *, width: int = 760, height: int = 200) -> str:
+    """Return an SVG step chart of each cluster's reserved pods over the next 48 h (fleet coordination)."""
+    shown = [c for c in clusters if (c.get("reserved") or {}).get("points")]
+    if not any((c["reserved"].get("peak_pods") or 0) > 0 for c in shown):
+        return ('<p class="muted" id="carbon-reserved-chart-empty">No carbon-aware task holds a reservation in the '
+                "next 48 h.</p>")
+    left, right, top, bottom = 56, 150, 12, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
+    starts = [_parse(p["start"]).timestamp() for c in shown for p in c["reserved"]["points"]]
+    step = (starts[1] - starts[0]) if len(starts) > 1 else 3600.0
+    t0, t1 = min(starts), max(starts) + step
+    top_value = max(float(c["reserved"]["peak_pods"]) for c in shown) * 1.15 or 1.0
+
+    def x(t: float) -> float:
+        return left + plot_w * (t - t0) / (t1 - t0)
+
+    def y(v: float) -> float:
+        return top + plot_h * (1.0 - v / top_value)
+
+    parts = [f'<svg id="carbon-reserved-chart" role="img" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+             f'height="{height}" viewBox="0 0 {width} {height}" font-size="11" font-family="sans-serif">',
+             "<title>Pods reserved by carbon-aware tasks per cluster, next 48 h</title>"]
+    for i in range(3):
+        v = top_value * i / 2
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eaeef2"/>'
+                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#656d76">{v:.0f}</text>')
+    for tick in range(int(t0), int(t1) + 1, 6 * 3600):
+        label = datetime.fromtimestamp(tick, tz=_parse(shown[0]["reserved"]["points"][0]["start"]).tzinfo)
+        parts.append(f'<text x="{x(tick):.1f}" y="{top + plot_h + 14}" text-anchor="middle" fill="#656d76">'
+                     f'{label.strftime("%d %H:%M")}</text>')
+    parts.append(f'<text x="{left}" y="{height - 4}" fill="#656d76">UTC; pods reserved (peak per hour)</text>')
+    colours = colour_of(clusters)
+    for i, cluster in enumerate(shown):
+        colour = colours[str(cluster["conn_id"])]
+        points = []
+        for p in cluster["reserved"]["points"]:
+            t, v = _parse(p["start"]).timestamp(), y(float(p["pods"]))
+            points.append(f"{x(t):.1f},{v:.1f} {x(t + step):.1f},{v:.1f}")
+        name = escape(f"{cluster['conn_id']} ({cluster['zone']})")
+        parts.append(f'<polyline class="reserved" data-cluster="{escape(str(cluster["conn_id"]))}" fill="none" '
+                     f'stroke="{colour}" stroke-width="2" points="{" ".join(points)}"><title>{name}: peak '
+                     f'{float(cluster["reserved"]["peak_pods"]):.0f} pods</title></polyline>')
         ly = top + 14 + 18 * i
         parts.append(f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="12" height="12" fill="{colour}"/>'
                      f'<text x="{left + plot_w + 30}" y="{ly + 1}">{name}</text>')
@@ -176,11 +232,14 @@ def _clusters_table(clusters: Sequence[Mapping[str, Any]]) -> str:
         else:
             status = f"<span class=\"error\">error: {escape(str(c.get('error')))}</span>"
             lowest = "–"
+        reserved = c.get("reserved") or {}
+        held = f"{_num(reserved.get('peak_pods'), '{:.0f}')} pods" if reserved else "–"
         rows.append(f"<tr data-cluster=\"{escape(str(c['conn_id']))}\" data-status=\"{escape(str(c.get('status')))}\">"
                     f"<td>{_text(c['conn_id'])}</td><td>{_text(c['zone'])}</td><td>{_text(c['carbon_conn_id'])}</td>"
-                    f"<td>{status}</td><td>{lowest}</td></tr>")
+                    f"<td>{status}</td><td>{lowest}</td><td class=\"num\">{held}</td></tr>")
     return ("<table id=\"carbon-clusters\"><tr><th>cluster</th><th>zone</th><th>carbon connection</th>"
-            f"<th>intensity</th><th>lowest in forecast</th></tr>{''.join(rows)}</table>")
+            "<th>intensity</th><th>lowest in forecast</th><th class=\"num\">reserved, peak in 48 h</th></tr>"
+            f"{''.join(rows)}</table>")
 
 
 def forecast_skill_section(skill: Mapping[str, Any] | None) -> str:
@@ -247,6 +306,12 @@ def overview_page(summary: Mapping[str, Any] | None, recent: Mapping[str, Any] |
     horizon = clusters.get("horizon_h")
     body.append(f"<h2>Grid intensity per cluster: now and the next {_num(horizon, '{:.0f}')} h</h2>")
     body.append(intensity_chart_svg(clusters.get("clusters") or []))
+    body.append("<h3>Reserved by carbon-aware tasks: the next 48 h</h3>")
+    if clusters.get("reserved_error"):
+        body.append(f"<p class=\"error\" id=\"carbon-reserved-error\">Reservations not readable: "
+                    f"{escape(str(clusters['reserved_error']))}</p>")
+    else:
+        body.append(reserved_chart_svg(clusters.get("clusters") or []))
     body.append(_clusters_table(clusters.get("clusters") or []))
     if not ledger_error:
         body.append(forecast_skill_section(skill))

@@ -179,6 +179,9 @@ class Decision:
     :param power_watts: the task's estimated average power; with ``expected_duration`` it gives grams.
     :param phase: ``decided``, ``waiting``, ``running``, ``open`` (sensor) or ``failed``.
     :param actual_start: when the pod (or the gated work) started.
+    :param fleet: fleet coordination (:mod:`~airflow_carbon_provider.scheduling.fleet`): the
+        capacities planned with, the capacity that limited the choice (``limited_by``), the
+        task's demand and its reservation; None when the task did not coordinate.
     :param plan: the planner's result, present only on a fresh decision (never serialized).
     """
 
@@ -207,6 +210,7 @@ class Decision:
     fallbacks: tuple[Fallback, ...] = ()
     actual_start: datetime | None = None
     reattached_pod: str | None = None
+    fleet: Mapping[str, Any] | None = None
     plan: Plan | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -327,6 +331,10 @@ class Decision:
         return replace(self, fallbacks=(*self.fallbacks, Fallback(key, conn_id, error)),
                        reason=f"{self.reason}; {conn_id} refused the pod ({error})")
 
+    def with_fleet(self, **updates: Any) -> Decision:
+        """Return the record with its fleet coordination record updated by ``updates``."""
+        return replace(self, fleet={**(self.fleet or {}), **updates})
+
     def starting(self, at: datetime, phase: str = "running") -> Decision:
         """Return the record of the start at ``at`` on the chosen candidate."""
         return replace(self, phase=phase, actual_start=at)
@@ -389,6 +397,8 @@ class Decision:
             data["actual_start"] = _iso(self.actual_start)
         if self.reattached_pod is not None:
             data["reattached_pod"] = self.reattached_pod
+        if self.fleet is not None:
+            data["fleet"] = dict(self.fleet)
         return data
 
     @classmethod
@@ -467,6 +477,7 @@ class Decision:
             ),
             actual_start=instant("actual_start"),
             reattached_pod=data.get("reattached_pod"),
+            fleet=dict(data["fleet"]) if isinstance(data.get("fleet"), Mapping) else None,
         )
 
 

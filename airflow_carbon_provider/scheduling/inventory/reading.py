@@ -114,13 +114,16 @@ class Inventory:
 
 
 def _inventory(
-    cand: ClusterCandidate, reading: ClusterReading | None, tolerations: Sequence[Any] | None = None
+    cand: ClusterCandidate, reading: ClusterReading | None, tolerations: Sequence[Any] | None = None,
+    exclude_label: str | None = None,
 ) -> Inventory:
     declared = cand.resources
     cluster, counted = (None, 0)
     if reading is not None and reading.error is None:
+        pods = reading.pods if exclude_label is None else tuple(
+            p for p in reading.pods if exclude_label not in ((p.get("metadata") or {}).get("labels") or {}))
         try:
-            cluster, counted = free_resources(reading.nodes, reading.pods, cand.node_selector, tolerations)
+            cluster, counted = free_resources(reading.nodes, pods, cand.node_selector, tolerations)
         except ResourceError as exc:  # a quantity we cannot read: trust the declaration instead
             reading = ClusterReading(read_at=reading.read_at, error=f"unreadable quantity: {exc}")
     free, source = effective_capacity(cluster, declared)
@@ -255,7 +258,8 @@ def _slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
         return [{"resources": c.get("resources") or {}, "restartPolicy": c.get("restartPolicy")}
                 for c in containers or []]
 
-    return {"metadata": {"name": (pod.get("metadata") or {}).get("name")},
+    meta = pod.get("metadata") or {}
+    return {"metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
             "spec": {"nodeName": spec.get("nodeName"), "containers": slim(spec.get("containers")),
                      "initContainers": slim(spec.get("initContainers")), "overhead": spec.get("overhead")},
             "status": {"phase": (pod.get("status") or {}).get("phase")}}
@@ -369,6 +373,7 @@ def read_inventory(
     read_cluster: bool = True,
     tolerations: Sequence[Any] | None = None,
     cache: IntensityCache | None = None,
+    exclude_label: str | None = None,
 ) -> Inventory:
     """Return what ``candidate`` can take now; never raises for a cluster that cannot be read.
 
@@ -378,13 +383,15 @@ def read_inventory(
     :param tolerations: the task's tolerations; when given, nodes with a ``NoSchedule`` or
         ``NoExecute`` taint they do not tolerate do not count (default: taints are ignored).
     :param cache: the cache to use (default :data:`inventory_cache`, shared by the process).
+    :param exclude_label: pods carrying this label are not subtracted (their load is counted
+        elsewhere: :data:`~airflow_carbon_provider.scheduling.fleet.RESERVED_LABEL` pods by their reservation).
     """
     if not read_cluster:
-        return _inventory(candidate, None, tolerations)
+        return _inventory(candidate, None, tolerations, exclude_label)
     budget = inventory_timeout() if timeout is None else timeout
     reading = (inventory_cache if cache is None else cache).get(
         _cluster_key(candidate), lambda: _fetch_sync(candidate, budget), inventory_ttl() if ttl is None else ttl)
-    return _inventory(candidate, reading, tolerations)
+    return _inventory(candidate, reading, tolerations, exclude_label)
 
 
 async def aread_inventory(
@@ -395,14 +402,15 @@ async def aread_inventory(
     read_cluster: bool = True,
     tolerations: Sequence[Any] | None = None,
     cache: IntensityCache | None = None,
+    exclude_label: str | None = None,
 ) -> Inventory:
     """Return what ``candidate`` can take now, without blocking the event loop; as :func:`read_inventory`."""
     if not read_cluster:
-        return _inventory(candidate, None, tolerations)
+        return _inventory(candidate, None, tolerations, exclude_label)
     budget = inventory_timeout() if timeout is None else timeout
     reading = await (inventory_cache if cache is None else cache).aget(
         _cluster_key(candidate), lambda: _fetch_async(candidate, budget), inventory_ttl() if ttl is None else ttl)
-    return _inventory(candidate, reading, tolerations)
+    return _inventory(candidate, reading, tolerations, exclude_label)
 
 
 async def aread_inventories(candidates: Sequence[ClusterCandidate], **kwargs: Any) -> dict[str, Inventory]:

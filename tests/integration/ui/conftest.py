@@ -97,7 +97,24 @@ def fill_ledger(url: str) -> None:
     assert record_decision(waiting, RunKey("nightly_training", RUN_TRAINING, "evaluate", map_index=2),
                            ledger=ledger, emit_metrics=False)
     record_forecasts(ledger)
+    reserve_some(ledger)
     ledger.dispose()
+
+
+def reserve_some(ledger: Ledger) -> None:
+    """Hold fleet reservations in the next hours: 30 pods on k8s_gb, 10 on a node pool of k8s_de."""
+
+    from airflow_carbon_provider.ledger.reservations import reserve
+
+
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    for i in range(3):
+        held = reserve(f"ui-test-gb-{i}", "k8s_gb", now + timedelta(hours=2), now + timedelta(hours=6),
+                       {"pods": 10, "nvidia.com/gpu": 1}, capacity=None, ledger=ledger)
+        assert held.reserved, held.message
+    held = reserve("ui-test-de", "k8s_de[pool=a]", now + timedelta(hours=1), now + timedelta(hours=3),
+                   {"pods": 10}, capacity=None, ledger=ledger)
+    assert held.reserved, held.message
 
 
 def record_forecasts(ledger: Ledger) -> None:

@@ -135,4 +135,10 @@ def test_clusters_have_forecasts_and_a_broken_source_is_an_error_entry(carbon_ui
         assert len(cluster["forecast"]) >= 24 and all(p["value"] > 0 for p in cluster["forecast"])
     broken = clusters["k8s_broken"]
     assert broken["status"] == "error" and "no-such-trace.csv" in broken["error"]
+    # reserved load over the next 48 h, per connection (a node pool's reservations count for its connection)
+    gb, de = clusters["k8s_gb"]["reserved"], clusters["k8s_de"]["reserved"]
+    assert len(gb["points"]) == 48 and gb["peak_pods"] == 30 and de["peak_pods"] == 10
+    assert [p["pods"] for p in gb["points"][:7]] == [0, 0, 30, 30, 30, 30, 0]
+    assert gb["points"][3]["resources"] == {"pods": 30, "nvidia.com/gpu": 3}
+    assert clusters["k8s_broken"]["reserved"]["peak_pods"] == 0
     assert "forecast" not in broken

@@ -54,6 +54,14 @@ async def test_carbon_pages_in_chromium(carbon_ui: CarbonUI, artifacts: Path) ->
         assert chart is not None, "the intensity chart is missing"
         assert sorted(chart["lines"]) == ["k8s_de", "k8s_gb"] and chart["dots"] == 2
         assert chart["width"] > 300 and chart["height"] > 150
+        reserved = await browser.evaluate(
+            "Array.from(document.querySelectorAll('svg#carbon-reserved-chart polyline.reserved'))"
+            ".map(p => p.dataset.cluster)")
+        assert sorted(reserved) == ["k8s_broken", "k8s_de", "k8s_gb"], reserved
+        held = await browser.evaluate(
+            "Object.fromEntries(Array.from(document.querySelectorAll('#carbon-clusters tr[data-cluster]'))"
+            ".map(r => [r.dataset.cluster, r.querySelectorAll('td')[5].innerText]))")
+        assert held == {"k8s_broken": "0 pods", "k8s_de": "10 pods", "k8s_gb": "30 pods"}, held
         skill = await browser.evaluate(
             "Array.from(document.querySelectorAll('#carbon-forecast-skill tr[data-lead]')).map("
             "r => [r.dataset.zone, r.dataset.lead, r.querySelectorAll('td')[5].innerText])")

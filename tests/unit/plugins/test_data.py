@@ -131,3 +131,22 @@ def test_the_forecast_skill_shows_only_sources_the_user_may_read(ledger):
 def test_the_forecast_skill_of_an_unreadable_ledger_is_a_ledger_error(tmp_path):
     with pytest.raises(LedgerUnavailableError):
         data.forecast_skill(everyone, ledger_url="postgresql://carbon:pw@127.0.0.1:9/none")
+
+
+def test_reserved_load_per_connection_and_an_unreadable_ledger(ledger, tmp_path):
+    from datetime import timedelta
+
+    from airflow_carbon_provider.ledger.reservations import reserve
+
+    now = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    reserve("a", "k8s_gb", now + timedelta(hours=1), now + timedelta(hours=3), {"pods": 2}, capacity=None,
+            now=now, ledger=ledger)
+    reserve("b", "k8s_gb@ctx[pool=x]", now + timedelta(hours=2), now + timedelta(hours=4), {"pods": 5},
+            capacity=None, now=now, ledger=ledger)
+    reserve("c", "k8s_other", now, now + timedelta(hours=1), {"pods": 9}, capacity=None, now=now, ledger=ledger)
+    out = data.reserved_load(["k8s_gb", "k8s_de"], now=now, ledger_url=ledger.url)
+    gb = out["clusters"]["k8s_gb"]
+    assert [p["pods"] for p in gb["points"][:5]] == [0, 2, 7, 5, 0] and gb["peak_pods"] == 7
+    assert out["clusters"]["k8s_de"]["peak_pods"] == 0 and "k8s_other" not in out["clusters"]
+    broken = data.reserved_load(["k8s_gb"], now=now, ledger_url="postgresql://carbon:pw@127.0.0.1:1/ledger")
+    assert broken["clusters"] == {} and "unavailable" in broken["error"].lower() and "pw" not in broken["error"]
