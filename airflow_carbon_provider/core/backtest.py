@@ -57,13 +57,18 @@ __all__ = [
 UTC = timezone.utc
 
 
-def backtest_policies() -> tuple[str, ...]:
+def backtest_policies(*, capacities: bool = True) -> tuple[str, ...]:
     """Return every registered policy, the baseline and the offline bound first.
 
     Read from the registry each time, so a policy registered later appears here, in the CLI
-    and in the report without further changes.
+    and in the report without further changes. Without ``capacities`` the comparisons that
+    exist only to measure coordination (``carbon-aware-uncoordinated``: backtest-only and
+    uncoordinated) are left out: with nothing to coordinate they equal their coordinated twin.
     """
-    return ("run-now", "oracle", *(p for p in policy_names(offline=True) if p not in ("run-now", "oracle")))
+    names = ("run-now", "oracle", *(p for p in policy_names(offline=True) if p not in ("run-now", "oracle")))
+    if capacities:
+        return names
+    return tuple(p for p in names if not (get_policy(p).backtest_only and not get_policy(p).coordinated))
 
 
 class BacktestError(ValueError):
@@ -234,7 +239,7 @@ def run_backtest(
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             raise BacktestError(f"--capacity {zone}={cap}: a capacity is a whole number of jobs >= 1")
     known = backtest_policies()
-    policies = known if policies is None else policies
+    policies = backtest_policies(capacities=bool(capacities)) if policies is None else policies
     unknown = [p for p in policies if p not in known]
     if unknown:
         raise BacktestError(f"unknown policy {unknown[0]!r}; use one of: {', '.join(known)}")
