@@ -305,6 +305,9 @@ class Load:
         self.lefts, self.rights = lefts, rights
 
     def _sweep(self, keys: list[str], room: list[float], bookings: Sequence[Booking]) -> None:
+        if len(keys) == 1:
+            self._sweep_one(keys[0], room[0], bookings)
+            return
         events: list[tuple[float, tuple[float, ...]]] = []
         for bk in bookings:
             if bk.end <= bk.start:
@@ -334,6 +337,33 @@ class Load:
                 span = None
         if span is not None:  # bookings never end: cannot happen with finite ends, kept for safety
             self.spans.append((span[0], math.inf, keys[span[1]], span[2]))
+
+    def _sweep_one(self, key: str, room: float, bookings: Sequence[Booking]) -> None:
+        """The sweep for one resource (pods, most often): scalar steps, running sums in C."""
+        events: list[tuple[float, float]] = []
+        for bk in bookings:
+            x = bk.demand.get(key, 0.0)
+            if x and bk.end > bk.start:
+                events.append((bk.start, x))
+                events.append((bk.end, -x))
+        events.sort()
+        times = [t for t, _ in events]
+        loads = list(accumulate(x for _, x in events))
+        span_start = peak = 0.0
+        blocked = False
+        last = len(events) - 1
+        for i, load in enumerate(loads):
+            t = times[i]
+            if i < last and times[i + 1] == t:
+                continue  # not the last event at this instant: the step is not settled yet
+            if load > room:
+                if not blocked:
+                    blocked, span_start, peak = True, t, load
+                elif load > peak:
+                    peak = load
+            elif blocked:
+                self.spans.append((span_start, t, key, peak))
+                blocked = False
 
     def fits(self, start: float) -> bool:
         """Return whether a run from ``start`` fits."""

@@ -121,7 +121,9 @@ def test_old_busy_triples_mean_one_pod():
     assert p.to_dict()["capacity_limited"] == [["k8s_b", "pods"]]
 
 
-def test_fits_agrees_with_the_peak_load_computed_by_brute_force():
+@pytest.mark.parametrize(("cap", "demand"), [({"pods": 3.0, GPU: 4.0}, {"pods": 1.0, GPU: 2.0}),
+                                             ({"pods": 3.0}, {"pods": 1.0}), ({GPU: 3.0}, {"pods": 1.0, GPU: 2.0})])
+def test_fits_agrees_with_the_peak_load_computed_by_brute_force(cap, demand):
     """Random bookings of pods and GPUs: a start fits iff at every instant of the run the booked
     load plus the demand is within the capacity (checked at every booking edge in the run)."""
     import random
@@ -129,7 +131,7 @@ def test_fits_agrees_with_the_peak_load_computed_by_brute_force():
     from airflow_carbon_provider.core.windows import Load
 
     rng = random.Random(7)
-    cap, demand, dur = {"pods": 3.0, GPU: 4.0}, {"pods": 1.0, GPU: 2.0}, 5.0
+    dur = 5.0
     for _ in range(200):
         bookings = []
         for _ in range(rng.randint(0, 8)):
