@@ -339,7 +339,7 @@ class Load:
             self.spans.append((span[0], math.inf, keys[span[1]], span[2]))
 
     def _sweep_one(self, key: str, room: float, bookings: Sequence[Booking]) -> None:
-        """The sweep for one resource (pods, most often): scalar steps, running sums in C."""
+        """Sweep for one resource (pods, most often): scalar steps, running sums in C."""
         events: list[tuple[float, float]] = []
         for bk in bookings:
             x = bk.demand.get(key, 0.0)
