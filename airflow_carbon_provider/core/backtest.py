@@ -344,7 +344,7 @@ def run_backtest(
     def coordinated(policy: str) -> list[JobOutcome]:
         """Every job in arrival order, each seeing the others' bookings; re-plans in time order."""
         rule = get_policy(policy)
-        book = _Bookings(dur_s)
+        book = _Bookings(dur_s, list(caps))
         jobs = [(arrival, j) for arrival in arrivals for j in range(k_jobs)]
         choices: list[Option | None] = [None] * len(jobs)
         replans = [0] * len(jobs)
@@ -447,20 +447,26 @@ class OracleInstance:
 
 
 class _Bookings:
-    """The backtest's bookings by job, bucketed by start so a plan sees only those near its window."""
+    """The backtest's bookings by job, bucketed by start so a plan sees only those near its window.
 
-    def __init__(self, dur: float) -> None:
+    Only bookings in zones with a capacity are kept: elsewhere they cannot limit anything.
+    """
+
+    def __init__(self, dur: float, limited: Sequence[str]) -> None:
         self.dur = dur
+        self.limited = set(limited)
         self.by_job: dict[int, Booking] = {}
         self.buckets: dict[int, dict[int, Booking]] = {}
 
     def add(self, job: int, zone: str, start: float) -> None:
-        bk = self.by_job[job] = Booking(zone, start, start + self.dur)
-        self.buckets.setdefault(int(start // self.dur), {})[job] = bk
+        if zone in self.limited:
+            bk = self.by_job[job] = Booking(zone, start, start + self.dur)
+            self.buckets.setdefault(int(start // self.dur), {})[job] = bk
 
     def remove(self, job: int) -> None:
-        bk = self.by_job.pop(job)
-        del self.buckets[int(bk.start // self.dur)][job]
+        bk = self.by_job.pop(job, None)
+        if bk is not None:
+            del self.buckets[int(bk.start // self.dur)][job]
 
     def around(self, lo: float, hi: float) -> list[Booking]:
         """Return the bookings that can meet a run starting in ``[lo, hi]``."""
