@@ -244,10 +244,13 @@ def plan(
     choice = chosen_policy.choose(context)
     chosen = choice.chosen
     slack = TIE * max(1.0, abs(chosen.mean_intensity))
-    better = sorted((lim for lim in choice.limits if lim.option.mean_intensity < chosen.mean_intensity - slack),
-                    key=lambda lim: lim.option.mean_intensity)
     reason = choice.reason
-    if better:
+    if not choice.options and choice.limits:  # every candidate full: the reason names each already
+        better = list(choice.limits)
+    else:
+        better = sorted((lim for lim in choice.limits if lim.option.mean_intensity < chosen.mean_intensity - slack),
+                        key=lambda lim: lim.option.mean_intensity)
+    if better and choice.options:
         full = "; ".join(f"{lim.option.candidate.cluster_id} was full ({lim.clause})" for lim in better)
         reason += f"; {full}; took {chosen.candidate.cluster_id} at {chosen.start.astimezone(UTC):%H:%M}"
     return Plan(policy, now, _dt(t_latest), duration, chosen, baseline, choice.options, signal, reason,

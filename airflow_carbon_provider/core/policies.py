@@ -343,9 +343,11 @@ def _now_options(ctx: PlanContext) -> tuple[list[Option], dict[str, float], Opti
 
 
 def _all_full(name: str, ctx: PlanContext) -> Choice:
-    why = "; ".join(f"{c.cluster_id}: {ctx.loads[c.cluster_id].clause(ctx.t_now)}"
-                    for c in ctx.pool if c.cluster_id in ctx.loads)
-    return Choice(ctx.baseline, (), (
+    full = [(c, ctx.loads[c.cluster_id]) for c in ctx.pool if c.cluster_id in ctx.loads]
+    why = "; ".join(f"{c.cluster_id}: {load.clause(ctx.t_now)}" for c, load in full)
+    limits = tuple(Limit(Option(c, ctx.now, ctx.mean(ctx.zones[c.zone], ctx.t_now)), load.why(ctx.t_now)[0],
+                         load.clause(ctx.t_now)) for c, load in full)
+    return Choice(ctx.baseline, (), limits=limits, reason=(
         f"{name}: every candidate is at capacity for the whole window ({why}); starting now on the "
         f"home cluster {ctx.home.cluster_id} rather than missing the deadline"))
 

@@ -82,6 +82,7 @@ def test_full_everywhere_starts_now_at_home_and_names_the_resource():
         assert "k8s_a: pods 2 of 2" in p.reason, policy
         if policy not in ("rolling-window", "next-hour-window"):
             assert f"k8s_b: {GPU} 1 of 1" in p.reason, policy
+            assert p.capacity_limited == (("k8s_a", "pods"), ("k8s_b", GPU)), policy
 
 
 def test_every_policy_respects_capacities():
