@@ -13,7 +13,7 @@ over capacity to save carbon elsewhere, subject to every arrival's jobs being pl
 capacity-limited zone and allowed start instant, the runs in progress being at most the
 capacity. Runs are equally long and start only at allowed instants, so the number running is
 highest at a start: checking those instants checks every instant. HiGHS
-(:func:`scipy.optimize.milp`) solves it to optimality.
+(``scipy.optimize.milp``) solves it to optimality.
 """
 
 from __future__ import annotations

@@ -409,9 +409,10 @@ def run_backtest(
         rule = get_policy(policy)
         if rule.offline and caps:
             outcomes[policy] = oracle_under_capacity()
-        elif caps and rule.coordinated and not rule.offline:
+        elif caps and rule.coordinated and not rule.offline and any(
+                c.capacity for c in (candidates if rule.spatial else home_only)):
             outcomes[policy] = coordinated(policy)
-        else:  # identical jobs planned alone choose alike: plan one per arrival
+        else:  # identical jobs planned alone (or where nothing is limited) choose alike: plan one per arrival
             outcomes[policy] = [o for arrival in arrivals for o in [run(policy, arrival)] * k_jobs]
         done += len(arrivals)
         if progress is not None:
