@@ -122,6 +122,19 @@ def _plot_error(path: Path, exc: OSError) -> CliError:
     return CliError(f"cannot write --plot {path}: {exc.strerror or type(exc).__name__}")
 
 
+def _capacity(text: str) -> tuple[str, int]:
+    zone, sep, number = text.partition("=")
+    if not sep or not zone.strip() or not number.strip().isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ZONE=N with N a whole number of jobs >= 1, e.g. GB=10")
+    return zone.strip(), int(number)
+
+
+def _jobs(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of jobs >= 1")
+    return int(text)
+
+
 def _instant(text: str) -> datetime:
     from airflow_carbon_provider.core.traces import parse_utc
 
@@ -184,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "horizon); off: on the forecast as given (before 0.2.0)")
     bt.add_argument("--signal", choices=("average", "marginal"), default="average",
                     help="what the traces measure (default average); all zones share it")
+    bt.add_argument("--capacity", action="append", type=_capacity, metavar="ZONE=N", default=[],
+                    help="at most N jobs run at once in ZONE, repeatable (ZONE one of --zones; default: unlimited); "
+                         "the oracle then needs scipy: pip install 'airflow-carbon-provider[backtest]'")
+    bt.add_argument("--jobs-per-arrival", type=_jobs, default=1, metavar="K",
+                    help="K identical jobs arrive at each --arrival-every (default: 1)")
     bt.add_argument("--format", choices=("table", "json"), default="table")
     bt.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw intensity per zone and the chosen starts")
     bt.set_defaults(handler=cmd_backtest)
@@ -446,10 +464,25 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError("--zones is empty; name at least one zone, e.g. --zones DE,GB")
     home = args.home_zone or zones[0]
     known = backtest_policies()
-    policies = args.policy or list(known)
-    unknown = [p for p in policies if p not in known]
+    policies = args.policy or None
+    unknown = [p for p in policies or () if p not in known]
     if unknown:
         raise CliError(f"unknown policy {unknown[0]!r}; use one of: {', '.join(known)}")
+    capacities: dict[str, int] = {}
+    for zone, number in args.capacity:
+        if zone in capacities:
+            raise CliError(f"--capacity {zone} is given twice; give each zone once")
+        capacities[zone] = number
+    if capacities:
+        unknown_zones = [z for z in capacities if z not in zones]
+        if unknown_zones:
+            raise CliError(f"--capacity {unknown_zones[0]}: not one of --zones ({', '.join(zones)})")
+        try:
+            import scipy  # noqa: F401  (the oracle under capacities is an integer program)
+        except ImportError:
+            raise CliError(
+                "--capacity needs scipy for the oracle; install it with: pip install 'airflow-carbon-provider[backtest]'"
+            ) from None
     model = archive.model(actuals) if archive else parse_forecast_spec(args.forecast, actuals, kind=args.signal)
     result = run_backtest(
         actuals,
@@ -468,6 +501,8 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO) -> int:
         min_saving_pct=args.min_saving_pct,
         robust=args.robust == "on",
         progress=_progress(sys.stderr),
+        capacities=capacities or None,
+        jobs_per_arrival=args.jobs_per_arrival,
     )
     if args.plot is not None:
         from airflow_carbon_provider.core.backtest_plot import plot_backtest
@@ -502,7 +537,14 @@ def format_table(report: dict[str, Any]) -> str:
         f"zones {', '.join(report['zones'])} (home {report['home_zone']}); forecast {report['forecast']}; "
         f"arrivals {report['period']['first_arrival']} to {report['period']['last_arrival']}"
     )
+    caps = report.get("capacities")
+    if caps is not None:
+        head += (f"\n{report['jobs_per_arrival']} jobs per arrival; capacities "
+                 f"{', '.join(f'{z} {n}' for z, n in caps.items()) or 'none'} (jobs at once); a job that found its "
+                 "zone full ran at home (overflows)")
     columns = ["policy", "g/kWh", "reduction %", "of oracle", "mean delay h", "max delay h", "misses", "moved %"]
+    if caps is not None:
+        columns += ["overflows", "peak load (of capacity)"]
     rows = []
     for name, p in report["policies"].items():
         frac = p["fraction_of_oracle"]
@@ -516,6 +558,9 @@ def format_table(report: dict[str, Any]) -> str:
             str(p["deadline_misses"]),
             f"{p['moved_pct']:.1f}",
         ])
+        if caps is not None:
+            rows[-1] += [str(p["capacity_overflows"]), ", ".join(
+                f"{z} {n}" + (f"/{caps[z]}" if z in caps else "") for z, n in p["peak_load"].items())]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     lines = [head, "", "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(columns, widths)))]
     lines.append("  ".join("-" * w for w in widths))

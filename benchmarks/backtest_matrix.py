@@ -280,6 +280,16 @@ def render(
         "",
         ".. include:: /forecast-error-results.inc",
         "",
+        ".. _capacity-results:",
+        "",
+        "Under capacities",
+        "~~~~~~~~~~~~~~~~",
+        "",
+        "Produced by ``python benchmarks/capacity_matrix.py --out docs/capacity-results.inc`` (included "
+        "here); the flags and how an overflow is charged are explained in :doc:`/howto/backtest`, *Capacities*.",
+        "",
+        ".. include:: /capacity-results.inc",
+        "",
     ]
     return "\n".join(lines)
 

@@ -49,8 +49,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_carbon_provider.core.policies import PlanContext, get_policy, policy_names
+from airflow_carbon_provider.core.resources import Booking, Resources
 from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, check_same_kind, ensure_utc
-from airflow_carbon_provider.core.windows import Candidate, Option, PlanningError, Zone
+from airflow_carbon_provider.core.windows import (
+    TIE,
+    Candidate,
+    Option,
+    PlanningError,
+    Zone,
+    demand_of,
+    loads_for,
+)
 
 __all__ = [
     "POLICIES",
@@ -83,6 +92,9 @@ class Plan:
     horizon_limited: bool = False
     kept_incumbent: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: ``(cluster_id, resource)`` of each candidate whose better option (by forecast) capacity
+    #: ruled out, best first; the reason says how full it was and what was taken instead.
+    capacity_limited: tuple[tuple[str, str], ...] = ()
 
     @property
     def waits(self) -> bool:
@@ -121,6 +133,7 @@ class Plan:
             "horizon_limited": self.horizon_limited,
             "candidates": [o.to_dict() for o in self.best_per_candidate],
             "reason": self.reason,
+            **({"capacity_limited": [list(pair) for pair in self.capacity_limited]} if self.capacity_limited else {}),
         }
 
 
@@ -144,9 +157,10 @@ def plan(
     min_saving_abs: float = 0.0,
     threshold_pct: float = 10.0,
     incumbent: Option | None = None,
-    busy: Iterable[tuple[str, datetime, datetime]] = (),
+    busy: Iterable[Booking | tuple[str, datetime, datetime]] = (),
     beyond_horizon: str = "exclude",
     allow_mixed_signals: bool = False,
+    demand: Resources | None = None,
 ) -> Plan:
     """Choose the candidate and start time for one job.
 
@@ -165,10 +179,16 @@ def plan(
         current intensity by more than this percentage.
     :param incumbent: the option chosen by an earlier plan (when re-planning); it is kept
         unless beaten by the hysteresis margin.
-    :param busy: ``(cluster_id, start, end)`` of jobs already planned, for capacities: a
-        start where a candidate already holds ``capacity`` overlapping jobs is not an option,
-        and a candidate full for the whole window drops out. If every candidate is full, the
-        job starts now at home (a deadline is never traded for capacity).
+    :param busy: what other jobs already hold, for capacities: :class:`~airflow_carbon_provider.core.resources.Booking`
+        values (epoch seconds, a demand each) or, as before, ``(cluster_id, start, end)``
+        triples of datetimes (one pod each). A start fits a candidate when, for every resource
+        its capacity names and the job asks for, the peak booked load over the run plus
+        ``demand`` is at most the capacity; a candidate with no fitting start drops out. If
+        every candidate is full, the job starts now at home (a deadline is never traded for
+        capacity) and the reason names the resource. ``Plan.capacity_limited`` names each
+        candidate whose better option capacity ruled out.
+    :param demand: what the job asks for (resource name to amount, see
+        :mod:`~airflow_carbon_provider.core.resources`); one pod is always included. Default: one pod.
     :param beyond_horizon: ``"exclude"`` or ``"persist"``; see the module docs.
     :param allow_mixed_signals: accept average and marginal forecasts in one comparison.
     """
@@ -211,13 +231,28 @@ def plan(
     t_now = now.timestamp()
     dur = duration.total_seconds()
     t_latest = max(latest_start.timestamp(), t_now)
-    busy_list = [(c, ensure_utc(s, "busy start").timestamp(), ensure_utc(e, "busy end").timestamp())
-                 for c, s, e in busy]
+    busy_list = [bk if isinstance(bk, Booking) else
+                 Booking(bk[0], ensure_utc(bk[1], "busy start").timestamp(), ensure_utc(bk[2], "busy end").timestamp())
+                 for bk in busy]
+    asked = demand_of(demand)
+    loads = loads_for(pool, asked, busy_list, t_now, max(t_latest, t_now), dur)
 
     baseline = Option(home, now, (zones[home.zone].cum(t_now + dur) - zones[home.zone].cum(t_now)) / dur)
     horizon_limited = any(z.end < t_latest + dur for z in zones.values())
     context = PlanContext(pool, home, zones, baseline, now, t_now, t_latest, dur, beyond_horizon, busy_list,
-                          threshold_pct, min_saving_pct, min_saving_abs, incumbent)
+                          threshold_pct, min_saving_pct, min_saving_abs, incumbent, asked, loads)
     choice = chosen_policy.choose(context)
-    return Plan(policy, now, _dt(t_latest), duration, choice.chosen, baseline, choice.options, signal, choice.reason,
-                horizon_limited, choice.kept_incumbent)
+    chosen = choice.chosen
+    slack = TIE * max(1.0, abs(chosen.mean_intensity))
+    reason = choice.reason
+    if not choice.options and choice.limits:  # every candidate full: the reason names each already
+        better = list(choice.limits)
+    else:
+        better = sorted((lim for lim in choice.limits if lim.option.mean_intensity < chosen.mean_intensity - slack),
+                        key=lambda lim: lim.option.mean_intensity)
+    if better and choice.options:
+        full = "; ".join(f"{lim.option.candidate.cluster_id} was full ({lim.clause})" for lim in better)
+        reason += f"; {full}; took {chosen.candidate.cluster_id} at {chosen.start.astimezone(UTC):%H:%M}"
+    return Plan(policy, now, _dt(t_latest), duration, chosen, baseline, choice.options, signal, reason,
+                horizon_limited, choice.kept_incumbent,
+                capacity_limited=tuple((lim.option.candidate.cluster_id, lim.resource) for lim in better))

@@ -12,18 +12,20 @@ bound every other policy is measured against), never for a task.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import ClassVar, TypeVar
 
+from airflow_carbon_provider.core.resources import Booking
 from airflow_carbon_provider.core.windows import (
     TIE,
     Candidate,
+    Limit,
+    Load,
     Option,
     PlanningError,
     Zone,
     best_options,
-    fits,
 )
 
 __all__ = [
@@ -51,7 +53,9 @@ class PlanContext:
 
     ``pool`` is every candidate for a spatial policy and the home candidate alone otherwise;
     ``zones`` holds each pool zone's forecast; times ``t_*`` are epoch seconds and ``dur`` the
-    run's length in seconds; ``baseline`` is running now at home.
+    run's length in seconds; ``baseline`` is running now at home. ``busy`` holds the bookings
+    the plan was given, ``demand`` what the job asks for and ``loads``, per cluster id, the
+    booked load of each pool candidate with a capacity (see :class:`~airflow_carbon_provider.core.windows.Load`).
     """
 
     pool: Sequence[Candidate]
@@ -63,11 +67,18 @@ class PlanContext:
     t_latest: float
     dur: float
     beyond_horizon: str
-    busy: list[tuple[str, float, float]]
+    busy: Sequence[Booking]
     threshold_pct: float
     min_saving_pct: float
     min_saving_abs: float
     incumbent: Option | None
+    demand: Mapping[str, float] = field(default_factory=dict)
+    loads: Mapping[str, Load] = field(default_factory=dict)
+
+    def fits(self, cand: Candidate, start: float) -> bool:
+        """Return whether a run from ``start`` (epoch seconds) fits on ``cand`` beside its bookings."""
+        load = self.loads.get(cand.cluster_id)
+        return load is None or load.fits(start)
 
     def mean(self, zone: Zone, start: float) -> float:
         """Return the forecast mean intensity of a run from ``start`` (epoch seconds) in ``zone``."""
@@ -82,6 +93,8 @@ class Choice:
     options: tuple[Option, ...]
     reason: str
     kept_incumbent: bool = False
+    #: Better options (by forecast) that capacity ruled out; the planner reports those better than ``chosen``.
+    limits: tuple[Limit, ...] = ()
 
 
 class Policy:
@@ -97,6 +110,11 @@ class Policy:
     replans: ClassVar[bool] = False
     #: Whether it plans on the realised series: a bound for the backtest, never run by a task.
     offline: ClassVar[bool] = False
+    #: Whether the backtest shows it the bookings of jobs planned before (capacities are then
+    #: respected fleet-wide); the planner always respects whatever ``busy`` it is given.
+    coordinated: ClassVar[bool] = True
+    #: Whether it exists only as a comparison in the backtest (a task cannot use it).
+    backtest_only: ClassVar[bool] = False
 
     def choose(self, ctx: PlanContext) -> Choice:
         """Return the option this policy chooses in ``ctx``."""
@@ -127,8 +145,9 @@ def get_policy(name: str) -> Policy:
 
 
 def policy_names(*, offline: bool = False) -> tuple[str, ...]:
-    """Return the registered policy names in registration order; with ``offline``, backtest-only ones too."""
-    return tuple(name for name, p in _REGISTRY.items() if offline or not p.offline)
+    """Return the registered policy names in registration order; with ``offline``, backtest-only ones too
+    (``oracle``, ``carbon-aware-uncoordinated``)."""
+    return tuple(name for name, p in _REGISTRY.items() if offline or not (p.offline or p.backtest_only))
 
 
 # -- the policies --------------------------------------------------------------------------
@@ -139,8 +158,8 @@ class _Window(Policy):
 
     hourly: ClassVar[bool] = False
 
-    def options(self, ctx: PlanContext) -> list[Option]:
-        return best_options(ctx.pool, ctx.zones, ctx.t_now, ctx.t_latest, ctx.dur, ctx.beyond_horizon, ctx.busy,
+    def options(self, ctx: PlanContext) -> tuple[list[Option], list[Limit]]:
+        return best_options(ctx.pool, ctx.zones, ctx.t_now, ctx.t_latest, ctx.dur, ctx.beyond_horizon, ctx.loads,
                             hourly=self.hourly)
 
     def best(self, ctx: PlanContext, options: list[Option]) -> Option:
@@ -151,10 +170,11 @@ class _Window(Policy):
         return min((o for o in options if o.mean_intensity <= limit), key=lambda o: (o.start, rank[o.candidate]))
 
     def choose(self, ctx: PlanContext) -> Choice:
-        options = self.options(ctx)
+        options, limits = self.options(ctx)
         if not options:
             return _all_full(self.name, ctx)
-        return self.settle(ctx, self.best(ctx, options), options)
+        choice = self.settle(ctx, self.best(ctx, options), options)
+        return replace(choice, limits=tuple(limits)) if limits else choice
 
     def settle(self, ctx: PlanContext, best: Option, options: list[Option]) -> Choice:
         """Return the choice given the best option: here the best itself, without hysteresis."""
@@ -177,7 +197,11 @@ class CarbonAware(_Window):
             start_t = max(incumbent.start, ctx.now).timestamp()
             if start_t > ctx.t_now and not ctx.zones[incumbent.candidate.zone].known(start_t, start_t + ctx.dur):
                 incumbent = None  # its run now crosses a gap in the forecast: plan afresh
+            elif not ctx.fits(incumbent.candidate, start_t):
+                incumbent = None  # others' bookings took its room: plan afresh
         base = ctx.baseline
+        if incumbent is None and not ctx.fits(ctx.home, ctx.t_now):
+            base = best  # running now at home has no room: nothing to hold on to
         if incumbent is not None:
             start = max(incumbent.start, ctx.now)
             zone = ctx.zones.get(incumbent.candidate.zone)
@@ -196,6 +220,21 @@ class CarbonAware(_Window):
         reason = _explain(self.name, chosen, ctx.baseline, kept, incumbent is not None, gain, gain_pct,
                           ctx.min_saving_pct, ctx.min_saving_abs, ctx.now)
         return Choice(chosen, tuple(options), reason, kept and incumbent is not None)
+
+
+@register
+class CarbonAwareUncoordinated(CarbonAware):
+    """``carbon-aware``'s rule, each job planned alone: blind to the bookings of the others (backtest only).
+
+    The planner gives it whatever ``busy`` it is given, like any policy; what makes it
+    uncoordinated is that the backtest gives it none, so every job of a burst picks the same
+    greenest option and a capacity can be exceeded. It measures what coordination is worth.
+    """
+
+    name = "carbon-aware-uncoordinated"
+    summary = "carbon-aware with each job planned alone, blind to others' bookings (a backtest comparison)"
+    coordinated = False
+    backtest_only = True
 
 
 @register
@@ -225,10 +264,13 @@ class GreenestNow(Policy):
     summary = "start now on the cluster with the lowest current intensity (space-shifting only)"
 
     def choose(self, ctx: PlanContext) -> Choice:
-        options, current, greenest = _now_options(ctx)
+        found = _now_options(ctx)
+        if found is None:
+            return _all_full(self.name, ctx)
+        options, current, greenest, limits = found
         reason = (f"policy greenest-now: {greenest.candidate.cluster_id} ({greenest.candidate.zone}) has the "
                   f"lowest current intensity, {current[greenest.candidate.zone]:.0f} g/kWh")
-        return Choice(greenest, tuple(options), reason)
+        return Choice(greenest, tuple(options), reason, limits=limits)
 
 
 @register
@@ -239,15 +281,22 @@ class Threshold(Policy):
     summary = "start now; move only when home is more than threshold_pct dirtier than the greenest cluster"
 
     def choose(self, ctx: PlanContext) -> Choice:
-        options, current, greenest = _now_options(ctx)
-        home_now, green_now = current[ctx.home.zone], current[greenest.candidate.zone]
+        found = _now_options(ctx)
+        if found is None:
+            return _all_full(self.name, ctx)
+        options, current, greenest, limits = found
+        home_now, green_now = ctx.zones[ctx.home.zone].value_at(ctx.t_now), current[greenest.candidate.zone]
+        if not ctx.fits(ctx.home, ctx.t_now):
+            return Choice(greenest, tuple(options), (
+                f"policy threshold: home {ctx.home.cluster_id} has no room now; start on "
+                f"{greenest.candidate.cluster_id} ({greenest.candidate.zone}), the greenest with room"), limits=limits)
         if home_now > green_now * (1 + ctx.threshold_pct / 100.0):
             return Choice(greenest, tuple(options), (
                 f"policy threshold: home {ctx.home.zone} at {home_now:.0f} g/kWh exceeds "
-                f"{greenest.candidate.zone} at {green_now:.0f} by more than {ctx.threshold_pct:g} %"))
+                f"{greenest.candidate.zone} at {green_now:.0f} by more than {ctx.threshold_pct:g} %"), limits=limits)
         return Choice(ctx.baseline, tuple(options), (
             f"policy threshold: home {ctx.home.zone} at {home_now:.0f} g/kWh is within "
-            f"{ctx.threshold_pct:g} % of the greenest zone; stay home"))
+            f"{ctx.threshold_pct:g} % of the greenest zone; stay home"), limits=limits)
 
 
 @register
@@ -257,6 +306,7 @@ class RunNow(Policy):
     name = "run-now"
     summary = "start now on the home cluster (the baseline)"
     spatial = False
+    coordinated = False  # the baseline ignores capacity: it is what happens without us
 
     def choose(self, ctx: PlanContext) -> Choice:
         return Choice(ctx.baseline, (), "policy run-now: start now on the home cluster")
@@ -274,20 +324,31 @@ class Oracle(_Window):
 # -- shared helpers -------------------------------------------------------------------------
 
 
-def _now_options(ctx: PlanContext) -> tuple[list[Option], dict[str, float], Option]:
-    """Return each candidate with room now started now, the current values, and the greenest."""
-    room = [c for c in ctx.pool
-            if fits(ctx.t_now, ctx.dur, [(s, e) for k, s, e in ctx.busy if k == c.cluster_id], c.capacity)]
-    pool = room or [ctx.home]
-    current = {c.zone: ctx.zones[c.zone].value_at(ctx.t_now) for c in pool}
-    options = [Option(c, ctx.now, ctx.mean(ctx.zones[c.zone], ctx.t_now)) for c in pool]
-    order = sorted(range(len(pool)), key=lambda i: (current[pool[i].zone], i))
-    return options, current, options[order[0]]
+def _now_options(ctx: PlanContext) -> tuple[list[Option], dict[str, float], Option, tuple[Limit, ...]] | None:
+    """Return each candidate with room now started now, the current values, the greenest and the
+    candidates capacity ruled out; None when no candidate has room now."""
+    room = [c for c in ctx.pool if ctx.fits(c, ctx.t_now)]
+    if not room:
+        return None
+    current = {c.zone: ctx.zones[c.zone].value_at(ctx.t_now) for c in room}
+    options = [Option(c, ctx.now, ctx.mean(ctx.zones[c.zone], ctx.t_now)) for c in room]
+    order = sorted(range(len(room)), key=lambda i: (current[room[i].zone], i))
+    limits = []
+    for c in ctx.pool:
+        if c not in room:
+            load = ctx.loads[c.cluster_id]
+            limits.append(Limit(Option(c, ctx.now, ctx.mean(ctx.zones[c.zone], ctx.t_now)),
+                                load.why(ctx.t_now)[0], load.clause(ctx.t_now)))
+    return options, current, options[order[0]], tuple(limits)
 
 
 def _all_full(name: str, ctx: PlanContext) -> Choice:
-    return Choice(ctx.baseline, (), (
-        f"{name}: every candidate is at capacity for the whole window; starting now on the "
+    full = [(c, ctx.loads[c.cluster_id]) for c in ctx.pool if c.cluster_id in ctx.loads]
+    why = "; ".join(f"{c.cluster_id}: {load.clause(ctx.t_now)}" for c, load in full)
+    limits = tuple(Limit(Option(c, ctx.now, ctx.mean(ctx.zones[c.zone], ctx.t_now)), load.why(ctx.t_now)[0],
+                         load.clause(ctx.t_now)) for c, load in full)
+    return Choice(ctx.baseline, (), limits=limits, reason=(
+        f"{name}: every candidate is at capacity for the whole window ({why}); starting now on the "
         f"home cluster {ctx.home.cluster_id} rather than missing the deadline"))
 
 

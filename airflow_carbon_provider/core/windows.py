@@ -11,15 +11,23 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import accumulate, compress
 from operator import mul, sub
 from typing import Any
 
+from airflow_carbon_provider.core.resources import (
+    POD,
+    Booking,
+    ResourceError,
+    Resources,
+    format_resources,
+    parse_resources,
+)
 from airflow_carbon_provider.core.signals import IntensitySeries
 
-__all__ = ["TIE", "Candidate", "Option", "PlanningError", "Zone", "best_options", "fits"]
+__all__ = ["TIE", "Candidate", "Limit", "Load", "Option", "PlanningError", "Zone", "best_options", "demand_of"]
 
 UTC = timezone.utc
 #: Options within this relative distance of each other are equal (then the earlier start wins).
@@ -36,13 +44,19 @@ class Candidate:
 
     :param cluster_id: the Kubernetes connection id (or any name the caller uses).
     :param zone: the grid zone whose forecast applies.
-    :param capacity: at most this many planned jobs may overlap on this candidate (``None``:
-        unlimited); see ``busy`` in :func:`~airflow_carbon_provider.core.planner.plan`.
+    :param capacity: what the planned jobs on this candidate may hold at once: ``None``
+        (unlimited), an integer (that many pods) or a mapping of resources such as
+        ``{"pods": 50, "nvidia.com/gpu": 8}``; read once by
+        :func:`~airflow_carbon_provider.core.resources.parse_resources`, so the attribute is
+        always ``None`` or a ``dict`` of floats. See ``busy`` in
+        :func:`~airflow_carbon_provider.core.planner.plan`.
     """
 
     cluster_id: str
     zone: str
-    capacity: int | None = None
+    capacity: Any = field(default=None, compare=False)
+    #: The capacity as sorted ``(resource, amount)`` pairs: what equality and hashing compare.
+    limits: tuple[tuple[str, float], ...] | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         if not self.cluster_id or not isinstance(self.cluster_id, str):
@@ -51,10 +65,12 @@ class Candidate:
             raise PlanningError(
                 f"candidate {self.cluster_id}: zone must be a grid zone key such as 'DE', got {self.zone!r}"
             )
-        if self.capacity is not None and (not isinstance(self.capacity, int) or self.capacity < 1):
-            raise PlanningError(
-                f"candidate {self.cluster_id}: capacity must be a positive integer or None, got {self.capacity!r}"
-            )
+        try:
+            capacity = parse_resources(self.capacity, where=f"candidate {self.cluster_id}: capacity")
+        except ResourceError as exc:
+            raise PlanningError(str(exc)) from None
+        object.__setattr__(self, "capacity", capacity)
+        object.__setattr__(self, "limits", None if capacity is None else tuple(sorted(capacity.items())))
 
 
 @dataclass(frozen=True)
@@ -233,6 +249,218 @@ class Zone:
         return scores[starts.index(start)], start
 
 
+def demand_of(demand: Resources | None) -> dict[str, float]:
+    """Read what one job asks for: one pod plus whatever ``demand`` names (every task is one pod)."""
+    try:
+        parsed = parse_resources(demand, where="demand")
+    except ResourceError as exc:
+        raise PlanningError(str(exc)) from None
+    return {**POD, **(parsed or {})}
+
+
+def _hhmm(epoch: float) -> str:
+    return _dt(epoch).strftime("%H:%M") if math.isfinite(epoch) else "..."
+
+
+class Load:
+    """The load booked on one candidate as a step function, and the starts where one more job does not fit.
+
+    A run from ``s`` fits when, for every resource both the capacity and the job's demand
+    name, the *peak* booked load over ``[s, s + dur)`` plus the demand is at most the capacity
+    (resources the capacity leaves out are unlimited; those the job does not ask for are not
+    checked). The peak over a run is within a bound exactly when every step of the load inside
+    the run is, so one sweep over the bookings' starts and ends (O(B log B)) finds the
+    *blocked* spans, the steps where the demand does not fit; a run fits unless it meets one.
+    The starts it forbids are ``(a - dur, b)`` for a blocked ``[a, b)``: a sorted list of
+    disjoint open intervals, so :meth:`fits` is one bisection and :meth:`free` walks the
+    window once. Counting every booking that overlaps the run instead would call a candidate
+    full when two bookings meet the run but not each other.
+    """
+
+    __slots__ = ("capacity", "cluster_id", "dur", "lefts", "rights", "spans")
+
+    def __init__(self, cluster_id: str, capacity: Mapping[str, float], demand: Mapping[str, float],
+                 bookings: Sequence[Booking], dur: float) -> None:
+        self.cluster_id = cluster_id
+        self.capacity = capacity
+        self.dur = dur
+        keys = [r for r in capacity if demand.get(r, 0.0) > 0.0]
+        # The booked load at which the demand still fits, per resource (with the planner's tie slack).
+        room = [capacity[r] - demand[r] + TIE * max(1.0, capacity[r]) for r in keys]
+        #: Blocked spans ``[a, b)`` with the resource that blocks and its peak booked load there.
+        self.spans: list[tuple[float, float, str, float]] = []
+        over = [r for r, free in zip(keys, room) if free < 0]
+        if over:  # the job alone asks for more than the candidate has
+            self.spans.append((-math.inf, math.inf, over[0], 0.0))
+        elif keys:
+            self._sweep(keys, room, bookings)
+        lefts: list[float] = []
+        rights: list[float] = []
+        for a, b, _, _ in self.spans:
+            if lefts and a - dur < rights[-1]:
+                rights[-1] = max(rights[-1], b)
+            else:
+                lefts.append(a - dur)
+                rights.append(b)
+        self.lefts, self.rights = lefts, rights
+
+    def _sweep(self, keys: list[str], room: list[float], bookings: Sequence[Booking]) -> None:
+        if len(keys) == 1:
+            self._sweep_one(keys[0], room[0], bookings)
+            return
+        events: list[tuple[float, tuple[float, ...]]] = []
+        for bk in bookings:
+            if bk.end <= bk.start:
+                continue
+            amounts = tuple(bk.demand.get(r, 0.0) for r in keys)
+            if any(amounts):
+                events.append((bk.start, amounts))
+                events.append((bk.end, tuple(-x for x in amounts)))
+        events.sort(key=lambda ev: ev[0])
+        load = [0.0] * len(keys)
+        span: list[Any] | None = None  # [start, resource index, peak]
+        i, n = 0, len(events)
+        while i < n:
+            t = events[i][0]
+            while i < n and events[i][0] == t:
+                for k, x in enumerate(events[i][1]):
+                    load[k] += x
+                i += 1
+            blocking = next((k for k in range(len(keys)) if load[k] > room[k]), None)
+            if blocking is not None:
+                if span is None:
+                    span = [t, blocking, load[blocking]]
+                else:
+                    span[2] = max(span[2], load[span[1]])
+            elif span is not None:
+                self.spans.append((span[0], t, keys[span[1]], span[2]))
+                span = None
+        if span is not None:  # bookings never end: cannot happen with finite ends, kept for safety
+            self.spans.append((span[0], math.inf, keys[span[1]], span[2]))
+
+    def _sweep_one(self, key: str, room: float, bookings: Sequence[Booking]) -> None:
+        """Sweep for one resource (pods, most often): scalar steps, running sums in C."""
+        events: list[tuple[float, float]] = []
+        for bk in bookings:
+            x = bk.demand.get(key, 0.0)
+            if x and bk.end > bk.start:
+                events.append((bk.start, x))
+                events.append((bk.end, -x))
+        events.sort()
+        times = [t for t, _ in events]
+        loads = list(accumulate(x for _, x in events))
+        span_start = peak = 0.0
+        blocked = False
+        last = len(events) - 1
+        for i, load in enumerate(loads):
+            t = times[i]
+            if i < last and times[i + 1] == t:
+                continue  # not the last event at this instant: the step is not settled yet
+            if load > room:
+                if not blocked:
+                    blocked, span_start, peak = True, t, load
+                elif load > peak:
+                    peak = load
+            elif blocked:
+                self.spans.append((span_start, t, key, peak))
+                blocked = False
+
+    def fits(self, start: float) -> bool:
+        """Return whether a run from ``start`` fits."""
+        j = bisect_left(self.lefts, start) - 1
+        return j < 0 or start >= self.rights[j]
+
+    def free(self, lo: float, hi: float) -> list[tuple[float, float]]:
+        """Return the closed intervals of starts in ``[lo, hi]`` that fit, in time order."""
+        lefts, rights = self.lefts, self.rights
+        out = []
+        cur = lo
+        j = bisect_left(lefts, lo) - 1
+        if j >= 0 and rights[j] > lo:
+            cur = rights[j]
+        j += 1
+        while cur <= hi:
+            if j < len(lefts) and lefts[j] < hi:
+                out.append((cur, lefts[j]))
+                cur = rights[j]
+                j += 1
+            else:
+                out.append((cur, hi))
+                break
+        return out
+
+    def why(self, start: float) -> tuple[str, float, float, float, float]:
+        """Return ``(resource, peak booked, capacity, since, until)`` of the span that blocks a run from ``start``."""
+        end = start + self.dur
+        for a, b, resource, peak in self.spans:
+            if a < end and start < b:
+                return resource, peak, self.capacity[resource], a, b
+        raise ValueError(f"a run from {start} fits on {self.cluster_id}")  # pragma: no cover
+
+    def clause(self, start: float) -> str:
+        """Say in a few words why a run from ``start`` does not fit: ``pods 50 of 50 reserved 23:00-01:00``."""
+        resource, peak, cap, since, until = self.why(start)
+        if not math.isfinite(since):
+            return f"the job alone asks for more {resource} than its capacity {cap:g}"
+        return f"{format_resources({resource: peak})} of {format_resources({resource: cap}).split(' ', 1)[1]} " \
+               f"reserved {_hhmm(since)}-{_hhmm(until)}"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """An option a candidate would have offered but for its capacity, and what blocked it."""
+
+    option: Option
+    resource: str
+    clause: str
+
+
+def loads_for(pool: Sequence[Candidate], demand: Mapping[str, float], busy: Sequence[Booking], t_lo: float,
+              t_hi: float, dur: float) -> dict[str, Load]:
+    """Return the :class:`Load` of every candidate in ``pool`` with a capacity, from the bookings that
+    can meet a run starting in ``[t_lo, t_hi]``."""
+    limited = {c.cluster_id: c.capacity for c in pool if c.capacity is not None}
+    if not limited:
+        return {}
+    mine: dict[str, list[Booking]] = {k: [] for k in limited}
+    end = t_hi + dur
+    for bk in busy:
+        if bk.cluster_id in mine and bk.start < end and bk.end > t_lo:
+            mine[bk.cluster_id].append(bk)
+    return {k: Load(k, cap, demand, mine[k], dur) for k, cap in limited.items()}
+
+
+def _scored(z: Zone, starts: Sequence[float], dur: float) -> tuple[float, float] | None:
+    """Return ``(integral, start)`` of the lowest of ``starts``, earliest on ties; None for none."""
+    if not starts:
+        return None
+    scored = [(z.cum(s + dur) - z.cum(s), s) for s in starts]
+    best = min(sc for sc, _ in scored)
+    limit = best + TIE * max(1.0, abs(best))
+    return next((sc, s) for sc, s in sorted(scored, key=lambda x: x[1]) if sc <= limit)
+
+
+def _best_known(z: Zone, lo: float, hi: float, dur: float) -> tuple[float, float] | None:
+    """Like :meth:`Zone.best` on a series with gaps, where ``lo`` is not now: every start must be known."""
+    b = z.b
+    starts = {lo, hi}
+    starts.update(t for t in b[bisect_right(b, lo):bisect_left(b, hi)])
+    starts.update(t - dur for t in b[bisect_right(b, lo + dur):bisect_left(b, hi + dur)])
+    return _scored(z, sorted(s for s in starts if z.known(s, s + dur)), dur)
+
+
+def _best_fitting(z: Zone, load: Load, t_now: float, hi: float, dur: float) -> tuple[float, float] | None:
+    """Return the lowest-emission start in ``[t_now, hi]`` that fits ``load``, earliest on ties."""
+    found: tuple[float, float] | None = None
+    for lo, top in load.free(t_now, hi):
+        here: tuple[float, float] | None = z.best(lo, top, dur)
+        if here is not None and z.u is not None and here[1] != t_now and not z.known(here[1], here[1] + dur):
+            here = _best_known(z, lo, top, dur)
+        if here is not None and (found is None or here[0] < found[0] - TIE * max(1.0, abs(found[0]))):
+            found = here
+    return found
+
+
 def best_options(
     pool: Sequence[Candidate],
     zones: Mapping[str, Zone],
@@ -240,76 +468,50 @@ def best_options(
     t_latest: float,
     dur: float,
     beyond_horizon: str,
-    busy: list[tuple[str, float, float]],
+    loads: Mapping[str, Load],
     *,
     hourly: bool = False,
-) -> list[Option]:
-    """Return the best option per candidate (starting now is always allowed).
+) -> tuple[list[Option], list[Limit]]:
+    """Return the best option per candidate with room, and the better ones capacity ruled out.
 
+    Starting now is always allowed when it fits; a candidate with no fitting start in the
+    window is not an option. The unconstrained best is computed first; only when it does not
+    fit is the window searched between the blocked spans.
+
+    :param loads: per cluster id, the booked load of each candidate that has a capacity.
     :param hourly: consider only starts on the hour (and now, when no full hour is left).
     """
     per_zone: dict[str, tuple[float, float]] = {}
-    options = []
+    options: list[Option] = []
+    limits: list[Limit] = []
     for cand in pool:
         z = zones[cand.zone]
         hi = t_latest if beyond_horizon == "persist" else min(t_latest, z.end - dur)
         hi = max(hi, t_now)
-        mine = [(s, e) for c, s, e in busy if c == cand.cluster_id] if cand.capacity else []
+        load = loads.get(cand.cluster_id)
+        found: tuple[float, float] | None
         if hourly:
             first = math.ceil(t_now / 3600.0) * 3600.0
             starts = [first + 3600.0 * k for k in range(int((hi - first) // 3600.0) + 1)] if first <= hi else []
-            starts = [s for s in starts if fits(s, dur, mine, cand.capacity) and (s == t_now or z.known(s, s + dur))]
-            if not starts:  # no full hour left (or all full): start now, if there is room
-                if not fits(t_now, dur, mine, cand.capacity):
-                    continue
-                starts = [t_now]
-            scored = [(z.cum(s + dur) - z.cum(s), s) for s in starts]
-            best_score = min(sc for sc, _ in scored)
-            limit = best_score + TIE * max(1.0, abs(best_score))
-            score, start = min((s, sc) for sc, s in scored if sc <= limit)[::-1]
-        elif mine:
-            found = best_with_capacity(z, t_now, hi, dur, mine, cand.capacity)
-            if found is None:  # full for the whole window: not an option
-                continue
-            score, start = found
+            starts = [s for s in starts if s == t_now or z.known(s, s + dur)] or [t_now]
+            free = _scored(z, starts, dur)
+            if load is not None:
+                room = [s for s in starts if load.fits(s)]
+                if not room and load.fits(t_now):  # no full hour with room left: start now
+                    room = [t_now]
+                found = _scored(z, room, dur)
+            else:
+                found = free
         else:
             if cand.zone not in per_zone:
                 per_zone[cand.zone] = z.best(t_now, hi, dur)
-            score, start = per_zone[cand.zone]
-        options.append(Option(cand, _dt(start), score / dur))
-    return options
-
-
-def fits(start: float, dur: float, busy: list[tuple[float, float]], capacity: int | None) -> bool:
-    if not capacity:
-        return True
-    overlapping = sum(1 for s, e in busy if s < start + dur and start < e)
-    return overlapping < capacity
-
-
-def best_with_capacity(
-    z: Zone, lo: float, hi: float, dur: float, busy: list[tuple[float, float]], capacity: int | None
-) -> tuple[float, float] | None:
-    """Like :meth:`Zone.best` but skipping starts where the candidate is full; None if always full."""
-    # Feasibility changes only where a start or end of the run meets a busy job's start or end,
-    # so those instants join the usual candidate starts.
-    extra = {lo, hi}
-    for s, e in busy:
-        for t in (s, e, s - dur, e - dur):
-            if lo <= t <= hi:
-                extra.add(t)
-    b = z.b
-    for t in b:
-        if lo <= t <= hi:
-            extra.add(t)
-        if lo <= t - dur <= hi:
-            extra.add(t - dur)
-    feasible = sorted(t for t in extra if fits(t, dur, busy, capacity) and (t == lo or z.known(t, t + dur)))
-    if not feasible:
-        return None
-    scored = [(z.cum(t + dur) - z.cum(t), t) for t in feasible]
-    best = min(sc for sc, _ in scored)
-    limit = best + TIE * max(1.0, abs(best))
-    return next((sc, t) for sc, t in scored if sc <= limit)
-
-
+            free = found = per_zone[cand.zone]
+            if load is not None and not load.fits(free[1]):
+                found = _best_fitting(z, load, t_now, hi, dur)
+        assert free is not None
+        if found is not None:
+            options.append(Option(cand, _dt(found[1]), found[0] / dur))
+        if load is not None and (found is None or free[0] < found[0] - TIE * max(1.0, abs(found[0]))):
+            limits.append(Limit(Option(cand, _dt(free[1]), free[0] / dur), load.why(free[1])[0],
+                                load.clause(free[1])))
+    return options, limits

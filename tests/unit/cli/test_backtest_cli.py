@@ -16,7 +16,7 @@ from airflow_carbon_provider.cli import main
 from airflow_carbon_provider.core.backtest import backtest_policies
 
 POLICY_KEYS = {"mean_intensity", "reduction_pct", "fraction_of_oracle", "mean_delay_h", "max_delay_h",
-               "deadline_misses", "moved_pct"}
+               "deadline_misses", "moved_pct", "peak_load"}
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -30,8 +30,9 @@ def test_default_run_is_the_readme_main_job():
     proc = run_cli("backtest")
     assert proc.returncode == 0, proc.stderr
     assert "zones DE, GB, US-CAL-CISO, CA-ON (home DE)" in proc.stdout
-    for policy in backtest_policies():
+    for policy in backtest_policies(capacities=False):
         assert f"\n{policy} " in proc.stdout
+    assert "carbon-aware-uncoordinated" not in proc.stdout  # nothing to coordinate without capacities
 
 
 _NUMBER = {"type": "number"}
@@ -45,6 +46,8 @@ BACKTEST_SCHEMA = {
         "forecast": {"type": "string"},
         "job_duration_h": _NUMBER,
         "max_delay_h": _NUMBER,
+        "capacities": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+        "jobs_per_arrival": {"type": "integer", "minimum": 1},
         "policies": {
             "type": "object",
             "minProperties": 1,
@@ -57,6 +60,8 @@ BACKTEST_SCHEMA = {
                     "fraction_of_oracle": {"type": ["number", "null"]},
                     "mean_delay_h": _NUMBER, "max_delay_h": _NUMBER,
                     "deadline_misses": {"type": "integer", "minimum": 0}, "moved_pct": _NUMBER,
+                    "peak_load": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                    "capacity_overflows": {"type": "integer", "minimum": 0},
                 },
             },
         },
@@ -74,11 +79,13 @@ def test_json_matches_the_contract():
     assert data["zones"] == ["DE", "GB"] and data["home_zone"] == "DE" and data["forecast"] == "noisy:10:1"
     assert data["job_duration_h"] == 4.0 and data["max_delay_h"] == 24.0
     assert isinstance(data["jobs"], int) and data["jobs"] > 100
-    assert list(data["policies"]) == list(backtest_policies())
+    assert list(data["policies"]) == list(backtest_policies(capacities=False))
     for name, figures in data["policies"].items():
         assert set(figures) == POLICY_KEYS, name
         assert isinstance(figures["deadline_misses"], int)
-        assert all(isinstance(figures[k], float) for k in POLICY_KEYS - {"deadline_misses"})
+        assert all(isinstance(figures[k], float) for k in POLICY_KEYS - {"deadline_misses", "peak_load"})
+    assert data["policies"]["run-now"]["peak_load"] == {"DE": 1}
+    assert "capacities" not in data
     assert data["policies"]["run-now"]["reduction_pct"] == 0.0
     assert data["policies"]["oracle"]["fraction_of_oracle"] == 1.0
 
@@ -193,3 +200,54 @@ def test_backtest_does_not_import_airflow():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_capacities_and_jobs_per_arrival_in_json_and_table():
+    args = ["backtest", "--zones", "DE,GB,CA-ON", "--home-zone", "DE", "--job-duration", "4h", "--max-delay", "12h",
+            "--arrival-every", "2h", "--end", "2023-03-08T00:00:00Z", "--forecast", "perfect",
+            "--capacity", "CA-ON=2", "--capacity", "GB=3", "--jobs-per-arrival", "4"]
+    proc = run_cli(*args, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    jsonschema.validate(data, BACKTEST_SCHEMA)
+    assert data["capacities"] == {"CA-ON": 2, "GB": 3} and data["jobs_per_arrival"] == 4
+    assert data["jobs"] % 4 == 0
+    policies = data["policies"]
+    assert list(policies) == list(backtest_policies())
+    for name, figures in policies.items():
+        assert figures["deadline_misses"] == 0, name
+        assert isinstance(figures["capacity_overflows"], int), name
+    for name in ("oracle", "carbon-aware", "greenest-now", "threshold"):
+        assert policies[name]["peak_load"].get("CA-ON", 0) <= 2 and policies[name]["peak_load"].get("GB", 0) <= 3
+        assert policies[name]["capacity_overflows"] == 0, name
+    assert policies["carbon-aware-uncoordinated"]["peak_load"]["CA-ON"] > 2
+    assert policies["carbon-aware-uncoordinated"]["capacity_overflows"] > 0
+    table = run_cli(*args)
+    assert table.returncode == 0, table.stderr
+    assert "4 jobs per arrival; capacities CA-ON 2, GB 3 (jobs at once)" in table.stdout
+    assert "overflows" in table.stdout and "CA-ON 2/2" in table.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--capacity", "FR=3"], "--capacity FR: not one of --zones (DE, GB)"),
+    (["--capacity", "GB"], "argument --capacity: 'GB' is not ZONE=N"),
+    (["--capacity", "GB=0"], "argument --capacity: 'GB=0' is not ZONE=N with N a whole number of jobs >= 1"),
+    (["--capacity", "GB=2", "--capacity", "GB=3"], "--capacity GB is given twice"),
+    (["--jobs-per-arrival", "0"], "argument --jobs-per-arrival: '0' is not a whole number of jobs >= 1"),
+])
+def test_capacity_flag_errors_are_one_clear_line(args, message):
+    proc = run_cli("backtest", "--zones", "DE,GB", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) <= 3, proc.stderr
+
+
+def test_capacity_without_scipy_names_the_extra(tmp_path):
+    """scipy hidden: the oracle under --capacity cannot run, and the error says how to install it."""
+    (tmp_path / "scipy").mkdir()
+    (tmp_path / "scipy" / "__init__.py").write_text("raise ImportError('hidden for the test')\n")
+    exe = Path(sys.executable).with_name("airflow-carbon")
+    proc = subprocess.run([str(exe), "backtest", "--zones", "DE,GB", "--capacity", "GB=2"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("airflow-carbon: error: --capacity needs scipy for the oracle; install it with: "
+                                   "pip install 'airflow-carbon-provider[backtest]'")

@@ -43,7 +43,8 @@ def test_the_registry_holds_the_planners_policies_in_their_order():
     assert POLICIES == policy_names() == (
         "carbon-aware", "rolling-window", "next-hour-window", "greenest-now", "threshold", "run-now")
     assert backtest_policies() == (
-        "run-now", "oracle", "carbon-aware", "rolling-window", "next-hour-window", "greenest-now", "threshold")
+        "run-now", "oracle", "carbon-aware", "carbon-aware-uncoordinated", "rolling-window", "next-hour-window",
+        "greenest-now", "threshold")
     assert [get_policy(n).spatial for n in ("carbon-aware", "rolling-window", "greenest-now", "run-now")] == [
         True, False, True, False]
     assert get_policy("carbon-aware").replans and get_policy("oracle").offline
