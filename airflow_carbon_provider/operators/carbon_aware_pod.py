@@ -55,6 +55,7 @@ from airflow_carbon_provider.scheduling import (
     ClusterCandidate,
     Decision,
     ScheduleConfigError,
+    fleet,
     parse_candidates,
     pull_decision,
     utcnow,
@@ -126,6 +127,11 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         search for an earlier try's pod and the realised-intensity fetch after the run may
         each take (default ``[carbon] planning_timeout``, else 5). When carbon data has not
         come in time the task plans without it, or falls open.
+    :param coordinate: plan with the fleet (default true): what each candidate cluster can take
+        (its nodes' allocatable minus running pods' requests, capped by a declared
+        ``capacity``) and the other carbon-aware tasks' reservations; the task reserves its
+        window, re-plans move the reservation, and it is released when the pod finishes. See
+        :mod:`~airflow_carbon_provider.scheduling.fleet`.
     """
 
     template_fields: Sequence[str] = (
@@ -151,6 +157,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         beyond_horizon: str = "exclude",
         allow_mixed_signals: bool = False,
         planning_timeout: Any = None,
+        coordinate: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -173,7 +180,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             expected_duration, max_delay, deadline, policy=policy, min_saving_pct=min_saving_pct,
             min_saving_abs=min_saving_abs, carbon_conn_id=carbon_conn_id, fail_open=fail_open,
             replan_interval=replan_interval, beyond_horizon=beyond_horizon, allow_mixed_signals=allow_mixed_signals,
-            planning_timeout=planning_timeout,
+            planning_timeout=planning_timeout, coordinate=coordinate,
         )
         overrides = [name for name in PLACEMENT_OVERRIDES if kwargs.get(name) is not None]
         if overrides and len(self.carbon_schedule.candidates) > 1:
@@ -246,7 +253,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         if adopted is not None:
             return self._start_pod(context, adopted)
         try:
-            decision = schedule.plan(now, arrival)
+            decision = schedule.plan(now, arrival, holder=self._holder(context), demand=self._demand())
         except CarbonPlanningFailed as exc:  # fail_open is off and the data failed
             raise CarbonDataError(f"{self.task_id}: no carbon plan and fail_open is off: {exc}",
                                   provider="planner") from exc
@@ -263,6 +270,43 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
                 timeout=schedule.defer_timeout(decision, now),
             )
         return self._start_pod(context, decision)
+
+    def _holder(self, context: Context) -> Any:
+        """Return this task instance's reservation holder (the same across tries), None without one."""
+        return fleet.holder_of(context)
+
+    def _demand(self) -> dict[str, float]:
+        """Return what the pod asks for (one pod plus its requests), for fleet capacities."""
+        from airflow_carbon_provider.scheduling.inventory import task_demand
+
+        try:
+            return task_demand(self.container_resources)
+        except ValueError as exc:
+            self.log.warning("Cannot read container_resources for fleet capacities (%s); counting one pod", exc)
+            return {"pods": 1.0}
+
+    def _hold_at_start(self, context: Context, record: Decision, cand: ClusterCandidate) -> None:
+        """Re-anchor the reservation to the actual start on the cluster the pod is created on.
+
+        The pod then carries :data:`~airflow_carbon_provider.scheduling.fleet.RESERVED_LABEL`, so
+        the inventory does not count it a second time while the reservation does.
+        """
+        schedule = self.carbon_schedule
+        holder = self._holder(context)
+        if not schedule.coordinate or holder is None or record.fleet is None \
+                or record.fleet.get("reservation") is None:
+            return
+        now = utcnow()
+        held = fleet.hold(holder, cand.key, now, schedule.expected_duration,
+                          record.fleet.get("demand"), None, now=now, budget=schedule.planning_timeout)
+        if held.reserved:
+            self.labels = {**(self.labels or {}), fleet.RESERVED_LABEL: "true"}
+
+    def _release(self, context: Context, record: Decision) -> None:
+        """Release the reservation once the pod has finished (never fails the task)."""
+        holder = self._holder(context)
+        if holder is not None and record.fleet is not None and record.fleet.get("reservation") is not None:
+            fleet.release(holder, budget=self.carbon_schedule.planning_timeout)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
                          decision: dict[str, Any] | None = None) -> Any:
@@ -545,6 +589,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
                 record = record.moved_to(cand.key, self._expected_now(cand))
             record = record.starting(utcnow())
             ti.xcom_push(key=XCOM_KEY, value=record.to_xcom())
+            self._hold_at_start(context, record, cand)
             try:
                 result = super().execute(context)
             except TaskDeferred:  # KPO's own deferrable mode: the outcome is recorded on re-entry
@@ -566,6 +611,7 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
         record = record.with_phase("failed")
         ti.xcom_push(key=XCOM_KEY, value=record.to_xcom())
         self._record_decision(context, record, emit_metrics=False)
+        self._release(context, record)
         assert last_error is not None
         raise last_error
 
@@ -580,7 +626,9 @@ class CarbonAwareKubernetesPodOperator(CarbonScheduledMixin, KubernetesPodOperat
             self.log.warning("Carbon ledger: decision not recorded (%s)", short_error(exc))
 
     def _record_outcome(self, context: Context, record: Decision, state: str) -> None:
-        """Record the outcome; the realised-intensity fetch gets ``planning_timeout``, then forecasts stand in."""
+        """Record the outcome (and release the reservation); the realised-intensity fetch gets
+        ``planning_timeout``, then forecasts stand in."""
+        self._release(context, record)
         budget = self.carbon_schedule.planning_timeout
         try:
             from airflow_carbon_provider.ledger import record_outcome, run_key_from_context

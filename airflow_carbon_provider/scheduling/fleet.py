@@ -42,8 +42,10 @@ __all__ = [
     "RESERVED_LABEL",
     "FleetView",
     "aread_fleet",
-    "holder_for",
     "hold",
+    "holder_for",
+    "holder_from",
+    "holder_of",
     "read_fleet",
     "release",
 ]
@@ -95,6 +97,23 @@ def holder_for(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> A
     from airflow_carbon_provider.ledger.store import RunKey
 
     return RunKey(dag_id, run_id, task_id, map_index if map_index is not None else -1, 0)
+
+
+def holder_of(context: Mapping[str, Any]) -> Any:
+    """Return the holder of the task instance in an Airflow ``context``, or None if it names none."""
+    ti = context.get("ti")
+    ids = [getattr(ti, name, None) for name in ("dag_id", "run_id", "task_id")]
+    if not all(isinstance(i, str) and i for i in ids):
+        return None
+    map_index = getattr(ti, "map_index", -1)
+    return holder_for(ids[0], ids[1], ids[2], map_index if isinstance(map_index, int) else -1)
+
+
+def holder_from(data: Mapping[str, Any]) -> Any:
+    """Rebuild a holder from its JSON form (``RunKey.as_dict()``, as the trigger's kwargs carry it)."""
+    from airflow_carbon_provider.ledger.store import RunKey
+
+    return RunKey(**{k: data[k] for k in ("dag_id", "run_id", "task_id", "map_index", "try_number") if k in data})
 
 
 def _window(now: datetime, latest: datetime, duration: timedelta) -> tuple[datetime, datetime]:

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from airflow_carbon_provider.core.planner import Candidate, Option, Plan, PlanningError, plan
+from airflow_carbon_provider.core.resources import POD, Booking, Resources
 from airflow_carbon_provider.core.signals import IntensitySeries, SignalError
 from airflow_carbon_provider.exceptions import CarbonDataError
 from airflow_carbon_provider.scheduling.candidates import DEFAULT_CARBON_CONN_ID, ClusterCandidate
 from airflow_carbon_provider.scheduling.decision import START_TOLERANCE, CandidateRow, Decision
+from airflow_carbon_provider.scheduling.fleet import FleetView
 
 __all__ = ["CarbonPlanningFailed", "PlanningOptions", "decide"]
 
@@ -40,10 +42,13 @@ class PlanningOptions:
         """Return the (carbon connection, zone) whose forecast applies to ``cand``."""
         return cand.carbon_conn_id or self.carbon_conn_id, cand.zone or ""
 
-    def planner_candidate(self, cand: ClusterCandidate) -> Candidate:
-        """Return ``cand`` as the planner sees it: its key, and its source as the "zone"."""
+    def planner_candidate(self, cand: ClusterCandidate, capacity: Resources | None = None) -> Candidate:
+        """Return ``cand`` as the planner sees it: its key, its source as the "zone", and its capacity.
+
+        :param capacity: what it can take (the fleet's view); default its declared capacity.
+        """
         conn_id, zone = self.source_of(cand)
-        return Candidate(cand.key, f"{conn_id}|{zone}", cand.pod_capacity)
+        return Candidate(cand.key, f"{conn_id}|{zone}", cand.resources if capacity is None else capacity)
 
 
 def decide(
@@ -61,10 +66,15 @@ def decide(
     home: ClusterCandidate | None = None,
     incumbent: Option | None = None,
     fail_open: bool | None = None,
+    fleet: FleetView | None = None,
+    demand: Resources | None = None,
 ) -> Decision:
     """Plan from fetched forecasts (pure apart from logging); shared by the worker and the trigger.
 
     :param fail_open: override ``options.fail_open`` (a waiting trigger always keeps its plan).
+    :param fleet: what the clusters can take and the other tasks hold
+        (:mod:`~airflow_carbon_provider.scheduling.fleet`); None plans alone, on declared capacities.
+    :param demand: what the task asks for while it runs (default one pod).
     """
     home = home or candidates[0]
     source_of = options.source_of
@@ -84,14 +94,16 @@ def decide(
     if home.key in per_candidate_errors:
         return fallback(f"carbon data for the home zone {home.zone} is unavailable "
                         f"({per_candidate_errors[home.key]})")
-    cands = [options.planner_candidate(c) for c in usable]
+    caps = fleet.capacities if fleet is not None else {}
+    cands = [options.planner_candidate(c, caps.get(c.key)) for c in usable]
     forecasts = {pc.zone: series[source_of(c)] for pc, c in zip(cands, usable)}
+    booked: list[Booking | tuple[str, datetime, datetime]] = [*busy, *(fleet.busy if fleet is not None else ())]
     try:
         result = plan(
             cands, forecasts, now=now, duration=duration, latest_start=latest,
             policy=options.policy, min_saving_pct=options.min_saving_pct, min_saving_abs=options.min_saving_abs,
-            incumbent=incumbent, busy=busy, beyond_horizon=options.beyond_horizon,
-            allow_mixed_signals=options.allow_mixed_signals,
+            incumbent=incumbent, busy=booked, beyond_horizon=options.beyond_horizon,
+            allow_mixed_signals=options.allow_mixed_signals, demand=demand,
         )
     except (PlanningError, SignalError) as exc:
         return fallback(f"the planner could not plan ({exc})")
@@ -101,10 +113,17 @@ def decide(
     reason = _readable(result, chosen, home, by_key)
     if per_candidate_errors:
         reason += f" (left out for lack of data: {', '.join(sorted(per_candidate_errors))})"
+    if fleet is not None:
+        for note in fleet.notes:
+            reason += f"; {note}"
     return Decision(
         options.policy, _rows(candidates, result, per_candidate_errors), home.key, chosen.key, planned_start,
         finish_by, latest, arrival, now, result.chosen.mean_intensity, result.baseline.mean_intensity, reason,
         errors=per_candidate_errors, signal=result.signal.value, horizon_limited=result.horizon_limited,
+        fleet=None if fleet is None else {
+            **fleet.to_xcom(), "demand": dict(demand or POD),
+            "limited_by": [list(pair) for pair in result.capacity_limited],
+        },
         plan=result,
     )
 
@@ -146,7 +165,10 @@ def _readable(result: Plan, chosen: ClusterCandidate, home: ClusterCandidate,
         f"{saving:.1f} % lower"
     )
     if "; kept " in result.reason:  # hysteresis held the plan: say why
-        text += "; " + result.reason.split("; kept ", 1)[1].join(("kept ", ""))
+        text += "; " + result.reason.split("; kept ", 1)[1].split("; ")[0].join(("kept ", ""))
+    full = [part for part in result.reason.split("; ") if " was full (" in part or part.startswith("every candidate")]
+    if result.capacity_limited or full:  # capacity ruled out a better option: say which and where
+        text += "; " + "; ".join(full or [f"{k} had no room ({r})" for k, r in result.capacity_limited])
     return text
 
 

@@ -16,8 +16,10 @@ from typing import Any
 from airflow_carbon_provider.core.durations import format_duration, parse_duration
 from airflow_carbon_provider.core.planner import POLICIES, Candidate
 from airflow_carbon_provider.core.policies import policy_names
+from airflow_carbon_provider.core.resources import Resources
 from airflow_carbon_provider.core.signals import IntensitySeries
 from airflow_carbon_provider.exceptions import CarbonDataError
+from airflow_carbon_provider.scheduling import fleet
 from airflow_carbon_provider.scheduling.candidates import (
     CARBON_CONN_EXTRA,
     DEFAULT_CARBON_CONN_ID,
@@ -114,6 +116,10 @@ class CarbonSchedule:
     :param planning_timeout: seconds one planning step (every carbon source at once) may take
         before the task plans without the sources that have not answered, or falls open
         (default ``[carbon] planning_timeout``, else 5).
+    :param coordinate: plan with the fleet (:mod:`~airflow_carbon_provider.scheduling.fleet`):
+        what each cluster can take (read from the cluster, capped by a declared ``capacity``)
+        and the other carbon-aware tasks' reservations, and reserve the chosen window in the
+        ledger's database; ``False`` plans alone, as before 0.2.0 (declared capacities only).
     """
 
     def __init__(
@@ -132,6 +138,7 @@ class CarbonSchedule:
         beyond_horizon: str = "exclude",
         allow_mixed_signals: bool = False,
         planning_timeout: Any = None,
+        coordinate: bool = True,
     ) -> None:
         self.candidates = parse_candidates(cluster_conn_ids, allow_mixed_signals=allow_mixed_signals)
         self.expected_duration = _duration(expected_duration, "expected_duration", allow_zero=False)
@@ -172,6 +179,9 @@ class CarbonSchedule:
         self.beyond_horizon = beyond_horizon
         self.allow_mixed_signals = bool(allow_mixed_signals)
         self.planning_timeout = _planning_timeout(planning_timeout)
+        if not isinstance(coordinate, bool):
+            raise ScheduleConfigError(f"coordinate must be True or False, got {coordinate!r}")
+        self.coordinate = coordinate
         #: The planning parameters a waiting trigger needs too (no timing, no candidates).
         self.options = self._options()
 
@@ -263,22 +273,71 @@ class CarbonSchedule:
         *,
         deadline: Any = None,
         busy: Sequence[tuple[str, datetime, datetime]] = (),
+        holder: Any = None,
+        demand: Resources | None = None,
+        read_cluster: bool = True,
     ) -> Decision:
         """Choose cluster and start; on carbon-data failure fall open (or raise if ``fail_open`` is off).
 
-        Fetching takes at most ``planning_timeout`` seconds, whatever the carbon APIs do.
+        Fetching takes at most ``planning_timeout`` seconds, whatever the carbon APIs do. With
+        ``coordinate`` on and a ``holder`` (the task instance, :func:`~airflow_carbon_provider.scheduling.fleet.holder_for`),
+        the plan sees the fleet and reserves its window (see :mod:`~airflow_carbon_provider.scheduling.fleet`).
+
+        :param demand: what the task asks for while it runs (default one pod).
+        :param read_cluster: read each candidate's room from its cluster (off for tasks that are
+            not pods on those clusters, such as the sensor's).
         """
         latest, finish_by = self.latest_start(arrival, deadline)
         candidates = self.resolve()
         home = candidates[0]
         series, errors = self.fetch_forecasts(candidates, now, until_for(latest, now, self.expected_duration))
-        decision = self.decide(candidates, series, errors, now=now, arrival=arrival, latest=latest,
-                               finish_by=finish_by, busy=busy, home=home)
+        if self.coordinate and holder is not None:
+            decision = self._plan_with_fleet(candidates, series, errors, holder=holder, demand=demand,
+                                             read_cluster=read_cluster, now=now, arrival=arrival, latest=latest,
+                                             finish_by=finish_by, busy=busy, home=home)
+        else:
+            decision = self.decide(candidates, series, errors, now=now, arrival=arrival, latest=latest,
+                                   finish_by=finish_by, busy=busy, home=home, demand=demand)
         unreachable = self.unreachable_deadline(now, finish_by)
         if unreachable:
             log.warning("%s", unreachable)
             decision = replace(decision, reason=f"{decision.reason}; {unreachable}")
         return decision
+
+    def _plan_with_fleet(self, candidates: Sequence[ClusterCandidate],
+                         series: Mapping[tuple[str, str], IntensitySeries], errors: Mapping[tuple[str, str], str],
+                         *, holder: Any, demand: Resources | None, read_cluster: bool, now: datetime,
+                         latest: datetime, **kwargs: Any) -> Decision:
+        """Plan with the fleet's view and reserve the window; plan again if another task took it first."""
+        budget = self.planning_timeout
+        decision: Decision | None = None
+        lost: list[str] = []
+        for _ in range(fleet.MAX_ATTEMPTS):
+            view = fleet.read_fleet(candidates, holder=holder, now=now, latest=latest,
+                                    duration=self.expected_duration, budget=budget, read_cluster=read_cluster)
+            decision = self.decide(candidates, series, errors, now=now, latest=latest, fleet=view, demand=demand,
+                                   **kwargs)
+            if decision.fail_open or not view.coordinated:
+                return decision
+            held = fleet.hold(holder, decision.chosen_key, decision.planned_start, self.expected_duration, demand,
+                              view.capacities.get(decision.chosen_key), now=now, budget=budget)
+            decision = decision.with_fleet(reservation=held.status, reservation_note=held.message,
+                                           holder=holder.as_dict() if hasattr(holder, "as_dict") else holder)
+            if held.status != "refused":
+                if held.status == "unavailable":
+                    decision = replace(decision, reason=f"{decision.reason}; reservation not recorded "
+                                                        f"({held.message}); planning without coordination")
+                return decision
+            lost.append(held.message)
+        assert decision is not None
+        # Others kept taking the windows this task chose: run now at home rather than risk the deadline.
+        home = kwargs["home"]
+        why = (f"the windows it chose were taken by other tasks {fleet.MAX_ATTEMPTS} times ({lost[-1]}); "
+               f"running now on the home cluster {home.conn_id} rather than risking the deadline")
+        fallback = decision.moved_to(home.key, decision.baseline_intensity, why)
+        fallback = replace(fallback, planned_start=now).with_fleet(reservation="refused", reservation_note=lost[-1])
+        fleet.hold(holder, home.key, now, self.expected_duration, demand, None, now=now, budget=budget)
+        return fallback
 
     def unreachable_deadline(self, now: datetime, finish_by: datetime | None) -> str | None:
         """Say so when the deadline comes before a run started ``now`` could finish; else None."""

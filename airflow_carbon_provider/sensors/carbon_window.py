@@ -21,6 +21,7 @@ from airflow_carbon_provider.scheduling import (
     CarbonSchedule,
     Decision,
     ScheduleConfigError,
+    fleet,
     pull_decision,
     utcnow,
 )
@@ -51,6 +52,10 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
     :param planning_timeout: seconds one planning step may wait for carbon data (default
         ``[carbon] planning_timeout``, else 5); then the sensor plans without the late sources,
         or opens.
+    :param coordinate: reserve the gated work's window (one pod on the chosen zone) in the
+        ledger's database, so that other carbon-aware tasks see it (see
+        :mod:`~airflow_carbon_provider.scheduling.fleet`); the zones are not clusters, so no
+        cluster is read. The reservation expires an hour after the window ends.
     :param deferrable: wait in the triggerer (default) rather than poking from a worker.
     """
 
@@ -73,6 +78,7 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
         beyond_horizon: str = "exclude",
         allow_mixed_signals: bool = False,
         planning_timeout: Any = None,
+        coordinate: bool = True,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -89,7 +95,7 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
             expected_duration, max_delay, deadline, policy=policy, min_saving_pct=min_saving_pct,
             min_saving_abs=min_saving_abs, carbon_conn_id=carbon_conn_id, fail_open=fail_open,
             replan_interval=replan_interval, beyond_horizon=beyond_horizon, allow_mixed_signals=allow_mixed_signals,
-            planning_timeout=planning_timeout,
+            planning_timeout=planning_timeout, coordinate=coordinate,
         )
         self.deferrable = deferrable
 
@@ -110,7 +116,8 @@ class CarbonWindowSensor(CarbonScheduledMixin, BaseSensorOperator):
 
     def _decide(self, context: Context, schedule: CarbonSchedule) -> Decision:
         now = utcnow()
-        decision = schedule.plan(now, self._arrival(context, now))
+        decision = schedule.plan(now, self._arrival(context, now), holder=fleet.holder_of(context),
+                                 read_cluster=False)
         self.log.info("%s", decision.reason)
         return decision
 

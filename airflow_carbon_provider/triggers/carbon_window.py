@@ -29,6 +29,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_carbon_provider.core.planner import Option
 from airflow_carbon_provider.scheduling import ClusterCandidate, PlanningOptions, decide
 from airflow_carbon_provider.scheduling.fetching import DEFAULT_PLANNING_TIMEOUT, afetch_sources
+from airflow_carbon_provider.scheduling.fleet import FleetView, aread_fleet, hold, holder_from
 
 if TYPE_CHECKING:
     from airflow_carbon_provider.scheduling import CarbonSchedule, Decision
@@ -108,6 +109,10 @@ class CarbonWindowTrigger(BaseTrigger):
     :param replans: how many re-plans earlier incarnations made (carried for reporting).
     :param planning_timeout_seconds: how long one re-plan may wait for carbon data (all
         sources at once); absent from triggers serialized before 0.2.0, which get the default.
+    :param holder: the task instance whose reservation re-plans move (``dag_id``, ``run_id``,
+        ``task_id``, ``map_index``, ``try_number``), or None when the task does not coordinate
+        (:mod:`~airflow_carbon_provider.scheduling.fleet`).
+    :param demand: what the task asks for while it runs (resource name to amount).
     """
 
     # Injectable for tests; never serialized.
@@ -132,6 +137,8 @@ class CarbonWindowTrigger(BaseTrigger):
         allow_mixed_signals: bool = False,
         replans: int = 0,
         planning_timeout_seconds: float = DEFAULT_PLANNING_TIMEOUT,
+        holder: dict[str, Any] | None = None,
+        demand: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if not candidates:
@@ -158,6 +165,8 @@ class CarbonWindowTrigger(BaseTrigger):
         self.allow_mixed_signals = bool(allow_mixed_signals)
         self.replans = int(replans)
         self.planning_timeout_seconds = float(planning_timeout_seconds)
+        self.holder = dict(holder) if holder else None
+        self.demand = {str(k): float(v) for k, v in demand.items()} if demand else None
         self.api_errors = 0
         self._static_key: tuple[Any, ...] | None = None
         self._cands: list[ClusterCandidate] | None = None
@@ -180,6 +189,8 @@ class CarbonWindowTrigger(BaseTrigger):
             beyond_horizon=schedule.beyond_horizon,
             allow_mixed_signals=schedule.allow_mixed_signals,
             planning_timeout_seconds=schedule.planning_timeout,
+            holder=(decision.fleet or {}).get("holder") if decision.fleet and schedule.coordinate else None,
+            demand=(decision.fleet or {}).get("demand") if decision.fleet else None,
         )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -202,6 +213,8 @@ class CarbonWindowTrigger(BaseTrigger):
                 "allow_mixed_signals": self.allow_mixed_signals,
                 "replans": self.replans,
                 "planning_timeout_seconds": self.planning_timeout_seconds,
+                "holder": self.holder,
+                "demand": self.demand,
             },
         )
 
@@ -256,7 +269,26 @@ class CarbonWindowTrigger(BaseTrigger):
             )
         return (*self._static_key, self.planned_cluster, self.planned_start, self.planned_intensity)
 
-    async def _plan(self, now: datetime, cands: list[ClusterCandidate], current: ClusterCandidate) -> _Replan:
+    def _decide(self, options: PlanningOptions, now: datetime, cands: list[ClusterCandidate],
+                current: ClusterCandidate, series: Any, errors: Any, view: FleetView | None) -> Decision:
+        incumbent = Option(options.planner_candidate(current, view.capacities.get(current.key) if view else None),
+                           self.planned_start, self.planned_intensity)
+        return decide(
+            options, timedelta(seconds=self.duration_seconds), cands, series, errors, now=now, arrival=now,
+            latest=self.latest_start, finish_by=None, incumbent=incumbent, fail_open=True, fleet=view,
+            demand=self.demand,
+        )
+
+    async def _fleet(self, now: datetime, cands: list[ClusterCandidate]) -> FleetView | None:
+        """Read the fleet for a re-plan (None when this task does not coordinate)."""
+        if self.holder is None:
+            return None
+        return await aread_fleet(cands, holder=holder_from(self.holder), now=now, latest=self.latest_start,
+                                 duration=timedelta(seconds=self.duration_seconds),
+                                 budget=self.planning_timeout_seconds)
+
+    async def _plan(self, now: datetime, cands: list[ClusterCandidate], current: ClusterCandidate,
+                    view: FleetView | None = None) -> _Replan:
         """Fetch the carbon data and plan again from ``now`` (the plan in force is the incumbent)."""
         options = self._options()
         until = self.latest_start + timedelta(seconds=self.duration_seconds)
@@ -265,12 +297,7 @@ class CarbonWindowTrigger(BaseTrigger):
         )
         if options.source_of(current) in errors:
             return errors, None  # cannot re-score the plan in force: keep it
-        incumbent = Option(options.planner_candidate(current), self.planned_start, self.planned_intensity)
-        decision = decide(
-            options, timedelta(seconds=self.duration_seconds), cands, series, errors, now=now, arrival=now,
-            latest=self.latest_start, finish_by=None, incumbent=incumbent, fail_open=True,
-        )
-        return errors, decision
+        return errors, self._decide(options, now, cands, current, series, errors, view)
 
     async def _replan(self, now: datetime) -> str | None:
         """Re-plan once; return a log line if the plan changed, None otherwise. Never raises.
@@ -286,12 +313,14 @@ class CarbonWindowTrigger(BaseTrigger):
         if current is None:
             self.log.warning("Planned cluster %s is not among the candidates; keeping the plan", self.planned_cluster)
             return None
-        if SHARE_PLANS:
+        view = await self._fleet(now, cands)
+        if SHARE_PLANS and (view is None or not view.limited):  # with room limited, each plan is its own
             key = (self._last_refresh(now), *self._share_key())
             errors, decision = await shared_plan(key, lambda: self._plan(now, cands, current),
                                                  keep=self.replan_interval_seconds)
         else:
-            errors, decision = await self._plan(now, cands, current)
+            errors, decision = await (self._plan(now, cands, current) if view is None
+                                      else self._plan(now, cands, current, view))
         self.replans += 1
         self.api_errors += len(errors)
         if errors:
@@ -302,6 +331,14 @@ class CarbonWindowTrigger(BaseTrigger):
         # would fire early).
         chosen, start = decision.chosen.key, decision.plan.chosen.start
         changed = (chosen, start) != (self.planned_cluster, self.planned_start)
+        if changed and view is not None and view.coordinated:  # move the reservation first, or keep the plan
+            held = await asyncio.to_thread(
+                hold, holder_from(self.holder or {}), chosen, start, timedelta(seconds=self.duration_seconds),
+                self.demand, view.capacities.get(chosen), now=now, budget=self.planning_timeout_seconds)
+            if held.status == "refused":
+                self.log.info("Re-plan would move to %s at %s, but %s; keeping the plan", chosen,
+                              start.isoformat(), held.message)
+                return None
         previous = (self.planned_cluster, self.planned_start)
         self.planned_cluster, self.planned_start = chosen, start
         self.planned_intensity = float(decision.expected_intensity or 0.0)
