@@ -166,10 +166,17 @@ def _readable(result: Plan, chosen: ClusterCandidate, home: ClusterCandidate,
     )
     if "; kept " in result.reason:  # hysteresis held the plan: say why
         text += "; " + result.reason.split("; kept ", 1)[1].split("; ")[0].join(("kept ", ""))
-    full = [part for part in result.reason.split("; ") if " was full (" in part or part.startswith("every candidate")]
-    if result.capacity_limited or full:  # capacity ruled out a better option: say which and where
-        text += "; " + "; ".join(full or [f"{k} had no room ({r})" for k, r in result.capacity_limited])
+    if ALL_FULL in result.reason:  # no room anywhere: running now at home, over capacity, deadline first
+        text += "; " + ALL_FULL + result.reason.split(ALL_FULL, 1)[1]
+    elif result.capacity_limited:  # capacity ruled out a better option: say which and what was taken
+        first = f"{result.capacity_limited[0][0]} was full ("
+        text += "; " + (result.reason[result.reason.index(first):] if first in result.reason else
+                        ", ".join(f"{k} had no room ({r})" for k, r in result.capacity_limited))
     return text
+
+
+#: How the planner says that no candidate has room in the whole window.
+ALL_FULL = "every candidate is at capacity"
 
 
 def _human(delta: timedelta) -> str:

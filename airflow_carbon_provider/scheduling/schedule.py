@@ -319,8 +319,9 @@ class CarbonSchedule:
                                    **kwargs)
             if decision.fail_open or not view.coordinated:
                 return decision
+            full = decision.plan is not None and not decision.plan.best_per_candidate
             held = fleet.hold(holder, decision.chosen_key, decision.planned_start, self.expected_duration, demand,
-                              view.capacities.get(decision.chosen_key), now=now, budget=budget)
+                              None if full else view.capacities.get(decision.chosen_key), now=now, budget=budget)
             decision = decision.with_fleet(reservation=held.status, reservation_note=held.message,
                                            holder=holder.as_dict() if hasattr(holder, "as_dict") else holder)
             if held.status != "refused":
