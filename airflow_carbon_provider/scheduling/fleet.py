@@ -105,8 +105,9 @@ def holder_of(context: Mapping[str, Any]) -> Any:
     ids = [getattr(ti, name, None) for name in ("dag_id", "run_id", "task_id")]
     if not all(isinstance(i, str) and i for i in ids):
         return None
+    dag_id, run_id, task_id = (str(i) for i in ids)
     map_index = getattr(ti, "map_index", -1)
-    return holder_for(ids[0], ids[1], ids[2], map_index if isinstance(map_index, int) else -1)
+    return holder_for(dag_id, run_id, task_id, map_index if isinstance(map_index, int) else -1)
 
 
 def holder_from(data: Mapping[str, Any]) -> Any:
