@@ -330,3 +330,44 @@ async def test_the_shared_plans_registry_holds_about_one_refresh_period(plan, co
     loop = asyncio.get_running_loop()
     mine = [k for k in carbon_window._shared if k[0] is loop]
     assert len(counted_plans) == 100 and len(mine) <= 3 * 5
+
+
+@pytest.fixture
+def coordinated(tmp_path, monkeypatch):
+    """A plan made with the fleet: capacity 1 per cluster, reservations in a SQLite ledger."""
+    from airflow_carbon_provider.scheduling import fleet
+
+    monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_SPOOL", str(tmp_path / "spool.jsonl"))
+    schedule = CarbonSchedule({k: {"zone": z, "capacity": 1} for k, z in CLUSTERS.items()},
+                              expected_duration="3h", max_delay="12h", min_saving_pct=5.0)
+    holder = fleet.holder_for("d", "r", "t", 0)
+    return schedule, schedule.plan(T0, T0, holder=holder, read_cluster=False), holder
+
+
+async def test_a_coordinated_replan_moves_the_reservation_with_the_plan(coordinated):
+    from airflow_carbon_provider.ledger.reservations import active
+
+    schedule, decision, holder = coordinated
+    assert decision.fleet["reservation"] == "reserved"
+    trigger = _trigger(decision, schedule, FakeTime(T0), planned_cluster="k8s_de",
+                       planned_start=decision.latest_start, planned_intensity=999.0)
+    assert trigger.holder["task_id"] == "t" and trigger.demand == {"pods": 1.0}
+    assert "token" not in json.dumps(trigger.serialize()[1], default=str)
+    change = await trigger._replan(T0 + timedelta(minutes=1))
+    assert change and trigger.planned_cluster == decision.chosen.key
+    (mine,) = active(list(CLUSTERS), T0, T0 + timedelta(days=1), now=T0)
+    assert (mine.cluster_id, mine.start) == (decision.chosen.key, trigger.planned_start.timestamp())
+
+
+async def test_a_coordinated_replan_whose_window_was_taken_keeps_the_plan(coordinated, monkeypatch):
+    schedule, decision, holder = coordinated
+    trigger = _trigger(decision, schedule, FakeTime(T0), planned_cluster="k8s_de",
+                       planned_start=decision.latest_start, planned_intensity=999.0)
+
+    class Taken:
+        status, message, reserved = "refused", "k8s_gb: pods 1 of 1 reserved", False
+
+    monkeypatch.setattr("airflow_carbon_provider.triggers.carbon_window.hold", lambda *a, **kw: Taken())
+    assert await trigger._replan(T0 + timedelta(minutes=1)) is None
+    assert (trigger.planned_cluster, trigger.planned_start) == ("k8s_de", decision.latest_start)
