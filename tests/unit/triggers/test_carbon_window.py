@@ -334,7 +334,7 @@ async def test_the_shared_plans_registry_holds_about_one_refresh_period(plan, co
 
 @pytest.fixture
 def coordinated(tmp_path, monkeypatch):
-    """A plan made with the fleet: capacity 1 per cluster, reservations in a SQLite ledger."""
+    """Return a plan made with the fleet: capacity 1 per cluster, reservations in a SQLite ledger."""
     from airflow_carbon_provider.scheduling import fleet
 
     monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
