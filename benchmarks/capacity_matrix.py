@@ -87,6 +87,10 @@ def render(results: list[tuple[dict[str, int], str, dict[str, Any]]]) -> str:
         "     - carbon-aware overflows / peak",
         "     - CPU s / wall s",
     ]
+    missed = [(forecast, name) for _, forecast, r in results for name, p in r["policies"].items()
+              if p["deadline_misses"]]
+    if missed:  # the text below says there were none
+        raise SystemExit(f"deadline misses in {missed}")
     for caps, forecast, r in results:
         pol = r["policies"]
         unc, ours = pol["carbon-aware-uncoordinated"], pol["carbon-aware"]
