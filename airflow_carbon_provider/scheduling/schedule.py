@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow_carbon_provider.core.durations import format_duration, parse_duration
 from airflow_carbon_provider.core.planner import POLICIES, Candidate
-from airflow_carbon_provider.core.policies import policy_names
+from airflow_carbon_provider.core.policies import get_policy, policy_names
 from airflow_carbon_provider.core.resources import Resources
 from airflow_carbon_provider.core.signals import IntensitySeries
 from airflow_carbon_provider.exceptions import CarbonDataError
@@ -155,8 +155,10 @@ class CarbonSchedule:
             _instant(deadline, "deadline")
         if policy not in POLICIES:
             if policy in backtest_only():
-                raise ScheduleConfigError(f"policy {policy!r} plans on what really happened and exists only in the "
-                                          f"backtest; use one of: {', '.join(POLICIES)}")
+                what = ("plans on what really happened" if get_policy(policy).offline
+                        else "is a comparison for the backtest (a task plans alone with coordinate=False instead)")
+                raise ScheduleConfigError(f"policy {policy!r} {what} and exists only in the backtest; use one of: "
+                                          f"{', '.join(POLICIES)}")
             raise ScheduleConfigError(f"policy {policy!r} is unknown; use one of: {', '.join(POLICIES)}")
         self.policy = policy
         for name, value in (("min_saving_pct", min_saving_pct), ("min_saving_abs", min_saving_abs)):

@@ -64,6 +64,9 @@ def test_a_task_cannot_use_the_offline_oracle():
     with pytest.raises(ScheduleConfigError, match="policy 'oracle' plans on what really happened and exists only in "
                                                   "the backtest"):
         CarbonSchedule(["k8s_de"], expected_duration="1h", max_delay="2h", policy="oracle")
+    with pytest.raises(ScheduleConfigError, match="policy 'carbon-aware-uncoordinated' is a comparison for the "
+                                                  "backtest \\(a task plans alone with coordinate=False instead\\)"):
+        CarbonSchedule(["k8s_de"], expected_duration="1h", max_delay="2h", policy="carbon-aware-uncoordinated")
 
 
 def test_a_new_policy_is_one_class_the_planner_backtest_and_cli_all_read(toy_policy):
