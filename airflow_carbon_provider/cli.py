@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from airflow_carbon_provider import __version__
+from airflow_carbon_provider.testing.local_clusters import add_emulator_parser
 
 PROG = "airflow-carbon"
 
@@ -224,27 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where the demo records its run (default: its own SQLite file, "
                            "$AIRFLOW_HOME/carbon_demo_ledger.db, never the ledger real tasks use)")
     demo.set_defaults(handler=cmd_demo)
-    emu = sub.add_parser(
-        "emulator",
-        help="emulated Kubernetes clusters on loopback, with their Airflow connections, to try your own DAG",
-        description=(
-            "Start one Kubernetes API emulator per --clusters item and print the Airflow connections that reach "
-            "them (each with its carbon_zone extra), plus carbontrace_default replaying the bundled real trace. "
-            "Source the output (or --write a file) before `airflow dags test` of your own DAG; the emulators run "
-            "until Ctrl-C. They are emulators, not clusters: pods run for a few seconds and succeed."
-        ),
-    )
-    emu.add_argument("--clusters", default="k8s_de=DE,k8s_gb=GB,k8s_us=US-CAL-CISO", metavar="ID=ZONE,...",
-                     help="connection ids and the grid zones they draw from, home first "
-                          "(default k8s_de=DE,k8s_gb=GB,k8s_us=US-CAL-CISO)")
-    emu.add_argument("--format", choices=("env", "json"), default="env",
-                     help="env (default): shell export lines of AIRFLOW_CONN_*; json: a file for "
-                          "`airflow connections import`")
-    emu.add_argument("--write", type=Path, metavar="FILE", help="write the connections to FILE instead of stdout")
-    emu.add_argument("--port", type=int, default=0,
-                     help="the first emulator's port, the others follow (default 0: free ports, new at every start)")
-    emu.add_argument("--no-carbontrace", action="store_true", help="leave out the carbontrace_default connection")
-    emu.set_defaults(handler=cmd_emulator)
+    add_emulator_parser(sub)
     _add_report_parser(sub)
     return parser
 
@@ -410,17 +391,6 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return run_demo(args.format, out, lead=args.lead, ledger_url=args.ledger_url)
 
 
-def cmd_emulator(args: argparse.Namespace, out: TextIO) -> int:
-    """Run ``airflow-carbon emulator``."""
-    from airflow_carbon_provider.testing.local_clusters import EmulatorSpecError, serve
-
-    try:
-        return serve(args.clusters, out=out, err=sys.stderr, fmt=args.format, write=args.write, port=args.port,
-                     carbontrace=not args.no_carbontrace)
-    except EmulatorSpecError as exc:
-        raise CliError(str(exc)) from None
-
-
 def _progress(stream: TextIO) -> Callable[[int, int], None] | None:
     """Return a progress callback drawing a bar on ``stream`` when it is a terminal, else None."""
     if not stream.isatty():
@@ -578,9 +548,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     from airflow_carbon_provider.core.signals import SignalError
     from airflow_carbon_provider.core.traces import TraceError
     from airflow_carbon_provider.ledger.errors import LedgerError
+    from airflow_carbon_provider.testing.local_clusters import EmulatorSpecError
 
     expected = (
         CliError, BacktestError, DurationError, ForecastError, PlanningError, SignalError, TraceError, LedgerError,
+        EmulatorSpecError,
     )
     parser = build_parser()
     args = parser.parse_args(_negative_values_attached(list(sys.argv[1:] if argv is None else argv)))

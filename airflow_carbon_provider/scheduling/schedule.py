@@ -13,13 +13,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import airflow_carbon_provider.scheduling.fleet as fleet
 from airflow_carbon_provider.core.durations import format_duration, parse_duration
 from airflow_carbon_provider.core.planner import POLICIES, Candidate
 from airflow_carbon_provider.core.policies import get_policy, policy_names
 from airflow_carbon_provider.core.resources import Resources
 from airflow_carbon_provider.core.signals import IntensitySeries
 from airflow_carbon_provider.exceptions import CarbonDataError
-from airflow_carbon_provider.scheduling import fleet
 from airflow_carbon_provider.scheduling.candidates import (
     CARBON_CONN_EXTRA,
     DEFAULT_CARBON_CONN_ID,

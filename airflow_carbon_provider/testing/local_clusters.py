@@ -10,10 +10,12 @@ seconds and succeed; see :doc:`/howto/kubernetes-emulator` for what they verify.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
 import signal
+import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any, TextIO
 
 from airflow_carbon_provider.scheduling.candidates import ScheduleConfigError, check_zone
 
-__all__ = ["EmulatorSpecError", "connections", "parse_clusters", "serve"]
+__all__ = ["EmulatorSpecError", "add_emulator_parser", "connections", "parse_clusters", "serve"]
 
 #: What ``--clusters`` defaults to: the demo's three clusters, home first.
 DEFAULT_CLUSTERS = "k8s_de=DE,k8s_gb=GB,k8s_us=US-CAL-CISO"
@@ -131,3 +133,32 @@ def serve(spec: str, *, out: TextIO, err: TextIO, fmt: str = "env", write: Path 
             signal.signal(sig, handler)
         for emulator in started.values():
             emulator.stop()
+
+
+def add_emulator_parser(sub: Any) -> None:
+    """Add the ``airflow-carbon emulator`` command to the CLI's subparsers."""
+    emu = sub.add_parser(
+        "emulator",
+        help="emulated Kubernetes clusters on loopback, with their Airflow connections, to try your own DAG",
+        description=(
+            "Start one Kubernetes API emulator per --clusters item and print the Airflow connections that reach "
+            "them (each with its carbon_zone extra), plus carbontrace_default replaying the bundled real trace. "
+            "Source the output (or --write a file) before `airflow dags test` of your own DAG; the emulators run "
+            "until Ctrl-C. They are emulators, not clusters: pods run for a few seconds and succeed."
+        ),
+    )
+    emu.add_argument("--clusters", default=DEFAULT_CLUSTERS, metavar="ID=ZONE,...",
+                     help=f"connection ids and the grid zones they draw from, home first (default {DEFAULT_CLUSTERS})")
+    emu.add_argument("--format", choices=FORMATS, default="env",
+                     help="env (default): shell export lines of AIRFLOW_CONN_*; json: a file for "
+                          "`airflow connections import`")
+    emu.add_argument("--write", type=Path, metavar="FILE", help="write the connections to FILE instead of stdout")
+    emu.add_argument("--port", type=int, default=0,
+                     help="the first emulator's port, the others follow (default 0: free ports, new at every start)")
+    emu.add_argument("--no-carbontrace", action="store_true", help="leave out the carbontrace_default connection")
+    emu.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    return serve(args.clusters, out=out, err=sys.stderr, fmt=args.format, write=args.write, port=args.port,
+                 carbontrace=not args.no_carbontrace)
