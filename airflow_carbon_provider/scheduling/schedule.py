@@ -246,11 +246,16 @@ class CarbonSchedule:
         return resolved
 
     def fetch_forecasts(
-        self, candidates: Sequence[ClusterCandidate], now: datetime, until: datetime
+        self, candidates: Sequence[ClusterCandidate], now: datetime, until: datetime,
+        notes: dict[tuple[str, str], str] | None = None,
     ) -> tuple[dict[tuple[str, str], IntensitySeries], dict[tuple[str, str], str]]:
-        """Fetch one forecast per (carbon connection, zone), all at once, within ``planning_timeout``."""
+        """Fetch one forecast per (carbon connection, zone), all at once, within ``planning_timeout``.
+
+        Each is conditioned on its zone's measured history, as the backtest's ``carbon-aware``
+        plans (:mod:`~airflow_carbon_provider.scheduling.fetching`); ``notes`` receives how.
+        """
         return fetch_sources((self.source_of(c) for c in candidates), now, until,
-                             budget=self.planning_timeout, clock=lambda: now)
+                             budget=self.planning_timeout, clock=lambda: now, notes=notes)
 
     # -- planning -------------------------------------------------------------------------
 
@@ -269,9 +274,10 @@ class CarbonSchedule:
         latest, finish_by = self.latest_start(arrival, deadline)
         candidates = self.resolve()
         home = candidates[0]
-        series, errors = self.fetch_forecasts(candidates, now, until_for(latest, now, self.expected_duration))
+        notes: dict[tuple[str, str], str] = {}
+        series, errors = self.fetch_forecasts(candidates, now, until_for(latest, now, self.expected_duration), notes)
         return self.decide(candidates, series, errors, now=now, arrival=arrival, latest=latest,
-                           finish_by=finish_by, busy=busy, home=home)
+                           finish_by=finish_by, busy=busy, home=home, notes=notes)
 
     def decide(
         self,

@@ -260,15 +260,17 @@ class CarbonWindowTrigger(BaseTrigger):
         """Fetch the carbon data and plan again from ``now`` (the plan in force is the incumbent)."""
         options = self._options()
         until = self.latest_start + timedelta(seconds=self.duration_seconds)
+        notes: dict[tuple[str, str], str] = {}  # conditioned on measured history, or why not
         series, errors = await afetch_sources(
             (options.source_of(c) for c in cands), now, until, budget=self.planning_timeout_seconds, clock=self.clock,
+            notes=notes,
         )
         if options.source_of(current) in errors:
             return errors, None  # cannot re-score the plan in force: keep it
         incumbent = Option(options.planner_candidate(current), self.planned_start, self.planned_intensity)
         decision = decide(
             options, timedelta(seconds=self.duration_seconds), cands, series, errors, now=now, arrival=now,
-            latest=self.latest_start, finish_by=None, incumbent=incumbent, fail_open=True,
+            latest=self.latest_start, finish_by=None, incumbent=incumbent, fail_open=True, notes=notes,
         )
         return errors, decision
 
