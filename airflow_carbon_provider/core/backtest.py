@@ -5,7 +5,8 @@ at constant power and may start up to ``max_delay`` after it arrives. A policy c
 and a start from forecasts (see :mod:`~airflow_carbon_provider.core.forecast`); the job is
 then charged the *actual* mean intensity over its run. ``oracle`` plans once on the actuals;
 ``carbon-aware`` plans on the forecast at arrival and re-plans at every forecast refresh while
-it waits, as the deferrable trigger does; the other policies decide once, at arrival.
+it waits and once more at the planned start (its last look), as the deferrable trigger does; the
+other policies decide once, at arrival.
 """
 
 from __future__ import annotations
@@ -223,6 +224,7 @@ def run_backtest(
     refresh_s = refresh.total_seconds()
 
     sigma = getattr(forecast, "sigma", None)
+    sigma_at = getattr(forecast, "sigma_at", None)  # an archive's own skill, measured up to now
 
     def forecasts_at(pool: Sequence[Candidate], now: datetime, until: datetime | None = None
                      ) -> dict[str, IntensitySeries]:
@@ -230,7 +232,8 @@ def run_backtest(
             return {c.zone: whole[c.zone] for c in pool}
         fcs = {c.zone: forecast.forecast(c.zone, now, forecast_horizon) for c in pool}
         if until is not None:  # measured values up to now condition the forecast (no look-ahead)
-            fcs = {z: condition(fc, actuals[z], now, until, sigma=sigma) for z, fc in fcs.items()}
+            fcs = {z: condition(fc, actuals[z], now, until, sigma=sigma_at(z, now) if sigma_at else sigma)
+                   for z, fc in fcs.items()}
         return fcs
 
     def run(policy: str, arrival: datetime) -> JobOutcome:
@@ -252,10 +255,9 @@ def run_backtest(
         elif rule.replans:
             now = arrival
             while choice.start > now:
-                next_refresh = now + refresh
-                if next_refresh >= choice.start:
-                    break
-                now = next_refresh
+                # At every refresh while waiting, and once more at the planned start itself on the
+                # newest issue (the trigger's last look before it fires).
+                now = min(now + refresh, choice.start)
                 choice = plan(pool, forecasts_at(pool, now, until), now=now, duration=job_duration, latest_start=latest,
                               policy=policy, incumbent=choice, min_saving_pct=min_saving_pct).chosen
                 replans += 1

@@ -204,7 +204,7 @@ async def _acondition(hook: Any, conn_id: str, zone: str, forecast: IntensitySer
     extended = ", extended past its end by the daily profile" if forecast.bounds[-1] < until.timestamp() else ""
     note = (f"forecast conditioned on measured history (latest value, daily profile; error by lead from "
             f"{error_source}){extended}")
-    log.info("Zone %s from %s: %s", zone, conn_id, note)
+    log.debug("Zone %s from %s: %s", zone, conn_id, note)  # the decision's reason carries it
     return conditioned, note
 
 

@@ -7,7 +7,9 @@ and refresh. After a triggerer restart the trigger is rebuilt from the same kwar
 re-derives where it stands from the wall clock alone: past the planned start or the latest
 start it fires at once.
 
-It always fires by the latest start. Re-plans happen every ``replan_interval_seconds`` at a
+It always fires by the latest start. At the planned start it takes a last look: one more
+re-plan on the newest forecast (bounded by the planning budget and the latest start), which
+keeps waiting only if a later start beats the hysteresis. Re-plans happen every ``replan_interval_seconds`` at a
 fixed offset per trigger (spread over up to a minute, so thousands of triggers do not re-plan
 in the same instant; the shared cache still serves them one fetch per zone), are bounded in time so that a slow API cannot delay the start, and
 change the plan only when the gain beats the hysteresis. A carbon API that is down, stale or
@@ -28,6 +30,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_carbon_provider.core.planner import Option
 from airflow_carbon_provider.scheduling import ClusterCandidate, PlanningOptions, decide
+from airflow_carbon_provider.scheduling.decision import START_TOLERANCE
 from airflow_carbon_provider.scheduling.fetching import DEFAULT_PLANNING_TIMEOUT, afetch_sources
 
 if TYPE_CHECKING:
@@ -337,6 +340,38 @@ class CarbonWindowTrigger(BaseTrigger):
             "api_errors": self.api_errors,
         })
 
+    async def _last_look(self, now: datetime) -> None:
+        """Re-plan once at the planned start on the newest forecast, within the planning budget.
+
+        A forecast issued since the last refresh may show that waiting a little longer pays
+        (the backtest's ``carbon-aware`` does the same); the plan moves only if the gain beats
+        the hysteresis, and never past the latest start. Not shared with other triggers (their
+        refresh-instant plans are older), and never fatal: on any failure the trigger fires.
+        """
+        budget = min(self.planning_timeout_seconds, (self.latest_start - now).total_seconds())
+        try:
+            if self._cands is None:
+                self._cands = [ClusterCandidate.from_dict(c) for c in self.candidates]
+            current = next((c for c in self._cands if c.key == self.planned_cluster), None)
+            if current is None:
+                return
+            errors, decision = await asyncio.wait_for(self._plan(now, self._cands, current), timeout=max(budget, 0.001))
+        except Exception:  # a timeout included: start as planned
+            self.api_errors += 1
+            self.log.warning("Last look before the start failed; starting as planned", exc_info=True)
+            return
+        self.replans += 1
+        self.api_errors += len(errors)
+        if decision is None or decision.fail_open or decision.plan is None:
+            return
+        start = decision.plan.chosen.start
+        if start - now > START_TOLERANCE:  # waiting longer pays: the new plan is in force
+            previous = (self.planned_cluster, self.planned_start)
+            self.planned_cluster, self.planned_start = decision.chosen.key, start
+            self.planned_intensity = float(decision.expected_intensity or 0.0)
+            self.log.info("Last look moved the start from %s at %s to %s at %s: %s", previous[0],
+                          previous[1].isoformat(), self.planned_cluster, start.isoformat(), decision.reason)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Sleep to the planned start, re-planning at each refresh; fire by the latest start."""
         self.log.info(
@@ -344,9 +379,15 @@ class CarbonWindowTrigger(BaseTrigger):
             self.planned_cluster, self.planned_start.isoformat(), self.latest_start.isoformat(),
             self.replan_interval_seconds,
         )
+        looked: datetime | None = None  # the planned start the last look was taken at
         while True:
             now = self.clock()
             if now >= min(self.planned_start, self.latest_start):
+                if (now < self.latest_start and looked != self.planned_start
+                        and (now - self.planned_start).total_seconds() <= LATE_AFTER):
+                    looked = self.planned_start
+                    await self._last_look(now)
+                    continue
                 yield self._event(self._status(now), now)
                 return
             wake = min(self.planned_start, self.latest_start, self._next_refresh(now))
