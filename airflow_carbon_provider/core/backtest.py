@@ -151,6 +151,7 @@ def run_backtest(
     min_saving_pct: float = 0.0,
     robust: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    last_look: bool = True,
 ) -> BacktestResult:
     """Run every policy over the same jobs and return per-job outcomes and summaries.
 
@@ -158,6 +159,8 @@ def run_backtest(
         on each zone's measured history (:func:`~airflow_carbon_provider.core.conditioning.condition`):
         corrected by the latest measured value, shrunk toward the zone's profile by the
         forecast model's error by lead (its ``sigma``), and extended past their horizon.
+    :param last_look: ``carbon-aware`` re-plans once more at its planned start, on the newest
+        issue, as the trigger does (off: the start comes without a last re-plan, as before 0.2.0).
     """
     zones = list(dict.fromkeys(zones))
     if not zones:
@@ -258,6 +261,8 @@ def run_backtest(
                 # At every refresh while waiting, and once more at the planned start itself on the
                 # newest issue (the trigger's last look before it fires).
                 now = min(now + refresh, choice.start)
+                if now == choice.start and not last_look:
+                    break
                 choice = plan(pool, forecasts_at(pool, now, until), now=now, duration=job_duration, latest_start=latest,
                               policy=policy, incumbent=choice, min_saving_pct=min_saving_pct).chosen
                 replans += 1
