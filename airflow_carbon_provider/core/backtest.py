@@ -254,7 +254,7 @@ def run_backtest(
         replans = 0
         if rule.replans and not revises:
             wait = (choice.start - arrival).total_seconds()
-            replans = max(0, math.ceil(wait / refresh_s) - 1)
+            replans = max(0, math.ceil(wait / refresh_s) - (0 if last_look else 1))  # the last look counts
         elif rule.replans:
             now = arrival
             while choice.start > now:
