@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_carbon_provider.core.conditioning import condition
-from airflow_carbon_provider.core.forecast import ForecastModel
+from airflow_carbon_provider.core.conditioning import condition, worth_waiting
+from airflow_carbon_provider.core.forecast import ForecastModel, realistic_sigma
 from airflow_carbon_provider.core.planner import Candidate, Option, plan
 from airflow_carbon_provider.core.policies import get_policy, policy_names
 from airflow_carbon_provider.core.signals import IntensitySeries, check_same_kind
@@ -160,7 +160,9 @@ def run_backtest(
         corrected by the latest measured value, shrunk toward the zone's profile by the
         forecast model's error by lead (its ``sigma``), and extended past their horizon.
     :param last_look: ``carbon-aware`` re-plans once more at its planned start, on the newest
-        issue, as the trigger does (off: the start comes without a last re-plan, as before 0.2.0).
+        issue, as the trigger does, and waits longer only if the gain beats one forecast error
+        at the new start's lead (:func:`~airflow_carbon_provider.core.conditioning.worth_waiting`,
+        with the calibrated default error); off: the start comes without a last re-plan.
     """
     zones = list(dict.fromkeys(zones))
     if not zones:
@@ -261,11 +263,18 @@ def run_backtest(
                 # At every refresh while waiting, and once more at the planned start itself on the
                 # newest issue (the trigger's last look before it fires).
                 now = min(now + refresh, choice.start)
-                if now == choice.start and not last_look:
+                looking = now == choice.start
+                if looking and not last_look:
                     break
-                choice = plan(pool, forecasts_at(pool, now, until), now=now, duration=job_duration, latest_start=latest,
-                              policy=policy, incumbent=choice, min_saving_pct=min_saving_pct).chosen
+                fcs = forecasts_at(pool, now, until)
+                planned, choice = choice, plan(pool, fcs, now=now, duration=job_duration, latest_start=latest,
+                                               policy=policy, incumbent=choice, min_saving_pct=min_saving_pct).chosen
                 replans += 1
+                if looking and choice.start > now:  # the last look: wait longer only for a sure gain
+                    now_mean = fcs[planned.candidate.zone].mean(now, now + job_duration)
+                    lead = (choice.start - now).total_seconds()
+                    if not worth_waiting(now_mean, choice.mean_intensity, lead, realistic_sigma):
+                        choice = planned
         return _charge(actuals, arrival, choice, job_duration, replans)
 
     total = len(arrivals) * len(policies)

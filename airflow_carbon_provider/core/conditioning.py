@@ -40,7 +40,8 @@ from typing import Any
 
 from airflow_carbon_provider.core.signals import IntensitySeries, ensure_utc
 
-__all__ = ["MIN_SKILL_INTERVALS", "Profile", "condition", "daily_profile", "forecast_from_history", "sigma_from_skill"]
+__all__ = ["LAST_LOOK_SIGMAS", "MIN_SKILL_INTERVALS", "Profile", "condition", "daily_profile", "forecast_from_history",
+           "sigma_from_skill", "worth_waiting"]
 
 DAY = 86400.0
 #: How fast a departure from the profile (the current level) fades, in seconds.
@@ -51,6 +52,8 @@ CORRECTION_TIME = 4 * 3600.0
 VARIANCE_PERIOD = 6 * 3600.0
 #: A lead bucket of recorded forecast skill counts only with at least this many compared intervals.
 MIN_SKILL_INTERVALS = 24
+#: At its planned start a job waits longer only for a gain of this many forecast errors.
+LAST_LOOK_SIGMAS = 1.0
 Sigma = Callable[[float], float]
 
 
@@ -267,3 +270,16 @@ def sigma_from_skill(mape_by_lead: Mapping[tuple[float, float], tuple[float, int
         return fallback(lead_s)
 
     return sigma
+
+
+def worth_waiting(now_mean: float, later_mean: float, lead_s: float, sigma: Sigma,
+                  k: float = LAST_LOOK_SIGMAS) -> bool:
+    """Return whether, at a job's planned start, a later start is worth waiting for (its last look).
+
+    Starting now is nearly certain (the forecast's current value is measured); the later start
+    is a forecast ``lead_s`` seconds ahead, and the best of many such forecasts is biased low
+    (the optimiser's curse). So the job waits only if the forecast gain exceeds ``k`` times
+    the forecast's relative error at that lead, ``sigma(lead_s)``, of the value now:
+    hysteresis in units of forecast uncertainty rather than a fixed percentage.
+    """
+    return now_mean - later_mean > k * sigma(max(0.0, lead_s)) * now_mean

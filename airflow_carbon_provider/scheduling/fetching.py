@@ -190,8 +190,9 @@ async def _acondition(hook: Any, conn_id: str, zone: str, forecast: IntensitySer
         if fresh.bounds[0] <= now.timestamp() < fresh.bounds[-1]:
             latest = fresh.value_at(now)
     except Exception as exc:  # without a fresh measurement the forecast's own value stands (no correction)
-        log.info("Latest value for zone %s from %s unavailable (%s); no near-term correction", zone, conn_id,
-                 _describe(exc))
+        log.debug("Latest value for zone %s from %s unavailable (%s); no near-term correction", zone, conn_id,
+                  _describe(exc))
+    corrected = latest is not None
     if latest is None:
         latest = forecast.value_at(now)
     sigma, error_source = await _asigma(hook, conn_id, zone, forecast.kind.value, deadline)
@@ -202,8 +203,8 @@ async def _acondition(hook: Any, conn_id: str, zone: str, forecast: IntensitySer
         log.warning("%s for zone %s from %s", note, zone, conn_id)
         return forecast, note
     extended = ", extended past its end by the daily profile" if forecast.bounds[-1] < until.timestamp() else ""
-    note = (f"forecast conditioned on measured history (latest value, daily profile; error by lead from "
-            f"{error_source}){extended}")
+    basis = "latest value, daily profile" if corrected else "daily profile; no fresh latest value to correct by"
+    note = f"forecast conditioned on measured history ({basis}; error by lead from {error_source}){extended}"
     log.debug("Zone %s from %s: %s", zone, conn_id, note)  # the decision's reason carries it
     return conditioned, note
 

@@ -9,7 +9,8 @@ start it fires at once.
 
 It always fires by the latest start. At the planned start it takes a last look: one more
 re-plan on the newest forecast (bounded by the planning budget and the latest start), which
-keeps waiting only if a later start beats the hysteresis. Re-plans happen every ``replan_interval_seconds`` at a
+keeps waiting only if a later start beats the hysteresis by more than the forecast's error at
+that lead. Re-plans happen every ``replan_interval_seconds`` at a
 fixed offset per trigger (spread over up to a minute, so thousands of triggers do not re-plan
 in the same instant; the shared cache still serves them one fetch per zone), are bounded in time so that a slow API cannot delay the start, and
 change the plan only when the gain beats the hysteresis. A carbon API that is down, stale or
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_carbon_provider.core.conditioning import worth_waiting
+from airflow_carbon_provider.core.forecast import realistic_sigma
 from airflow_carbon_provider.core.planner import Option
 from airflow_carbon_provider.scheduling import ClusterCandidate, PlanningOptions, decide
 from airflow_carbon_provider.scheduling.decision import START_TOLERANCE
@@ -259,8 +262,12 @@ class CarbonWindowTrigger(BaseTrigger):
             )
         return (*self._static_key, self.planned_cluster, self.planned_start, self.planned_intensity)
 
-    async def _plan(self, now: datetime, cands: list[ClusterCandidate], current: ClusterCandidate) -> _Replan:
-        """Fetch the carbon data and plan again from ``now`` (the plan in force is the incumbent)."""
+    async def _plan(self, now: datetime, cands: list[ClusterCandidate], current: ClusterCandidate,
+                    fetched: dict[tuple[str, str], Any] | None = None) -> _Replan:
+        """Fetch the carbon data and plan again from ``now`` (the plan in force is the incumbent).
+
+        :param fetched: receives the (conditioned) forecasts planned on, by source.
+        """
         options = self._options()
         until = self.latest_start + timedelta(seconds=self.duration_seconds)
         notes: dict[tuple[str, str], str] = {}  # conditioned on measured history, or why not
@@ -268,6 +275,8 @@ class CarbonWindowTrigger(BaseTrigger):
             (options.source_of(c) for c in cands), now, until, budget=self.planning_timeout_seconds, clock=self.clock,
             notes=notes,
         )
+        if fetched is not None:
+            fetched.update(series)
         if options.source_of(current) in errors:
             return errors, None  # cannot re-score the plan in force: keep it
         incumbent = Option(options.planner_candidate(current), self.planned_start, self.planned_intensity)
@@ -345,7 +354,9 @@ class CarbonWindowTrigger(BaseTrigger):
 
         A forecast issued since the last refresh may show that waiting a little longer pays
         (the backtest's ``carbon-aware`` does the same); the plan moves only if the gain beats
-        the hysteresis, and never past the latest start. Not shared with other triggers (their
+        the hysteresis and one forecast error at the new start's lead
+        (:func:`~airflow_carbon_provider.core.conditioning.worth_waiting`, with the calibrated
+        default error), and never past the latest start. Not shared with other triggers (their
         refresh-instant plans are older), and never fatal: on any failure the trigger fires.
         """
         budget = min(self.planning_timeout_seconds, (self.latest_start - now).total_seconds())
@@ -355,7 +366,9 @@ class CarbonWindowTrigger(BaseTrigger):
             current = next((c for c in self._cands if c.key == self.planned_cluster), None)
             if current is None:
                 return
-            errors, decision = await asyncio.wait_for(self._plan(now, self._cands, current), timeout=max(budget, 0.001))
+            fetched: dict[tuple[str, str], Any] = {}
+            errors, decision = await asyncio.wait_for(self._plan(now, self._cands, current, fetched),
+                                                      timeout=max(budget, 0.001))
         except Exception:  # a timeout included: start as planned
             self.api_errors += 1
             self.log.warning("Last look before the start failed; starting as planned", exc_info=True)
@@ -365,12 +378,24 @@ class CarbonWindowTrigger(BaseTrigger):
         if decision is None or decision.fail_open or decision.plan is None:
             return
         start = decision.plan.chosen.start
-        if start - now > START_TOLERANCE:  # waiting longer pays: the new plan is in force
-            previous = (self.planned_cluster, self.planned_start)
-            self.planned_cluster, self.planned_start = decision.chosen.key, start
-            self.planned_intensity = float(decision.expected_intensity or 0.0)
-            self.log.info("Last look moved the start from %s at %s to %s at %s: %s", previous[0],
-                          previous[1].isoformat(), self.planned_cluster, start.isoformat(), decision.reason)
+        if start - now <= START_TOLERANCE:
+            return
+        try:  # starting now is nearly certain, the later start a forecast: wait only for a sure gain
+            now_mean = fetched[self._options().source_of(current)].mean(
+                now, now + timedelta(seconds=self.duration_seconds))
+        except Exception:  # the plan in force cannot be scored now: start as planned
+            return
+        later_mean = float(decision.expected_intensity or 0.0)
+        if not worth_waiting(now_mean, later_mean, (start - now).total_seconds(), realistic_sigma):
+            self.log.info("Last look: waiting until %s would save %.0f of %.0f gCO2eq/kWh, within the forecast's "
+                          "error at that lead; starting now", start.isoformat(), now_mean - later_mean, now_mean)
+            return
+        # waiting longer pays: the new plan is in force
+        previous = (self.planned_cluster, self.planned_start)
+        self.planned_cluster, self.planned_start = decision.chosen.key, start
+        self.planned_intensity = float(decision.expected_intensity or 0.0)
+        self.log.info("Last look moved the start from %s at %s to %s at %s: %s", previous[0],
+                      previous[1].isoformat(), self.planned_cluster, start.isoformat(), decision.reason)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Sleep to the planned start, re-planning at each refresh; fire by the latest start."""

@@ -90,8 +90,12 @@ async def test_fires_at_the_planned_start_after_replanning_on_every_refresh(plan
     assert max(fake.sleeps) <= 60  # the wall clock is re-read at least every minute
 
 
-async def test_a_last_look_at_the_start_keeps_waiting_when_a_later_start_pays(plan, monkeypatch):
-    """At the planned start the newest forecast shows a cleaner start an hour later: it waits for it."""
+@pytest.mark.parametrize(("later_intensity", "waits"), [(1.0, True), (None, False)])
+async def test_a_last_look_at_the_start_waits_only_for_a_gain_beyond_the_forecast_error(
+        plan, monkeypatch, later_intensity, waits):
+    """At the planned start the newest forecast shows another start an hour later: the trigger
+    waits for it if it is far cleaner (1 g/kWh), not if it is as clean as now (within the
+    forecast's error at an hour's lead)."""
     schedule, decision = plan
     fake = FakeTime(decision.planned_start)
     trigger = _trigger(decision, schedule, fake)
@@ -99,17 +103,18 @@ async def test_a_last_look_at_the_start_keeps_waiting_when_a_later_start_pays(pl
     real_plan = trigger._plan
     looks = []
 
-    async def plan_later(now, cands, current):
-        errors, fresh = await real_plan(now, cands, current)
+    async def plan_later(now, cands, current, fetched=None):
+        errors, fresh = await real_plan(now, cands, current, fetched)
         looks.append(now)
         if len(looks) == 1:  # the newest issue, as if it had changed since the last refresh
-            fresh = replace(fresh, plan=replace(fresh.plan, chosen=replace(fresh.plan.chosen, start=later)))
+            fresh = replace(fresh, plan=replace(fresh.plan, chosen=replace(fresh.plan.chosen, start=later)),
+                            expected_intensity=later_intensity or fresh.expected_intensity)
         return errors, fresh
 
     monkeypatch.setattr(trigger, "_plan", plan_later)
     event = await _first_event(trigger)
     assert looks[0] == decision.planned_start  # the last look, at the planned start
-    assert datetime.fromisoformat(event.payload["fired_at"]) == later
+    assert datetime.fromisoformat(event.payload["fired_at"]) == (later if waits else decision.planned_start)
     assert event.payload["status"] == "start"
 
 
