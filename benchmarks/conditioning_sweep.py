@@ -39,8 +39,8 @@ UK = "traces/uk-carbon-intensity-forecast-archive/"
 WT = "traces/watttime-caiso-north-2023/watttime2023_casio-north_"
 DEFAULT_CONFIGS: dict[str, list[dict[str, Any]]] = {
     "neso": [{}, {"last_look": False}, {"correction_time": 10800}, {"correction_time": 21600},
-             {"correction_time": 0.001}, {"days": 3}, {"days": 14}, {"sigma": "own"}, {"hysteresis_sigma": 0.5}],
-    "watttime": [{}, {"last_look": False}, {"days": 3}, {"days": 14}, {"level_time": 3600}, {"level_time": 43200},
+             {"correction_time": 0.001}, {"days": 7}, {"days": 14}, {"sigma": "own"}, {"hysteresis_sigma": 0.5}],
+    "watttime": [{}, {"last_look": False}, {"days": 7}, {"days": 14}, {"level_time": 3600}, {"level_time": 43200},
                  {"sigma": "own"}, {"hysteresis_sigma": 0.5}, {"hysteresis_sigma": 1.0}],
 }
 

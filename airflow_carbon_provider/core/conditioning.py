@@ -52,6 +52,8 @@ CORRECTION_TIME = 4 * 3600.0
 VARIANCE_PERIOD = 6 * 3600.0
 #: A lead bucket of recorded forecast skill counts only with at least this many compared intervals.
 MIN_SKILL_INTERVALS = 24
+#: Days of measured history the conditioning's profile averages.
+CONDITION_DAYS = 3
 #: At its planned start a job waits longer only for a gain of this many forecast errors.
 LAST_LOOK_SIGMAS = 1.0
 Sigma = Callable[[float], float]
@@ -192,7 +194,7 @@ def condition(
     until: datetime,
     *,
     sigma: Sigma | None = None,
-    days: int = 7,
+    days: int = CONDITION_DAYS,
     correction_time: float = CORRECTION_TIME,
     level_time: float = LEVEL_TIME,
     latest: float | None = None,
