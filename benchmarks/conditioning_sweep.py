@@ -7,8 +7,12 @@ Prints ``carbon-aware``'s fraction of the oracle's reduction (robust, as the def
 archive's two rows of ``benchmarks/forecast_error_matrix.py`` (NESO GB 1 h and 4 h jobs with
 12 h of slack; WattTime CAISO_NORTH 30 min and 1 h jobs with 6 h of slack, marginal), once per
 configuration: keyword arguments of :func:`airflow_carbon_provider.core.conditioning.condition`
-(``correction_time`` and ``level_time`` in seconds, ``days``). Without ``--config`` it runs the
-ones the forecast-error how-to quotes. Skips with a message (exit 0) when the shared data folder
+(``correction_time`` and ``level_time`` in seconds, ``days``), and three of the planner around it:
+``"last_look": false`` (no re-plan at the planned start), ``"sigma": "own"`` (shrink by the
+archive's own error by lead measured up to each plan, as a task shrinks by its recorded skill,
+instead of NESO's) and ``"hysteresis_sigma": k`` (move only when the gain beats ``k`` times the
+forecast's error at the best start's lead). Without ``--config`` it runs the ones the
+forecast-error how-to quotes. Skips with a message (exit 0) when the shared data folder
 is absent.
 """
 
@@ -18,6 +22,7 @@ import argparse
 import functools
 import json
 import sys
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,7 @@ from typing import Any
 import airflow_carbon_provider.core.backtest as backtest
 from airflow_carbon_provider.core import conditioning
 from airflow_carbon_provider.core.forecast import parse_forecast_spec
+from airflow_carbon_provider.core.policies import CarbonAware
 from airflow_carbon_provider.core.traces import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,10 +38,25 @@ H = timedelta(hours=1)
 UK = "traces/uk-carbon-intensity-forecast-archive/"
 WT = "traces/watttime-caiso-north-2023/watttime2023_casio-north_"
 DEFAULT_CONFIGS: dict[str, list[dict[str, Any]]] = {
-    "neso": [{}, {"correction_time": 10800}, {"correction_time": 21600}, {"correction_time": 0.001},
-             {"days": 3}, {"days": 14}],
-    "watttime": [{}, {"days": 3}, {"days": 14}, {"level_time": 3600}, {"level_time": 43200}],
+    "neso": [{}, {"last_look": False}, {"correction_time": 10800}, {"correction_time": 21600},
+             {"correction_time": 0.001}, {"days": 7}, {"days": 14}, {"sigma": "own"}, {"hysteresis_sigma": 0.5}],
+    "watttime": [{}, {"last_look": False}, {"days": 7}, {"days": 14}, {"level_time": 3600}, {"level_time": 43200},
+                 {"sigma": "own"}, {"hysteresis_sigma": 0.5}, {"hysteresis_sigma": 1.0}],
 }
+
+
+def _sigma_hysteresis(k: float) -> Any:
+    """Return a ``CarbonAware.settle`` that also asks a move to beat ``k`` x the forecast's error at its lead."""
+    from airflow_carbon_provider.core.forecast import realistic_sigma
+    from airflow_carbon_provider.core.policies import CarbonAware
+
+    original = CarbonAware.settle
+
+    def settle(self: Any, ctx: Any, best: Any, options: Any) -> Any:
+        margin = 100.0 * k * realistic_sigma(max(0.0, best.start.timestamp() - ctx.t_now) + 1.0)
+        return original(self, replace(ctx, min_saving_pct=max(ctx.min_saving_pct, margin)), best, options)
+
+    return settle
 
 
 def sweep(data: Path, archive: str, configs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[float]]]:
@@ -47,22 +68,28 @@ def sweep(data: Path, archive: str, configs: list[dict[str, Any]]) -> list[tuple
         actuals = read_trace(data / (WT + "actual.normalized.csv"), kind="marginal")
         spec, kind, zone = f"archive:{data / (WT + 'forecast.normalized.csv')}", "marginal", "CAISO_NORTH"
         rows, start = [(0.5 * H, 6 * H), (1 * H, 6 * H)], None
-    model = parse_forecast_spec(spec, actuals, kind=kind)
-    original = backtest.condition
+    original, settle = backtest.condition, CarbonAware.settle
     out = []
     try:
         for config in configs:
+            config = dict(config)
+            options = {key: config.pop(key) for key in ("last_look", "sigma", "hysteresis_sigma") if key in config}
+            model = parse_forecast_spec(spec, actuals, kind=kind)
+            if options.get("sigma") == "own":  # the archive's own error by lead, measured up to each plan
+                model.sigma_at = model.own_sigma_at  # type: ignore[attr-defined]
+            CarbonAware.settle = _sigma_hysteresis(options["hysteresis_sigma"]) if "hysteresis_sigma" in options \
+                else settle  # type: ignore[method-assign]
             backtest.condition = functools.partial(conditioning.condition, **config)
             fractions = []
             for job, slack in rows:
                 result = backtest.run_backtest(
                     actuals, zones=[zone], home_zone=zone, job_duration=job, max_delay=slack, arrival_every=H,
                     forecast=model, policies=["carbon-aware"], start=start, forecast_horizon=48 * H,
-                    refresh=timedelta(minutes=30), robust=True)
+                    refresh=timedelta(minutes=30), robust=True, last_look=options.get("last_look", True))
                 fractions.append(round(result.summaries["carbon-aware"].fraction_of_oracle or 0.0, 3))
-            out.append((config, fractions))
+            out.append(({**config, **options}, fractions))
     finally:
-        backtest.condition = original
+        backtest.condition, CarbonAware.settle = original, settle  # type: ignore[method-assign]
     return out
 
 

@@ -5,7 +5,8 @@ at constant power and may start up to ``max_delay`` after it arrives. A policy c
 and a start from forecasts (see :mod:`~airflow_carbon_provider.core.forecast`); the job is
 then charged the *actual* mean intensity over its run. ``oracle`` plans once on the actuals;
 ``carbon-aware`` plans on the forecast at arrival and re-plans at every forecast refresh while
-it waits, as the deferrable trigger does; the other policies decide once, at arrival.
+it waits and once more at the planned start (its last look), as the deferrable trigger does; the
+other policies decide once, at arrival.
 
 Capacities
     With ``capacities`` (zone to the number of jobs that may run there at once) and
@@ -13,7 +14,8 @@ Capacities
     ``coordinated`` flag is set (every one but ``run-now`` and ``carbon-aware-uncoordinated``)
     plans the jobs in arrival order, each seeing the bookings of every job planned before it;
     a job's re-plan moves its own booking and leaves the others'. Re-plans happen in time
-    order across jobs (at one instant, the earlier arrival first). ``run-now`` ignores
+    order across jobs (at one instant, the earlier arrival first), at each refresh only (no
+    last look). ``run-now`` ignores
     capacity (it is what happens without us) and ``carbon-aware-uncoordinated`` plans each
     job alone. ``oracle`` is the offline optimum that respects the capacities: an exact
     integer program over starts on the ``refresh`` grid (:mod:`airflow_carbon_provider.backtest_solver`,
@@ -37,8 +39,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_carbon_provider.core.conditioning import condition
-from airflow_carbon_provider.core.forecast import ForecastModel
+from airflow_carbon_provider.core.conditioning import condition, worth_waiting
+from airflow_carbon_provider.core.forecast import ForecastModel, realistic_sigma
 from airflow_carbon_provider.core.planner import Candidate, Option, plan
 from airflow_carbon_provider.core.policies import get_policy, policy_names
 from airflow_carbon_provider.core.resources import Booking
@@ -201,6 +203,7 @@ def run_backtest(
     capacities: Mapping[str, int] | None = None,
     jobs_per_arrival: int = 1,
     oracle_solver: Callable[[OracleInstance], list[list[tuple[str, float]]]] | None = None,
+    last_look: bool = True,
 ) -> BacktestResult:
     """Run every policy over the same jobs and return per-job outcomes and summaries.
 
@@ -212,6 +215,10 @@ def run_backtest(
     :param jobs_per_arrival: how many identical jobs arrive at each instant.
     :param oracle_solver: solves ``oracle`` under capacities (default:
         :func:`airflow_carbon_provider.backtest_solver.solve_oracle`, which needs scipy).
+    :param last_look: ``carbon-aware`` re-plans once more at its planned start, on the newest
+        issue, as the trigger does, and waits longer only if the gain beats one forecast error
+        at the new start's lead (:func:`~airflow_carbon_provider.core.conditioning.worth_waiting`,
+        with the calibrated default error); off: the start comes without a last re-plan.
     """
     zones = list(dict.fromkeys(zones))
     if not zones:
@@ -290,6 +297,7 @@ def run_backtest(
 
     sigma = getattr(forecast, "sigma", None)
     memo: dict[tuple[Any, ...], dict[str, IntensitySeries]] = {}
+    sigma_at = getattr(forecast, "sigma_at", None)  # an archive's own skill, measured up to now
 
     def forecasts_at(pool: Sequence[Candidate], now: datetime, until: datetime | None = None
                      ) -> dict[str, IntensitySeries]:
@@ -303,7 +311,8 @@ def run_backtest(
             memo.clear()
         fcs = {c.zone: forecast.forecast(c.zone, now, forecast_horizon) for c in pool}
         if until is not None:  # measured values up to now condition the forecast (no look-ahead)
-            fcs = {z: condition(fc, actuals[z], now, until, sigma=sigma) for z, fc in fcs.items()}
+            fcs = {z: condition(fc, actuals[z], now, until, sigma=sigma_at(z, now) if sigma_at else sigma)
+                   for z, fc in fcs.items()}
         memo[key] = fcs
         return fcs
 
@@ -329,16 +338,25 @@ def run_backtest(
         replans = 0
         if rule.replans and not revises:
             wait = (choice.start - arrival).total_seconds()
-            replans = max(0, math.ceil(wait / refresh_s) - 1)
+            replans = max(0, math.ceil(wait / refresh_s) - (0 if last_look else 1))  # the last look counts
         elif rule.replans:
             now = arrival
             while choice.start > now:
-                next_refresh = now + refresh
-                if next_refresh >= choice.start:
+                # At every refresh while waiting, and once more at the planned start itself on the
+                # newest issue (the trigger's last look before it fires).
+                now = min(now + refresh, choice.start)
+                looking = now == choice.start
+                if looking and not last_look:
                     break
-                now = next_refresh
-                choice = decide(policy, arrival, now, choice, ())
+                fcs = forecasts_at(candidates if rule.spatial else home_only, now,
+                                   latest + job_duration if robust and rule.replans else None)
+                planned, choice = choice, decide(policy, arrival, now, choice, ())
                 replans += 1
+                if looking and choice.start > now:  # the last look: wait longer only for a sure gain
+                    now_mean = fcs[planned.candidate.zone].mean(now, now + job_duration)
+                    lead = (choice.start - now).total_seconds()
+                    if not worth_waiting(now_mean, choice.mean_intensity, lead, realistic_sigma):
+                        choice = planned
         return _charge(actuals, arrival, choice, job_duration, replans)
 
     def coordinated(policy: str) -> list[JobOutcome]:

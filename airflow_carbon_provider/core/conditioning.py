@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from airflow_carbon_provider.core.signals import IntensitySeries, ensure_utc
 
-__all__ = ["Profile", "condition", "daily_profile", "forecast_from_history"]
+__all__ = ["LAST_LOOK_SIGMAS", "MIN_SKILL_INTERVALS", "Profile", "condition", "daily_profile", "forecast_from_history",
+           "sigma_from_skill", "worth_waiting"]
 
 DAY = 86400.0
 #: How fast a departure from the profile (the current level) fades, in seconds.
@@ -49,6 +50,12 @@ LEVEL_TIME = 6 * 3600.0
 CORRECTION_TIME = 4 * 3600.0
 #: The spread around the profile is re-measured at the start of each such period (seconds).
 VARIANCE_PERIOD = 6 * 3600.0
+#: A lead bucket of recorded forecast skill counts only with at least this many compared intervals.
+MIN_SKILL_INTERVALS = 24
+#: Days of measured history the conditioning's profile averages.
+CONDITION_DAYS = 3
+#: At its planned start a job waits longer only for a gain of this many forecast errors.
+LAST_LOOK_SIGMAS = 1.0
 Sigma = Callable[[float], float]
 
 
@@ -187,9 +194,10 @@ def condition(
     until: datetime,
     *,
     sigma: Sigma | None = None,
-    days: int = 7,
+    days: int = CONDITION_DAYS,
     correction_time: float = CORRECTION_TIME,
     level_time: float = LEVEL_TIME,
+    latest: float | None = None,
 ) -> IntensitySeries:
     """Return ``forecast`` corrected, shrunk and extended to ``until`` (see the module doc).
 
@@ -198,10 +206,15 @@ def condition(
     :param until: the forecast must reach this instant (the latest start plus the run).
     :param sigma: the forecast's relative error (standard deviation) by lead in seconds;
         ``None`` or zero: no shrinkage.
+    :param latest: the latest measured value, when it is newer than ``history``'s last (a
+        live source's current value; ``history`` may be cached for an hour); default: the
+        history's value at or last before ``now``.
     """
     t0 = ensure_utc(now, "now").timestamp()
     t_end = ensure_utc(until, "until").timestamp()
     prof = Profile(history, t0, days)
+    if latest is not None and latest == latest:
+        prof.latest = float(latest)
     b, v = list(forecast.bounds), list(forecast.values)
     i_now = bisect_right(b, t0) - 1
     current = v[i_now] if 0 <= i_now < len(v) and v[i_now] == v[i_now] else prof.latest
@@ -233,3 +246,42 @@ def condition(
             t = nxt
     return IntensitySeries.from_arrays(forecast.zone, forecast.kind, b, out, source=f"{forecast.source}+conditioned",
                                        issued_at=forecast.issued_at, is_forecast=True)
+
+
+def sigma_from_skill(mape_by_lead: Mapping[tuple[float, float], tuple[float, int]], fallback: Sigma) -> Sigma:
+    """Return a forecast's relative error by lead from its recorded skill, ``fallback`` where unmeasured.
+
+    :param mape_by_lead: ``(low, high)`` lead bucket in hours -> (MAPE in percent, compared
+        intervals), as ``airflow-carbon report --forecast-skill`` measures it per source and
+        zone. A bucket with fewer than :data:`MIN_SKILL_INTERVALS` intervals is ignored.
+    :param fallback: the error by lead (seconds) where no bucket counts.
+
+    A normal error's mean absolute value is ``sqrt(2 / pi)`` of its standard deviation, so
+    ``sigma = MAPE / 100 / sqrt(2 / pi)``, as the backtest's ``realistic`` model defines it. Lead
+    0 (the interval in force at the issue) has no error.
+    """
+    buckets = sorted((lo * 3600.0, hi * 3600.0, mape / 100.0 / math.sqrt(2.0 / math.pi))
+                     for (lo, hi), (mape, n) in mape_by_lead.items() if n >= MIN_SKILL_INTERVALS and mape == mape)
+
+    def sigma(lead_s: float) -> float:
+        if lead_s <= 0:
+            return 0.0
+        for lo, hi, value in buckets:
+            if lo <= lead_s < hi:
+                return value
+        return fallback(lead_s)
+
+    return sigma
+
+
+def worth_waiting(now_mean: float, later_mean: float, lead_s: float, sigma: Sigma,
+                  k: float = LAST_LOOK_SIGMAS) -> bool:
+    """Return whether, at a job's planned start, a later start is worth waiting for (its last look).
+
+    Starting now is nearly certain (the forecast's current value is measured); the later start
+    is a forecast ``lead_s`` seconds ahead, and the best of many such forecasts is biased low
+    (the optimiser's curse). So the job waits only if the forecast gain exceeds ``k`` times
+    the forecast's relative error at that lead, ``sigma(lead_s)``, of the value now:
+    hysteresis in units of forecast uncertainty rather than a fixed percentage.
+    """
+    return now_mean - later_mean > k * sigma(max(0.0, lead_s)) * now_mean

@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from airflow_carbon_provider.core.conditioning import forecast_from_history
+from airflow_carbon_provider.core.conditioning import forecast_from_history, sigma_from_skill
 from airflow_carbon_provider.core.signals import IntensitySeries, ensure_utc
 from airflow_carbon_provider.core.traces import ArchivedForecasts, read_forecast_archive
 
@@ -239,6 +240,22 @@ class RealisticForecast:
         )
 
 
+#: Lead buckets (hours) of measured forecast skill, as ``airflow-carbon report --forecast-skill``.
+LEAD_BUCKETS: tuple[tuple[float, float], ...] = ((0, 1), (1, 3), (3, 6), (6, 12), (12, 24), (24, 48),
+                                                 (48, math.inf))
+#: How far back an archive's own skill is measured (as planning reads the ledger's).
+SKILL_SPAN = timedelta(days=14)
+#: An archive's skill is re-measured at the start of each such period (seconds).
+SKILL_PERIOD = 6 * 3600.0
+
+
+def _lead_bucket(lead_h: float) -> tuple[float, float]:
+    for bucket in LEAD_BUCKETS:
+        if bucket[0] <= lead_h < bucket[1]:
+            return bucket
+    return LEAD_BUCKETS[-1]
+
+
 def _index_at(series: IntensitySeries, t: float) -> int:
     from bisect import bisect_right
 
@@ -263,10 +280,68 @@ class ArchiveForecast:
         self.archive = dict(archive)
         self.actuals = dict(actuals)
         self.name = label
+        self._skill: dict[tuple[str, int], Callable[[float], float]] = {}
+        self._tables: dict[str, tuple[list[float], dict[tuple[float, float], tuple[list[float], list[int]]]]] = {}
 
     def sigma(self, lead_s: float) -> float:
-        """Return the assumed relative error by lead: NESO's, as ``realistic`` (not the archive's own)."""
+        """Return the assumed relative error by lead before any skill is measured: NESO's, as ``realistic``."""
         return realistic_sigma(lead_s)
+
+    def own_sigma_at(self, zone: str, now: datetime) -> Callable[[float], float]:
+        """Return the archive's own error by lead as measured by ``now``: what the ledger's recorded skill gives a task.
+
+        The mean absolute percentage error, per lead bucket of the forecast skill report, of
+        the archived forecasts of ``zone`` over the intervals that ended in the
+        :data:`SKILL_SPAN` before ``now`` (never a later one), against the measured values;
+        :func:`~airflow_carbon_provider.core.conditioning.sigma_from_skill` turns it into an
+        error by lead, NESO's (:meth:`sigma`) where a bucket has too few intervals. Re-measured
+        at the start of each six-hour period.
+        """
+        period = int(ensure_utc(now, "now").timestamp() // SKILL_PERIOD)
+        key = (zone, period)
+        found = self._skill.get(key)
+        if found is None:
+            ends, sums = self._skill_table(zone)
+            cutoff = period * SKILL_PERIOD
+            lo, hi = bisect_left(ends, cutoff - SKILL_SPAN.total_seconds()), bisect_right(ends, cutoff)
+            measured = {}
+            for bucket, (cum_ape, cum_n) in sums.items():
+                n = cum_n[hi] - cum_n[lo]
+                if n:
+                    measured[bucket] = (100.0 * (cum_ape[hi] - cum_ape[lo]) / n, n)
+            found = self._skill[key] = sigma_from_skill(measured, realistic_sigma)
+        return found
+
+    def _skill_table(self, zone: str) -> tuple[list[float], dict[tuple[float, float], tuple[list[float], list[int]]]]:
+        """Return every compared interval's end, sorted, and per lead bucket prefix sums of APE and count."""
+        table = self._tables.get(zone)
+        if table is None:
+            actual = _actual(self.actuals, zone)
+            entries = []
+            for issue in self.archive.get(zone, ArchivedForecasts(zone, ())).issues:
+                issued = issue.issued_at.timestamp() if issue.issued_at is not None else issue.bounds[0]
+                b = issue.bounds
+                for i, f in enumerate(issue.values):
+                    if b[i] <= issued or f != f:
+                        continue
+                    try:
+                        real = actual.integral_ts(b[i], b[i + 1]) / (b[i + 1] - b[i])
+                    except Exception:  # outside the measured period
+                        continue
+                    if real > 0 and real == real:
+                        entries.append((b[i + 1], _lead_bucket((b[i] - issued) / 3600.0), abs(f - real) / real))
+            entries.sort()
+            ends = [e[0] for e in entries]
+            sums: dict[tuple[float, float], tuple[list[float], list[int]]] = {}
+            for bucket in LEAD_BUCKETS:
+                cum_ape, cum_n = [0.0], [0]
+                for _, b_, ape in entries:
+                    hit = b_ == bucket
+                    cum_ape.append(cum_ape[-1] + (ape if hit else 0.0))
+                    cum_n.append(cum_n[-1] + hit)
+                sums[bucket] = (cum_ape, cum_n)
+            table = self._tables[zone] = (ends, sums)
+        return table
 
     def check_zones(self, zones: Iterable[str]) -> None:
         """Raise if the archive holds no forecasts for one of ``zones``."""

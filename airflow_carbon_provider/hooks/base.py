@@ -487,6 +487,14 @@ class BaseCarbonHook(BaseHook):
         """Return the latest forecast, without blocking the event loop."""
         return await self._acall(zone, self._plan_forecast, start, end)
 
+    async def aforecast_error(self) -> tuple[Callable[[float], float], str] | None:
+        """Return this source's known forecast error by lead (relative, seconds) and where it comes from.
+
+        ``None`` (the default): unknown, so planning uses the forecast skill recorded in the
+        ledger, else the calibrated default. A replayed trace knows its own forecast model.
+        """
+        return None
+
     def get_history(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         """Return measured values over ``[start, end)`` (cached by range; never stale-checked)."""
         return self._call(zone, self._plan_history, start, end)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -117,6 +118,12 @@ class CarbonTraceHook(BaseCarbonHook):
     def replay_of(config: HookConfig) -> ct.TraceReplay:
         """Return the trace replay a config holds."""
         return config.options["replay"]
+
+    async def aforecast_error(self) -> tuple[Callable[[float], float], str] | None:
+        """Return the replayed forecast model's error by lead (zero for ``perfect``)."""
+        replay = self.replay_of(await self.aget_config())
+        sigma = getattr(replay.model, "sigma", None)
+        return None if sigma is None else (sigma, f"the replayed forecast model {replay.forecast_spec}")
 
     def _current(self, config: HookConfig, zone: str, now: datetime) -> Flow[IntensitySeries]:
         return local(lambda: self.replay_of(config).current(zone, now))

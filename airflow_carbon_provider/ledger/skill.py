@@ -30,7 +30,7 @@ from typing import Any
 from airflow_carbon_provider.ledger.errors import LedgerUnavailableError, ReportError
 
 __all__ = ["BUCKETS", "REALISED_FROM", "SKILL_FIELDS", "forecast_skill", "format_skill_csv", "format_skill_table",
-           "run_forecast_skill"]
+           "recorded_error", "run_forecast_skill"]
 
 UTC = timezone.utc
 BUCKETS: tuple[tuple[str, float, float], ...] = (
@@ -115,6 +115,28 @@ def forecast_skill(rows: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, An
                         "forecasts": len(got.forecasts), "mape_pct": round(100 * got.ape / got.n, 2),
                         "bias_pct": round(100 * got.pe / got.n, 2), "mae_g": round(got.ae / got.n, 2)})
     return out, counts
+
+
+def recorded_error(source: str, zone: str, signal_kind: str, *, since: datetime,
+                   url: str | None = None) -> dict[tuple[float, float], tuple[float, int]]:
+    """Return one source's recorded error for one zone: lead bucket (hours) -> (MAPE %, intervals compared).
+
+    What planning conditions forecasts with
+    (:func:`~airflow_carbon_provider.core.conditioning.sigma_from_skill`). Reads the forecasts
+    issued since ``since`` from the ledger at ``url`` (default: as configured); raises what the
+    ledger raises, and the caller falls back to the calibrated default.
+    """
+    from airflow_carbon_provider.ledger.forecasts import read_forecasts
+    from airflow_carbon_provider.ledger.store import Ledger
+
+    ledger = Ledger(url)
+    try:
+        rows = read_forecasts(ledger, source=source, zone=zone, signal_kind=signal_kind, since=since)
+    finally:
+        ledger.dispose()
+    skill, _ = forecast_skill(rows)
+    bounds = {label: (low, high) for label, low, high in BUCKETS}
+    return {bounds[r["lead"]]: (float(r["mape_pct"]), int(r["n"])) for r in skill if r["mape_pct"] is not None}
 
 
 def _iso(moment: datetime | None) -> str | None:

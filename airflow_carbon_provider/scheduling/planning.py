@@ -68,6 +68,7 @@ def decide(
     fail_open: bool | None = None,
     fleet: FleetView | None = None,
     demand: Resources | None = None,
+    notes: Mapping[tuple[str, str], str] | None = None,
 ) -> Decision:
     """Plan from fetched forecasts (pure apart from logging); shared by the worker and the trigger.
 
@@ -75,6 +76,8 @@ def decide(
     :param fleet: what the clusters can take and the other tasks hold
         (:mod:`~airflow_carbon_provider.scheduling.fleet`); None plans alone, on declared capacities.
     :param demand: what the task asks for while it runs (default one pod).
+    :param notes: per source, what the fetch did to its forecast (conditioned on measured
+        history, or why not); the reason ends with them.
     """
     home = home or candidates[0]
     source_of = options.source_of
@@ -116,6 +119,7 @@ def decide(
     if fleet is not None:
         for note in fleet.notes:
             reason += f"; {note}"
+    reason += _forecast_notes(notes or {}, [source_of(c) for c in usable])
     return Decision(
         options.policy, _rows(candidates, result, per_candidate_errors), home.key, chosen.key, planned_start,
         finish_by, latest, arrival, now, result.chosen.mean_intensity, result.baseline.mean_intensity, reason,
@@ -138,6 +142,19 @@ def _rows(candidates: Sequence[ClusterCandidate], result: Plan | None,
         rows.append(CandidateRow(cand, option.start if option else None, option.mean_intensity if option else None,
                                  errors.get(cand.key)))
     return tuple(rows)
+
+def _forecast_notes(notes: Mapping[tuple[str, str], str], sources: Sequence[tuple[str, str]]) -> str:
+    """Return what was done to the forecasts planned on, one clause per distinct note ("" if none)."""
+    by_note: dict[str, list[str]] = {}
+    for source in dict.fromkeys(sources):
+        if source in notes:
+            by_note.setdefault(notes[source], []).append(source[1])
+    if not by_note:
+        return ""
+    if len(by_note) == 1:
+        return f"; {next(iter(by_note))}"
+    return "; " + "; ".join(f"{', '.join(zones)}: {note}" for note, zones in by_note.items())
+
 
 class CarbonPlanningFailed(CarbonDataError):
     """Raised instead of falling open when ``fail_open`` is false."""

@@ -260,11 +260,16 @@ class CarbonSchedule:
         return resolved
 
     def fetch_forecasts(
-        self, candidates: Sequence[ClusterCandidate], now: datetime, until: datetime
+        self, candidates: Sequence[ClusterCandidate], now: datetime, until: datetime,
+        notes: dict[tuple[str, str], str] | None = None,
     ) -> tuple[dict[tuple[str, str], IntensitySeries], dict[tuple[str, str], str]]:
-        """Fetch one forecast per (carbon connection, zone), all at once, within ``planning_timeout``."""
+        """Fetch one forecast per (carbon connection, zone), all at once, within ``planning_timeout``.
+
+        Each is conditioned on its zone's measured history, as the backtest's ``carbon-aware``
+        plans (:mod:`~airflow_carbon_provider.scheduling.fetching`); ``notes`` receives how.
+        """
         return fetch_sources((self.source_of(c) for c in candidates), now, until,
-                             budget=self.planning_timeout, clock=lambda: now)
+                             budget=self.planning_timeout, clock=lambda: now, notes=notes)
 
     # -- planning -------------------------------------------------------------------------
 
@@ -292,14 +297,15 @@ class CarbonSchedule:
         latest, finish_by = self.latest_start(arrival, deadline)
         candidates = self.resolve()
         home = candidates[0]
-        series, errors = self.fetch_forecasts(candidates, now, until_for(latest, now, self.expected_duration))
+        notes: dict[tuple[str, str], str] = {}
+        series, errors = self.fetch_forecasts(candidates, now, until_for(latest, now, self.expected_duration), notes)
         if self.coordinate and holder is not None:
             decision = self._plan_with_fleet(candidates, series, errors, holder=holder, demand=demand,
                                              read_cluster=read_cluster, now=now, arrival=arrival, latest=latest,
-                                             finish_by=finish_by, busy=busy, home=home)
+                                             finish_by=finish_by, busy=busy, home=home, notes=notes)
         else:
             decision = self.decide(candidates, series, errors, now=now, arrival=arrival, latest=latest,
-                                   finish_by=finish_by, busy=busy, home=home, demand=demand)
+                                   finish_by=finish_by, busy=busy, home=home, demand=demand, notes=notes)
         unreachable = self.unreachable_deadline(now, finish_by)
         if unreachable:
             log.warning("%s", unreachable)

@@ -7,7 +7,10 @@ and refresh. After a triggerer restart the trigger is rebuilt from the same kwar
 re-derives where it stands from the wall clock alone: past the planned start or the latest
 start it fires at once.
 
-It always fires by the latest start. Re-plans happen every ``replan_interval_seconds`` at a
+It always fires by the latest start. At the planned start it takes a last look: one more
+re-plan on the newest forecast (bounded by the planning budget and the latest start), which
+keeps waiting only if a later start beats the hysteresis by more than the forecast's error at
+that lead. Re-plans happen every ``replan_interval_seconds`` at a
 fixed offset per trigger (spread over up to a minute, so thousands of triggers do not re-plan
 in the same instant; the shared cache still serves them one fetch per zone), are bounded in time so that a slow API cannot delay the start, and
 change the plan only when the gain beats the hysteresis. A carbon API that is down, stale or
@@ -20,14 +23,17 @@ import asyncio
 import json
 import math
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_carbon_provider.core.conditioning import worth_waiting
+from airflow_carbon_provider.core.forecast import realistic_sigma
 from airflow_carbon_provider.core.planner import Option
 from airflow_carbon_provider.scheduling import ClusterCandidate, PlanningOptions, decide
+from airflow_carbon_provider.scheduling.decision import START_TOLERANCE
 from airflow_carbon_provider.scheduling.fetching import DEFAULT_PLANNING_TIMEOUT, afetch_sources
 from airflow_carbon_provider.scheduling.fleet import FleetView, aread_fleet, hold, holder_from
 
@@ -270,13 +276,14 @@ class CarbonWindowTrigger(BaseTrigger):
         return (*self._static_key, self.planned_cluster, self.planned_start, self.planned_intensity)
 
     def _decide(self, options: PlanningOptions, now: datetime, cands: list[ClusterCandidate],
-                current: ClusterCandidate, series: Any, errors: Any, view: FleetView | None) -> Decision:
+                current: ClusterCandidate, series: Any, errors: Any, view: FleetView | None,
+                notes: Mapping[tuple[str, str], str]) -> Decision:
         incumbent = Option(options.planner_candidate(current, view.capacities.get(current.key) if view else None),
                            self.planned_start, self.planned_intensity)
         return decide(
             options, timedelta(seconds=self.duration_seconds), cands, series, errors, now=now, arrival=now,
             latest=self.latest_start, finish_by=None, incumbent=incumbent, fail_open=True, fleet=view,
-            demand=self.demand,
+            demand=self.demand, notes=notes,
         )
 
     async def _fleet(self, now: datetime, cands: list[ClusterCandidate]) -> FleetView | None:
@@ -288,16 +295,24 @@ class CarbonWindowTrigger(BaseTrigger):
                                  budget=self.planning_timeout_seconds)
 
     async def _plan(self, now: datetime, cands: list[ClusterCandidate], current: ClusterCandidate,
-                    view: FleetView | None = None) -> _Replan:
-        """Fetch the carbon data and plan again from ``now`` (the plan in force is the incumbent)."""
+                    fetched: dict[tuple[str, str], Any] | None = None, view: FleetView | None = None) -> _Replan:
+        """Fetch the carbon data and plan again from ``now`` (the plan in force is the incumbent).
+
+        :param fetched: receives the (conditioned) forecasts planned on, by source.
+        :param view: the fleet's view when this task coordinates (capacities, others' bookings).
+        """
         options = self._options()
         until = self.latest_start + timedelta(seconds=self.duration_seconds)
+        notes: dict[tuple[str, str], str] = {}  # conditioned on measured history, or why not
         series, errors = await afetch_sources(
             (options.source_of(c) for c in cands), now, until, budget=self.planning_timeout_seconds, clock=self.clock,
+            notes=notes,
         )
+        if fetched is not None:
+            fetched.update(series)
         if options.source_of(current) in errors:
             return errors, None  # cannot re-score the plan in force: keep it
-        return errors, self._decide(options, now, cands, current, series, errors, view)
+        return errors, self._decide(options, now, cands, current, series, errors, view, notes)
 
     async def _replan(self, now: datetime) -> str | None:
         """Re-plan once; return a log line if the plan changed, None otherwise. Never raises.
@@ -320,7 +335,7 @@ class CarbonWindowTrigger(BaseTrigger):
                                                  keep=self.replan_interval_seconds)
         else:
             errors, decision = await (self._plan(now, cands, current) if view is None
-                                      else self._plan(now, cands, current, view))
+                                      else self._plan(now, cands, current, view=view))
         self.replans += 1
         self.api_errors += len(errors)
         if errors:
@@ -372,6 +387,63 @@ class CarbonWindowTrigger(BaseTrigger):
             "api_errors": self.api_errors,
         })
 
+    async def _last_look(self, now: datetime) -> None:
+        """Re-plan once at the planned start on the newest forecast, within the planning budget.
+
+        A forecast issued since the last refresh may show that waiting a little longer pays
+        (the backtest's ``carbon-aware`` does the same); the plan moves only if the gain beats
+        the hysteresis and one forecast error at the new start's lead
+        (:func:`~airflow_carbon_provider.core.conditioning.worth_waiting`, with the calibrated
+        default error), and never past the latest start. Not shared with other triggers (their
+        refresh-instant plans are older), and never fatal: on any failure the trigger fires.
+        """
+        budget = min(self.planning_timeout_seconds, (self.latest_start - now).total_seconds())
+        try:
+            if self._cands is None:
+                self._cands = [ClusterCandidate.from_dict(c) for c in self.candidates]
+            current = next((c for c in self._cands if c.key == self.planned_cluster), None)
+            if current is None:
+                return
+            fetched: dict[tuple[str, str], Any] = {}
+            view = await asyncio.wait_for(self._fleet(now, self._cands), timeout=max(budget, 0.001))
+            errors, decision = await asyncio.wait_for(self._plan(now, self._cands, current, fetched, view),
+                                                      timeout=max(budget, 0.001))
+        except Exception:  # a timeout included: start as planned
+            self.api_errors += 1
+            self.log.warning("Last look before the start failed; starting as planned", exc_info=True)
+            return
+        self.replans += 1
+        self.api_errors += len(errors)
+        if decision is None or decision.fail_open or decision.plan is None:
+            return
+        start = decision.plan.chosen.start
+        if start - now <= START_TOLERANCE:
+            return
+        try:  # starting now is nearly certain, the later start a forecast: wait only for a sure gain
+            now_mean = fetched[self._options().source_of(current)].mean(
+                now, now + timedelta(seconds=self.duration_seconds))
+        except Exception:  # the plan in force cannot be scored now: start as planned
+            return
+        later_mean = float(decision.expected_intensity or 0.0)
+        if not worth_waiting(now_mean, later_mean, (start - now).total_seconds(), realistic_sigma):
+            self.log.info("Last look: waiting until %s would save %.0f of %.0f gCO2eq/kWh, within the forecast's "
+                          "error at that lead; starting now", start.isoformat(), now_mean - later_mean, now_mean)
+            return
+        if view is not None and view.coordinated:  # waiting longer pays: move the reservation, or start as planned
+            held = await asyncio.to_thread(
+                hold, holder_from(self.holder or {}), decision.chosen.key, start,
+                timedelta(seconds=self.duration_seconds), self.demand, view.capacities.get(decision.chosen.key),
+                now=now, budget=self.planning_timeout_seconds)
+            if held.status == "refused":
+                self.log.info("Last look: %s was taken (%s); starting as planned", start.isoformat(), held.message)
+                return
+        # waiting longer pays: the new plan is in force
+        previous = (self.planned_cluster, self.planned_start)
+        self.planned_cluster, self.planned_start = decision.chosen.key, start
+        self.planned_intensity = float(decision.expected_intensity or 0.0)
+        self.log.info("Last look moved the start from %s at %s to %s at %s: %s", previous[0],
+                      previous[1].isoformat(), self.planned_cluster, start.isoformat(), decision.reason)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Sleep to the planned start, re-planning at each refresh; fire by the latest start."""
         self.log.info(
@@ -379,9 +451,15 @@ class CarbonWindowTrigger(BaseTrigger):
             self.planned_cluster, self.planned_start.isoformat(), self.latest_start.isoformat(),
             self.replan_interval_seconds,
         )
+        looked: datetime | None = None  # the planned start the last look was taken at
         while True:
             now = self.clock()
             if now >= min(self.planned_start, self.latest_start):
+                if (now < self.latest_start and looked != self.planned_start
+                        and (now - self.planned_start).total_seconds() <= LATE_AFTER):
+                    looked = self.planned_start
+                    await self._last_look(now)
+                    continue
                 yield self._event(self._status(now), now)
                 return
             wake = min(self.planned_start, self.latest_start, self._next_refresh(now))

@@ -51,10 +51,19 @@ def test_replanning_happens_and_helps_under_noise():
     """Re-planning every hour is never worse on average than deciding once at arrival."""
     model = NoisyForecast(TRACE, 20, 3)
     often = _run(["DE", "GB"], "DE", model, refresh=H)
-    never = _run(["DE", "GB"], "DE", model, refresh=48 * H)
+    never = _run(["DE", "GB"], "DE", model, refresh=48 * H, last_look=False)
     assert sum(o.replans for o in often.outcomes["carbon-aware"]) > 0
     assert sum(o.replans for o in never.outcomes["carbon-aware"]) == 0
     assert often.summaries["carbon-aware"].mean_intensity <= never.summaries["carbon-aware"].mean_intensity
+
+
+def test_a_waiting_job_takes_a_last_look_at_its_planned_start():
+    """Without refreshes on the way, each job that waits re-plans once more at its planned start."""
+    model = NoisyForecast(TRACE, 20, 3)
+    looked = _run(["DE", "GB"], "DE", model, refresh=48 * H)
+    waited = sum(1 for o in looked.outcomes["carbon-aware"] if o.start > o.arrival)
+    assert waited and sum(o.replans for o in looked.outcomes["carbon-aware"]) >= waited
+    assert looked.summaries["carbon-aware"].deadline_misses == 0
 
 
 def test_arrivals_stop_where_the_last_deadline_fits():

@@ -101,3 +101,14 @@ def test_robust_planning_under_realistic_error_is_at_least_as_good_as_raw():
 
 def test_t0_is_the_history_start():
     assert HISTORY.start == T0
+
+
+def test_worth_waiting_asks_for_a_gain_beyond_the_forecast_error_at_that_lead():
+    from airflow_carbon_provider.core.conditioning import worth_waiting
+
+    def sigma(lead_s):
+        return 0.1 if lead_s < 3600 else 0.3
+
+    assert worth_waiting(100.0, 85.0, 1800, sigma)  # 15 % against a 10 % error
+    assert not worth_waiting(100.0, 85.0, 7200, sigma)  # 15 % against a 30 % error
+    assert not worth_waiting(100.0, 100.0, 60, lambda lead: 0.0)  # no gain, even when certain

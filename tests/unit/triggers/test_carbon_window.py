@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -83,9 +84,38 @@ async def test_fires_at_the_planned_start_after_replanning_on_every_refresh(plan
     assert timedelta(0) <= phase <= timedelta(minutes=1)
     refreshes = sum(1 for k in range(0, 200) if T0 < T0 + k * timedelta(minutes=15) + phase < decision.planned_start)
     assert refreshes in (7, 8)
-    assert event.payload["replans"] == refreshes  # perfect forecast: every re-plan keeps the plan
+    # perfect forecast: every re-plan keeps the plan, the last look at the start included
+    assert event.payload["replans"] == refreshes + 1
     assert event.payload["api_errors"] == 0
     assert max(fake.sleeps) <= 60  # the wall clock is re-read at least every minute
+
+
+@pytest.mark.parametrize(("later_intensity", "waits"), [(1.0, True), (None, False)])
+async def test_a_last_look_at_the_start_waits_only_for_a_gain_beyond_the_forecast_error(
+        plan, monkeypatch, later_intensity, waits):
+    """At the planned start the newest forecast shows another start an hour later: the trigger
+    waits for it if it is far cleaner (1 g/kWh), not if it is as clean as now (within the
+    forecast's error at an hour's lead)."""
+    schedule, decision = plan
+    fake = FakeTime(decision.planned_start)
+    trigger = _trigger(decision, schedule, fake)
+    later = decision.planned_start + timedelta(hours=1)
+    real_plan = trigger._plan
+    looks = []
+
+    async def plan_later(now, cands, current, fetched=None):
+        errors, fresh = await real_plan(now, cands, current, fetched)
+        looks.append(now)
+        if len(looks) == 1:  # the newest issue, as if it had changed since the last refresh
+            fresh = replace(fresh, plan=replace(fresh.plan, chosen=replace(fresh.plan.chosen, start=later)),
+                            expected_intensity=later_intensity or fresh.expected_intensity)
+        return errors, fresh
+
+    monkeypatch.setattr(trigger, "_plan", plan_later)
+    event = await _first_event(trigger)
+    assert looks[0] == decision.planned_start  # the last look, at the planned start
+    assert datetime.fromisoformat(event.payload["fired_at"]) == (later if waits else decision.planned_start)
+    assert event.payload["status"] == "start"
 
 
 async def test_still_waiting_before_the_start():
