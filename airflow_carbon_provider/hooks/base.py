@@ -488,10 +488,9 @@ class BaseCarbonHook(BaseHook):
         return await self._acall(zone, self._plan_forecast, start, end)
 
     async def aforecast_error(self) -> tuple[Callable[[float], float], str] | None:
-        """Return this source's known forecast error by lead (relative, seconds) and where it comes from.
+        """Return this source's forecast error by lead (relative, seconds) and its origin; ``None``: unknown.
 
-        ``None`` (the default): unknown, so planning uses the forecast skill recorded in the
-        ledger, else the calibrated default. A replayed trace knows its own forecast model.
+        Unknown means planning uses the skill recorded in the ledger, else the calibrated default.
         """
         return None
 
