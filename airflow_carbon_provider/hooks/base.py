@@ -1,14 +1,13 @@
 """The protocol every carbon-intensity hook implements, and the base class they share.
 
 A hook reads its Airflow connection lazily, on the first call that needs it (never in
-``__init__``, which may run inside the triggerer's event loop), with the async connection
-getter in the ``aget_*`` methods. A provider's hook implements each operation once, as a
-flow (:mod:`~airflow_carbon_provider.sources._flow`): ``_current``, ``_forecast``,
-``_history`` and ``_test_flow``. The base class plans each protocol call once (cache key,
-lifetime, staleness check, clipping) and runs the flow with the synchronous driver in the
-``get_*`` methods and the asynchronous one in the ``aget_*`` methods. Answers go through
-the shared :class:`~airflow_carbon_provider.hooks.cache.IntensityCache`; current values and
-forecasts are checked for staleness before they are returned.
+``__init__``, which may run inside the triggerer's event loop), with the async getter in the
+``aget_*`` methods. A provider's hook implements each operation once, as a flow
+(:mod:`~airflow_carbon_provider.sources._flow`): ``_current``, ``_forecast``, ``_history``,
+``_test_flow``. The base class plans each call once (cache key, lifetime, staleness,
+clipping) and runs the flow with the sync driver in ``get_*`` and the async one in
+``aget_*``. Answers go through the shared :class:`~airflow_carbon_provider.hooks.cache.IntensityCache`;
+current values and forecasts are checked for staleness before they are returned.
 """
 
 from __future__ import annotations
