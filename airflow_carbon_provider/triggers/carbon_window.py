@@ -406,8 +406,9 @@ class CarbonWindowTrigger(BaseTrigger):
                 return
             fetched: dict[tuple[str, str], Any] = {}
             view = await asyncio.wait_for(self._fleet(now, self._cands), timeout=max(budget, 0.001))
-            errors, decision = await asyncio.wait_for(self._plan(now, self._cands, current, fetched, view),
-                                                      timeout=max(budget, 0.001))
+            planning = (self._plan(now, self._cands, current, fetched) if view is None
+                        else self._plan(now, self._cands, current, fetched, view=view))
+            errors, decision = await asyncio.wait_for(planning, timeout=max(budget, 0.001))
         except Exception:  # a timeout included: start as planned
             self.api_errors += 1
             self.log.warning("Last look before the start failed; starting as planned", exc_info=True)
