@@ -97,6 +97,9 @@ def serve(spec: str, *, out: TextIO, err: TextIO, fmt: str = "env", write: Path 
     stop = stop or threading.Event()
     started: dict[str, Any] = {}
     previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():  # before anything is printed: Ctrl-C stops cleanly
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
         for i, (conn_id, zone) in enumerate(clusters.items()):
             emulator = KubeEmulator(conn_id, carbon_zone=zone, port=port + i if port else 0)
@@ -121,9 +124,6 @@ def serve(spec: str, *, out: TextIO, err: TextIO, fmt: str = "env", write: Path 
                   + " - Kubernetes API emulators, not real clusters; press Ctrl-C to stop\n")
         err.flush()
         out.flush()
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda *_: stop.set())
         while not stop.wait(0.5):
             pass
         err.write("stopped the emulators\n")
