@@ -474,6 +474,8 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO) -> int:
         capacities=capacities or None,
         jobs_per_arrival=args.jobs_per_arrival,
     )
+    for note in result.notes:
+        sys.stderr.write(f"{PROG}: note: {note}\n")
     if args.plot is not None:
         from airflow_carbon_provider.core.backtest_plot import plot_backtest
 

@@ -145,6 +145,7 @@ class BacktestResult:
     summaries: dict[str, PolicySummary] = field(default_factory=dict)
     capacities: dict[str, int] = field(default_factory=dict)
     jobs_per_arrival: int = 1
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the ``--format json`` object of the DESIGN contract."""
@@ -164,8 +165,20 @@ class BacktestResult:
                 "last_arrival": _iso(self.arrivals[-1]),
             },
             **capacity,
+            **({"notes": list(self.notes)} if self.notes else {}),
             "policies": {name: s.to_dict() for name, s in self.summaries.items()},
         }
+
+
+def _forecast_notes(forecast: ForecastModel, job_duration: timedelta) -> list[str]:
+    """Say what the results depend on that the user may not expect: archived forecasts shorter than a job."""
+    typical = getattr(forecast, "typical_horizon", None)
+    horizon = typical() if typical is not None else None
+    if horizon is None or horizon >= job_duration:
+        return []
+    return [f"the archived forecasts reach {horizon.total_seconds() / 60:.0f} min ahead (median), less than "
+            f"--job-duration {job_duration.total_seconds() / 60:.0f} min: every run's later part is planned on "
+            "measured values held or extended by the zone's daily profile, not on a forecast"]
 
 
 def _iso(moment: datetime) -> str:
@@ -440,7 +453,7 @@ def run_backtest(
     if caps:
         outcomes = {p: _admit(jobs, caps, home_zone, actuals, job_duration) for p, jobs in outcomes.items()}
     result = BacktestResult(zones, home_zone, forecast.name, job_duration, max_delay, arrivals, outcomes,
-                            capacities=caps, jobs_per_arrival=k_jobs)
+                            capacities=caps, jobs_per_arrival=k_jobs, notes=_forecast_notes(forecast, job_duration))
     result.summaries = summarise(outcomes, home_zone, max_delay, peaks=peaks, capacities=caps or None)
     return result
 

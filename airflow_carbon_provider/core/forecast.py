@@ -287,6 +287,13 @@ class ArchiveForecast:
         """Return the assumed relative error by lead before any skill is measured: NESO's, as ``realistic``."""
         return realistic_sigma(lead_s)
 
+    def typical_horizon(self) -> timedelta | None:
+        """Return the median length of the archived issues (issue time to last point), None if empty."""
+        lengths = sorted(
+            issue.bounds[-1] - (issue.issued_at.timestamp() if issue.issued_at is not None else issue.bounds[0])
+            for forecasts in self.archive.values() for issue in forecasts.issues)
+        return timedelta(seconds=lengths[len(lengths) // 2]) if lengths else None
+
     def own_sigma_at(self, zone: str, now: datetime) -> Callable[[float], float]:
         """Return the archive's own error by lead as measured by ``now``: what the ledger's recorded skill gives a task.
 

@@ -251,3 +251,25 @@ def test_capacity_without_scipy_names_the_extra(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("airflow-carbon: error: --capacity needs scipy for the oracle; install it with: "
                                    "pip install 'airflow-carbon-provider[backtest]'")
+
+
+def test_the_backtest_says_when_archived_forecasts_are_shorter_than_the_job(data_dir, tmp_path):
+    """Issue 14 item 5: a 65-minute archive (WattTime's) planning 2-hour jobs used to say nothing."""
+    rows = ["issued_at_utc,timestamp_utc,zone,gco2_per_kwh"]
+    actuals = (data_dir / "traces/uk_gb_actuals_2023-03-14_18.csv").read_text().splitlines()[1:]
+    times = [line.split(",")[0] for line in actuals]
+    for i, issued in enumerate(times[:-3]):  # every half hour, a forecast of the next hour only
+        rows += [f"{issued},{t},GB,{100 + k}" for k, t in enumerate(times[i:i + 2])]
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(rows) + "\n")
+    args = ["backtest", "--trace", str(data_dir / "traces/uk_gb_actuals_2023-03-14_18.csv"), "--zones", "GB",
+            "--max-delay", "6h", "--arrival-every", "6h", "--forecast", f"archive:{short}", "--format", "json",
+            "--policy", "carbon-aware"]
+    proc = run_cli(*args, "--job-duration", "2h")
+    assert proc.returncode == 0, proc.stderr
+    note = ("the archived forecasts reach 60 min ahead (median), less than --job-duration 120 min: every run's "
+            "later part is planned on measured values")
+    assert note in proc.stderr and note in json.loads(proc.stdout)["notes"][0]
+    proc = run_cli(*args, "--job-duration", "30m")
+    assert proc.returncode == 0 and "archived forecasts reach" not in proc.stderr
+    assert "notes" not in json.loads(proc.stdout)
