@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_carbon_provider.core.resources import POD, Booking, Resources, format_resources
+from airflow_carbon_provider.core.resources import POD, Booking, Resources
 from airflow_carbon_provider.scheduling.candidates import ClusterCandidate
 
 __all__ = [
@@ -141,7 +141,6 @@ def _capacities(candidates: Sequence[ClusterCandidate], inventories: Mapping[str
 def read_fleet(candidates: Sequence[ClusterCandidate], *, holder: Any, now: datetime, latest: datetime,
                duration: timedelta, budget: float, read_cluster: bool = True) -> FleetView:
     """Read the fleet for one plan (blocking); never raises, never takes longer than about ``budget``."""
-    from airflow_carbon_provider.ledger.errors import LedgerError
     from airflow_carbon_provider.ledger.reservations import active
     from airflow_carbon_provider.scheduling.inventory import read_inventories
 
@@ -151,8 +150,8 @@ def read_fleet(candidates: Sequence[ClusterCandidate], *, holder: Any, now: date
     start, end = _window(now, latest, duration)
     try:
         busy = active([c.key for c in candidates], start, end, now=now, exclude_holder=holder, budget=budget)
-    except (LedgerError, ValueError, OSError) as exc:
-        notes.append(f"reservations unavailable ({exc}); planning without coordination")
+    except Exception as exc:  # LedgerError above all; whatever it is, the task plans alone rather than fail
+        notes.append(f"reservations unavailable ({_short(exc)}); planning without coordination")
         return FleetView(caps, sources, (), False, tuple(notes))
     return FleetView(caps, sources, tuple(busy), True, tuple(notes))
 
@@ -160,7 +159,6 @@ def read_fleet(candidates: Sequence[ClusterCandidate], *, holder: Any, now: date
 async def aread_fleet(candidates: Sequence[ClusterCandidate], *, holder: Any, now: datetime, latest: datetime,
                       duration: timedelta, budget: float, read_cluster: bool = True) -> FleetView:
     """Read the fleet for one plan without blocking the event loop (the trigger's re-plans)."""
-    from airflow_carbon_provider.ledger.errors import LedgerError
     from airflow_carbon_provider.ledger.reservations import active
     from airflow_carbon_provider.scheduling.inventory import aread_inventories
 
@@ -172,8 +170,8 @@ async def aread_fleet(candidates: Sequence[ClusterCandidate], *, holder: Any, no
         busy = await asyncio.wait_for(asyncio.to_thread(
             active, [c.key for c in candidates], start, end, now=now, exclude_holder=holder, budget=budget),
             timeout=budget + 1.0)
-    except (LedgerError, ValueError, OSError, asyncio.TimeoutError) as exc:
-        notes.append(f"reservations unavailable ({exc or 'no answer in time'}); planning without coordination")
+    except Exception as exc:  # LedgerError, a timeout: whatever it is, the task plans alone rather than fail
+        notes.append(f"reservations unavailable ({_short(exc)}); planning without coordination")
         return FleetView(caps, sources, (), False, tuple(notes))
     return FleetView(caps, sources, tuple(busy), True, tuple(notes))
 
@@ -197,6 +195,9 @@ def release(holder: Any, *, budget: float) -> None:
     _release(holder, budget=budget)
 
 
-def describe(demand: Resources | None) -> str:
-    """Return the demand in one phrase for logs."""
-    return format_resources(demand or POD)
+def _short(exc: BaseException) -> str:
+    """Return one line for ``exc`` without secrets (the ledger's URL is masked by its errors)."""
+    from airflow_carbon_provider.ledger.secrets import redact_text
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer in time"
+    return redact_text(f"{type(exc).__name__}: {text[:300]}")
