@@ -21,10 +21,6 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 
-import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import csr_array
-
 if TYPE_CHECKING:
     from airflow_carbon_provider.core.backtest import OracleInstance
 
@@ -36,7 +32,17 @@ class SolverError(RuntimeError):
 
 
 def solve_oracle(instance: OracleInstance, *, time_limit: float = 600.0) -> list[list[tuple[str, float]]]:
-    """Return, per arrival, ``instance.jobs`` pairs ``(zone, start)`` minimising total realised emissions."""
+    """Return, per arrival, ``instance.jobs`` pairs ``(zone, start)`` minimising total realised emissions.
+
+    Needs scipy (imported here, so the module itself imports without it).
+    """
+    try:
+        import numpy as np
+        from scipy.optimize import Bounds, LinearConstraint, milp
+        from scipy.sparse import csr_array
+    except ImportError:
+        raise SolverError("the oracle under capacities needs scipy; install it with: "
+                          "pip install 'airflow-carbon-provider[backtest]'") from None
     zones, k = instance.zones, instance.jobs
     n_zones = len(zones)
     index: list[tuple[int, int, int]] = []  # (arrival, zone, start slot) per x variable
