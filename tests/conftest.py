@@ -47,6 +47,9 @@ def _forget_resolved_hooks():
     registry = sys.modules.get("airflow_carbon_provider.hooks._registry")
     if registry is not None:
         registry.forget_hooks()
+    inventory = sys.modules.get("airflow_carbon_provider.scheduling.inventory.reading")
+    if inventory is not None:  # a cluster read by one test is not another test's cluster
+        inventory.inventory_cache.clear()
 
 
 @pytest.hookimpl(trylast=True)

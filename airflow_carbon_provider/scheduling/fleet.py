@@ -131,7 +131,10 @@ def _capacities(candidates: Sequence[ClusterCandidate], inventories: Mapping[str
         if inv is None:
             caps[cand.key], sources[cand.key] = cand.resources, "declared" if cand.capacity is not None else "unknown"
             continue
-        caps[cand.key], sources[cand.key] = inv.free, inv.source
+        # A reading that names no resource at all (no node counted, e.g. a list caught empty)
+        # says nothing about room: plan on the declared capacity instead of an empty one.
+        free = inv.free if inv.free else (cand.resources if inv.free is not None else None)
+        caps[cand.key], sources[cand.key] = free, inv.source
         if inv.error:
             notes.append(f"{cand.key}: cluster not read ({inv.error}); "
                          f"{'declared capacity used' if inv.declared else 'capacity unknown'}")
