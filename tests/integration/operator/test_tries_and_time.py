@@ -103,7 +103,11 @@ def test_a_retry_deletes_a_pod_its_try_gave_up_that_still_runs(clusters):
 def test_the_first_try_does_not_search_the_other_clusters(clusters):
     op = CarbonAwareKubernetesPodOperator(**pod_args())
     op.execute(context_for(FakeTI()))
-    assert clusters["k8s_us"].request_count("GET", "/pods") == 0
+    # planning reads every candidate's inventory (cluster-wide /api/v1/pods); the search for
+    # an earlier try's pod is namespaced, and only the chosen cluster gets it
+    assert clusters["k8s_us"].request_count("GET", "/api/v1/pods") == 1
+    assert clusters["k8s_us"].request_count("GET", "/namespaces/") == 0
+    assert clusters["k8s_de"].request_count("GET", "/namespaces/") == 0
 
 
 def test_max_delay_counts_from_the_first_try_not_each_retry(clusters):
