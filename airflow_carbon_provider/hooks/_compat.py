@@ -5,11 +5,32 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseHook, Connection
+
+
+#: ``dag.test()``'s in-process comms answer one request at a time, by a shared queue.
+_IN_PROCESS_READS = threading.Lock()
+
+
+def _comms_answer_only_synchronously() -> bool:
+    """Return whether the task SDK's comms here have no asynchronous path.
+
+    ``dag.test()`` and ``airflow dags test`` run the task and its trigger in-process, with
+    comms that have ``send`` but no ``asend``: there the SDK's asynchronous connection read
+    swallows the missing method and reports every connection stored in the database as not
+    defined. (Environment-variable connections are found before the comms are asked.)
+    """
+    try:
+        from airflow.sdk.execution_time import task_runner
+    except ImportError:  # pragma: no cover - no task SDK
+        return False
+    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
+    return comms is not None and not hasattr(comms, "asend")
 
 
 async def aget_connection_and_extras(hook: BaseHook, conn_id: str) -> tuple[Connection, dict[str, Any]]:
@@ -18,7 +39,17 @@ async def aget_connection_and_extras(hook: BaseHook, conn_id: str) -> tuple[Conn
     Uses ``airflow.providers.common.compat`` when it is installed (it knows which Airflow
     releases mask secrets synchronously inside ``aget_connection``); otherwise
     ``BaseHook.aget_connection`` (Airflow 3.1+), and a worker thread as the last resort.
+    Under ``dag.test()``, whose in-process comms cannot answer asynchronously, the
+    synchronous getter runs in a worker thread, one read at a time.
     """
+    if _comms_answer_only_synchronously():
+
+        def read() -> tuple[Connection, dict[str, Any]]:
+            with _IN_PROCESS_READS:
+                conn = hook.get_connection(conn_id)
+                return conn, dict(conn.extra_dejson)
+
+        return await asyncio.to_thread(read)
     try:
         from airflow.providers.common.compat.connection import (
             get_async_connection,

@@ -73,7 +73,10 @@ def connections(emulators: Mapping[str, Any], *, carbontrace: bool = True) -> di
 def render(conns: Mapping[str, Mapping[str, Any]], fmt: str) -> str:
     """Format the connections as shell ``export`` lines (``env``) or an import file (``json``)."""
     if fmt == "json":
-        return json.dumps(conns, indent=2) + "\n"
+        # the shape ``airflow connections export`` writes: ``extra`` as a JSON string (an empty
+        # dict would reach the database as a dict and fail the import)
+        exported = {conn_id: {**conn, "extra": json.dumps(conn.get("extra") or {})} for conn_id, conn in conns.items()}
+        return json.dumps(exported, indent=2) + "\n"
     return "".join(f"export AIRFLOW_CONN_{conn_id.upper().replace('.', '_').replace('-', '_')}="
                    f"{shlex.quote(json.dumps(conn))}\n" for conn_id, conn in conns.items())
 
@@ -114,7 +117,7 @@ def serve(spec: str, *, out: TextIO, err: TextIO, fmt: str = "env", write: Path 
         if write is not None:
             write.write_text(text)
             use = (f"source {shlex.quote(str(write))}" if fmt == "env"
-                   else f"airflow connections import {shlex.quote(str(write))}")
+                   else f"airflow connections import --overwrite {shlex.quote(str(write))}")
             err.write(f"wrote {len(started) + int(carbontrace)} connections to {write}; use them with: {use}\n")
         else:
             out.write(text)

@@ -177,6 +177,15 @@ class AirflowSandbox:
         if proc.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
 
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        """Run ``airflow ARGS...`` in this home and return its output; raise when it fails."""
+        assert self.home is not None
+        proc = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.base_env(), cwd=self.home,
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
+        return proc.stdout + proc.stderr
+
     def run_dag(self, dag_id: str, conf: Mapping[str, Any] | None = None, *,
                 env: Mapping[str, str] | None = None, timeout: float = 600) -> DagRunResult:
         """Run ``dag_id`` once with ``dag.test()`` in a subprocess and return its result."""

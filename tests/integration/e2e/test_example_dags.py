@@ -22,6 +22,7 @@ import pytest
 
 from airflow_carbon_provider.core.traces import bundled_trace_path, read_trace
 from airflow_carbon_provider.testing.kube_emulator import connections_env
+from airflow_carbon_provider.testing.local_clusters import connections, render
 from airflow_carbon_provider.testing.replay import DEMO_MOMENT, replay_connection_env, replay_extras
 from tests.integration.e2e.conftest import parse, soon
 
@@ -77,6 +78,33 @@ def test_training_waits_for_the_window_and_moves_to_the_greenest_cluster(sandbox
     # figures are rounded to milligrams in the report, each on its own
     assert row["saving_g"] == pytest.approx(row["baseline_emissions_g"] - row["emissions_g"], abs=2e-3)
     assert row["emissions_g"] < row["baseline_emissions_g"]
+
+
+def test_connections_stored_in_the_database_reach_the_plan_and_the_in_process_trigger(
+        sandbox, clusters, replay_lead, tmp_path):
+    """The docs' walk with ``airflow connections import``: no ``AIRFLOW_CONN_*`` at all.
+
+    ``dag.test()`` (and ``airflow dags test``) runs the task and its trigger in-process, where
+    the task SDK's asynchronous connection reads find nothing in the database; the plan and
+    the trigger's re-plans must still see the stored connections, not fall open "not defined".
+    """
+    conns = {**connections(clusters, carbontrace=False),
+             "carbontrace_default": {"conn_type": "carbontrace", "extra": replay_extras(lead=replay_lead)}}
+    stored = tmp_path / "conns.json"
+    stored.write_text(render(conns, "json"))
+    sandbox.cli("connections", "import", "--overwrite", str(stored))
+    try:
+        result = sandbox.run_dag("example_carbon_aware_training", {"expected_duration": "1m", "finish_by": soon(4)})
+    finally:
+        for conn_id in conns:
+            sandbox.cli("connections", "delete", conn_id)
+    assert result.state == "success", result.output[-4000:]
+    assert "is not defined" not in result.output
+    decision = result.xcom("fine_tune", "carbon_decision")
+    assert decision["fail_open"] is False and decision["waited"] is True
+    assert decision["trigger"]["status"] == "start" and decision["trigger"]["api_errors"] == 0
+    cluster, _ = _only_pod(clusters)
+    assert cluster == decision["cluster"] == "k8s_gb"
 
 
 def _report(sandbox):
