@@ -27,6 +27,7 @@ from airflow_carbon_provider.exceptions import (
     CarbonConfigError,
     CarbonDataError,
     CarbonNoDataError,
+    CarbonUnsupportedError,
     CarbonUsageError,
 )
 from airflow_carbon_provider.hooks._compat import (
@@ -387,6 +388,12 @@ class BaseCarbonHook(BaseHook):
         """Return the flow of one cheap real call, whose result is the test's message."""
         raise NotImplementedError
 
+    def _locate(self, config: HookConfig, latitude: float, longitude: float) -> Flow[str]:
+        """Return the flow that asks the source which of its zones covers a location."""
+        raise CarbonUnsupportedError(
+            f"{self.hook_name} has no location lookup; name the zone by its key", provider=self.provider
+        )
+
     # -- the protocol: each call planned once, run by either driver -----------------------
 
     def _now(self) -> datetime:
@@ -465,6 +472,37 @@ class BaseCarbonHook(BaseHook):
 
             recorder.record(series, source=config.conn_id, provider=self.provider, signal=config.signal)
         return series
+
+    #: Seconds a location lookup's answer is kept: grid zones do not move.
+    LOCATION_TTL: ClassVar[float] = 86400.0
+
+    def _location_key(self, config: HookConfig, latitude: float, longitude: float) -> CacheKey:
+        return self._key(config, f"{latitude},{longitude}", "location")
+
+    def locate(self, latitude: float, longitude: float) -> str:
+        """Return the source's key for the zone that covers a location (cached for a day).
+
+        Raises :class:`~airflow_carbon_provider.exceptions.CarbonUnsupportedError` for a source
+        without a location lookup.
+        """
+        where = f"{latitude},{longitude}"
+        with self._typed_errors(where):
+            config = self.get_config()
+            driver = self.driver(config)
+            return self._cache().get(self._location_key(config, latitude, longitude),
+                                     lambda: driver.run(self._locate(config, latitude, longitude)), self.LOCATION_TTL)
+
+    async def alocate(self, latitude: float, longitude: float) -> str:
+        """Return the key for the zone that covers a location, without blocking the event loop."""
+        where = f"{latitude},{longitude}"
+        with self._typed_errors(where):
+            config = await self.aget_config()
+            driver = self.adriver(config)
+
+            async def fetch() -> str:
+                return await driver.run(self._locate(config, latitude, longitude))
+
+            return await self._cache().aget(self._location_key(config, latitude, longitude), fetch, self.LOCATION_TTL)
 
     def get_current(self, zone: str) -> IntensitySeries:
         """Return the interval in force now (cached; raises StaleDataError if too old)."""

@@ -133,6 +133,9 @@ class ElectricityMapsHook(BaseCarbonHook):
             return self._source(config).history(zone)
         return self._source(config).past_range(zone, start, end)
 
+    def _locate(self, config: HookConfig, latitude: float, longitude: float) -> Flow[str]:
+        return self._source(config).locate(latitude, longitude)
+
     def _test_flow(self, config: HookConfig) -> Flow[str]:
         zone = config.options["test_zone"]
         try:

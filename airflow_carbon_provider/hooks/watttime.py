@@ -133,6 +133,10 @@ class WattTimeHook(BaseCarbonHook):
     ) -> Flow[IntensitySeries]:
         return self._source(config).historical(zone, start, end)
 
+    def _locate(self, config: HookConfig, latitude: float, longitude: float) -> Flow[str]:
+        info = yield from self._source(config).region_from_loc(latitude, longitude)
+        return info.region
+
     def _test_flow(self, config: HookConfig) -> Flow[str]:
         access = yield from self._source(config).my_access()
         regions = sum(len(r) for r in access.values())

@@ -25,7 +25,8 @@ ROW_FIELDS = (
     "home_zone", "policy", "arrival", "actual_start", "actual_end", "duration_s", "delay_s", "latest_start", "deadline",
     "started_by_latest_start", "deadline_met", "power_watts", "energy_kwh", "realised_intensity",
     "baseline_intensity", "emissions_g", "baseline_emissions_g", "saving_g", "saving_pct", "intensity_source",
-    "fallback_used", "fail_open", "expected_intensity", "expected_saving_pct", "signal_kind", "basis",
+    "fallback_used", "fail_open", "expected_intensity", "expected_saving_pct", "signal_kind", "basis", "where",
+    "home_where",
 )  # fmt: skip
 CSV_FIELDS = (*ROW_FIELDS, "group", "group_objectives")
 FIGURES = ("power_watts", "energy_kwh", "realised_intensity", "baseline_intensity", "emissions_g",
@@ -135,6 +136,9 @@ def _merge(decision: Mapping[str, Any] | None, outcome: Mapping[str, Any] | None
         row["expected_saving_pct"] = decision.get("expected_saving_pct")
         if row.get("fail_open") is None:
             row["fail_open"] = details.get("fail_open")
+        # The places as the user named them (a cloud region, coordinates); zone is the key they resolved to.
+        row["where"] = details.get("where")
+        row["home_where"] = details.get("home_where")
     for name in FIGURES:
         row[name] = _figure(row.get(name))
     row["saving_pct"] = row_saving_pct(row)

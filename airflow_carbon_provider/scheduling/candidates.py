@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_carbon_provider.core.places import PlaceError, parse_place
 from airflow_carbon_provider.core.resources import ResourceError, parse_resources
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "ZONE_EXTRA",
     "ClusterCandidate",
     "ScheduleConfigError",
+    "check_place",
     "check_zone",
     "parse_candidates",
 ]
@@ -39,7 +41,8 @@ class ClusterCandidate:
     """One place a task may run: a Kubernetes connection and the grid zone it draws from.
 
     :param conn_id: the Kubernetes connection id.
-    :param zone: the grid zone; ``None`` means the connection's extra ``carbon_zone``.
+    :param zone: the grid zone key of the carbon source; ``None`` means the connection's extra
+        ``carbon_zone``, or, with ``where``, the key the place resolves to (filled in at run time).
     :param namespace: the namespace to use on this candidate (default: the operator's).
     :param node_selector: a node selector for this candidate (e.g. a region-labelled pool).
     :param affinity: an affinity for this candidate, as a Kubernetes dict.
@@ -56,6 +59,9 @@ class ClusterCandidate:
         the connection's own configuration.
     :param cluster_context: the kubeconfig context for this candidate (KPO's ``cluster_context``).
     :param in_cluster: use the in-cluster configuration for this candidate (KPO's ``in_cluster``).
+    :param where: the place as the user named it when it is not a zone key: a cloud region
+        (``aws:eu-central-1``) or coordinates (``52.37,4.9``); see :mod:`~airflow_carbon_provider.core.places`.
+        Kept beside the resolved ``zone`` so decisions show both (``aws:eu-central-1 → DE``).
     """
 
     conn_id: str
@@ -69,6 +75,14 @@ class ClusterCandidate:
     config_file: str | None = None
     cluster_context: str | None = None
     in_cluster: bool | None = None
+    where: str | None = None
+
+    @property
+    def place(self) -> str | None:
+        """Return where this candidate is, as written and as resolved (``aws:us-west-1 → US-CAL-CISO``)."""
+        if self.where and self.zone and self.zone != self.where:  # equal: not resolved (the lookup failed)
+            return f"{self.where} \u2192 {self.zone}"
+        return self.where or self.zone
 
     @property
     def key(self) -> str:
@@ -100,6 +114,19 @@ class ClusterCandidate:
     def from_dict(cls, data: Mapping[str, Any]) -> ClusterCandidate:
         """Rebuild from :meth:`to_dict`."""
         return cls(**dict(data))
+
+
+def check_place(value: Any, where: str) -> tuple[str | None, str | None]:
+    """Read a place as written; return ``(zone, None)`` for a zone key, ``(None, place)`` otherwise.
+
+    A cloud region or coordinates is resolved to the carbon source's key at run time, when
+    the source's type is known (:meth:`~airflow_carbon_provider.scheduling.CarbonSchedule.resolve`).
+    """
+    try:
+        place = parse_place(value, where)
+    except PlaceError as exc:
+        raise ScheduleConfigError(str(exc)) from None
+    return (place.text, None) if place.kind == "zone" else (None, place.text)
 
 
 def check_zone(zone: Any, where: str) -> str:
@@ -134,7 +161,8 @@ def parse_candidates(cluster_conn_ids: Any, *, allow_mixed_signals: bool = False
         for name, spec in cluster_conn_ids.items():
             where = f"cluster_conn_ids[{name!r}]"
             if spec is None or isinstance(spec, str):
-                candidates.append(ClusterCandidate(str(name), check_zone(spec, where) if spec else None))
+                zone, place = check_place(spec, where) if spec else (None, None)
+                candidates.append(ClusterCandidate(str(name), zone, where=place))
                 continue
             if not isinstance(spec, Mapping):
                 raise ScheduleConfigError(f"{where} must be a zone string or a dict with 'zone', got {spec!r}")
@@ -143,7 +171,7 @@ def parse_candidates(cluster_conn_ids: Any, *, allow_mixed_signals: bool = False
             unknown = sorted(set(spec) - known)
             if unknown:
                 raise ScheduleConfigError(f"{where} has unknown key(s) {unknown}; allowed: {sorted(known)}")
-            zone = spec.get("zone")
+            zone, place = check_place(spec["zone"], where) if spec.get("zone") is not None else (None, None)
             capacity = spec.get("capacity")
             if capacity is not None:
                 try:
@@ -166,7 +194,8 @@ def parse_candidates(cluster_conn_ids: Any, *, allow_mixed_signals: bool = False
             candidates.append(
                 ClusterCandidate(
                     conn_id=str(spec.get("conn_id") or name),
-                    zone=check_zone(zone, where) if zone is not None else None,
+                    zone=zone,
+                    where=place,
                     namespace=spec.get("namespace"),
                     node_selector=dict(spec["node_selector"]) if spec.get("node_selector") else None,
                     affinity=dict(spec["affinity"]) if spec.get("affinity") else None,

@@ -375,6 +375,10 @@ class Decision:
             "candidates": [row.to_xcom() for row in self.rows],
             "fallbacks": [f.to_xcom() for f in self.fallbacks],
         }
+        if chosen.where:  # the place as the user named it; "zone" is the key it resolved to
+            data["where"] = chosen.where
+        if home.where:
+            data["home_where"] = home.where
         if chosen.namespace:
             data["namespace"] = chosen.namespace
         if chosen.node_selector:

@@ -95,7 +95,7 @@ def decide(
         )
 
     if home.key in per_candidate_errors:
-        return fallback(f"carbon data for the home zone {home.zone} is unavailable "
+        return fallback(f"carbon data for the home zone {home.place} is unavailable "
                         f"({per_candidate_errors[home.key]})")
     caps = fleet.capacities if fleet is not None else {}
     cands = [options.planner_candidate(c, caps.get(c.key)) for c in usable]
@@ -177,8 +177,8 @@ def _readable(result: Plan, chosen: ClusterCandidate, home: ClusterCandidate,
     exp = result.chosen.mean_intensity
     saving = 100.0 * (base - exp) / base if base > 0 else 0.0
     text = (
-        f"Carbon-aware plan ({result.policy}): start {when} on {where} ({chosen.zone}); expected "
-        f"{exp:.0f} gCO2eq/kWh against {base:.0f} running now on {home.conn_id} ({home.zone}), "
+        f"Carbon-aware plan ({result.policy}): start {when} on {where} ({chosen.place}); expected "
+        f"{exp:.0f} gCO2eq/kWh against {base:.0f} running now on {home.conn_id} ({home.place}), "
         f"{saving:.1f} % lower"
     )
     if "; kept " in result.reason:  # hysteresis held the plan: say why

@@ -15,6 +15,7 @@ from typing import Any
 
 import airflow_carbon_provider.scheduling.fleet as fleet
 from airflow_carbon_provider.core.durations import format_duration, parse_duration
+from airflow_carbon_provider.core.places import PlaceError, parse_place, resolve_place
 from airflow_carbon_provider.core.planner import POLICIES, Candidate
 from airflow_carbon_provider.core.policies import get_policy, policy_names
 from airflow_carbon_provider.core.resources import Resources
@@ -26,7 +27,7 @@ from airflow_carbon_provider.scheduling.candidates import (
     ZONE_EXTRA,
     ClusterCandidate,
     ScheduleConfigError,
-    check_zone,
+    check_place,
     parse_candidates,
 )
 from airflow_carbon_provider.scheduling.decision import Decision
@@ -35,6 +36,7 @@ from airflow_carbon_provider.scheduling.fetching import (
     MIN_PLANNING_TIMEOUT,
     fetch_sources,
     planning_timeout_default,
+    run_bounded,
     until_for,
 )
 from airflow_carbon_provider.scheduling.planning import PlanningOptions, decide
@@ -186,6 +188,8 @@ class CarbonSchedule:
         self.coordinate = coordinate
         #: The planning parameters a waiting trigger needs too (no timing, no candidates).
         self.options = self._options()
+        #: Places the last :meth:`resolve` could not resolve (a failed location lookup), by source.
+        self.place_errors: dict[tuple[str, str], str] = {}
 
     def _options(self) -> PlanningOptions:
         return PlanningOptions(
@@ -235,29 +239,80 @@ class CarbonSchedule:
         """Fill in zones and carbon connections from the Kubernetes connections' extras.
 
         A candidate whose zone is given in ``cluster_conn_ids`` keeps it (and its
-        ``carbon_conn_id``, else the task's); the connection is read only for the others.
+        ``carbon_conn_id``, else the task's); the connection is read only for the others. A
+        place named as a cloud region or coordinates (there or in the extra ``carbon_zone``)
+        is resolved to the key its carbon source uses (:meth:`resolve_place`).
         """
         from airflow_carbon_provider.hooks._registry import read_connection_extras
 
         resolved = []
+        self.place_errors = {}
         for cand in self.candidates:
+            carbon = cand.carbon_conn_id or self.carbon_conn_id
+            where = f"cluster_conn_ids[{cand.key!r}]"
             if cand.zone is not None:  # given explicitly: the connection need not be read
-                resolved.append(replace(cand, carbon_conn_id=cand.carbon_conn_id or self.carbon_conn_id))
+                resolved.append(replace(cand, carbon_conn_id=carbon))
                 continue
-            try:
-                extras = read_connection_extras(cand.conn_id)
-            except CarbonDataError as exc:  # an undefined Kubernetes connection is a config error
-                raise ScheduleConfigError(str(exc)) from None
-            zone = cand.zone or extras.get(ZONE_EXTRA)
-            if not zone:
-                raise ScheduleConfigError(
-                    f"Kubernetes connection {cand.conn_id!r} has no extra {ZONE_EXTRA!r}; add the grid zone it draws "
-                    f"power from (e.g. {{\"{ZONE_EXTRA}\": \"DE\"}}) or give the zone in cluster_conn_ids"
-                )
-            zone = check_zone(zone, f"connection {cand.conn_id!r} extra {ZONE_EXTRA!r}")
-            carbon = cand.carbon_conn_id or extras.get(CARBON_CONN_EXTRA) or self.carbon_conn_id
-            resolved.append(replace(cand, zone=zone, carbon_conn_id=str(carbon)))
+            place = cand.where
+            if place is None:
+                try:
+                    extras = read_connection_extras(cand.conn_id)
+                except CarbonDataError as exc:  # an undefined Kubernetes connection is a config error
+                    raise ScheduleConfigError(str(exc)) from None
+                if not extras.get(ZONE_EXTRA):
+                    raise ScheduleConfigError(
+                        f"Kubernetes connection {cand.conn_id!r} has no extra {ZONE_EXTRA!r}; add the grid zone it "
+                        f"draws power from (e.g. {{\"{ZONE_EXTRA}\": \"DE\"}}, a cloud region such as "
+                        f"\"aws:eu-central-1\") or give the zone in cluster_conn_ids"
+                    )
+                where = f"connection {cand.conn_id!r} extra {ZONE_EXTRA!r}"
+                zone, place = check_place(extras[ZONE_EXTRA], where)
+                carbon = cand.carbon_conn_id or str(extras.get(CARBON_CONN_EXTRA) or self.carbon_conn_id)
+                if zone is not None:
+                    resolved.append(replace(cand, zone=zone, carbon_conn_id=carbon))
+                    continue
+            assert place is not None
+            resolved.append(self.resolve_place(cand, place, carbon, where))
         return resolved
+
+    def resolve_place(self, cand: ClusterCandidate, written: str, carbon_conn_id: str, where: str) -> ClusterCandidate:
+        """Return ``cand`` with the key that source ``carbon_conn_id`` uses for the place ``written``.
+
+        A cloud region resolves through the bundled table; coordinates (and a region the table
+        has no key for) through the source's location endpoint, within ``planning_timeout`` and
+        cached for a day. A place that source cannot name is a configuration error; a lookup
+        that fails (the API is down) leaves the candidate out of this plan, as missing carbon
+        data does (home falls open), and says why.
+        """
+        from airflow_carbon_provider.hooks._registry import carbon_hook
+
+        place = parse_place(written, where)
+        budget = self.planning_timeout
+
+        def unresolved(why: str) -> ClusterCandidate:
+            self.place_errors[(carbon_conn_id, place.text)] = why
+            log.warning("%s: %s", where, why)
+            return replace(cand, zone=place.text, where=place.text, carbon_conn_id=carbon_conn_id)
+
+        try:
+            hook = run_bounded(lambda: carbon_hook(carbon_conn_id), budget, "carbon connection read")
+        except Exception as exc:  # the fetch would fail the same way: leave the candidate out
+            return unresolved(f"cannot resolve {place.text!r}: {type(exc).__name__}: {exc}")
+        try:
+            resolution = resolve_place(place, hook.provider, where)
+        except PlaceError as exc:
+            raise ScheduleConfigError(str(exc)) from None
+        key = resolution.key
+        if key is None:
+            assert resolution.lookup is not None
+            lat, lon = resolution.lookup
+            try:
+                key = str(run_bounded(lambda: hook.locate(lat, lon), budget, "location lookup"))
+            except Exception as exc:  # API down, or no coverage there: this candidate has no data
+                return unresolved(f"{place.text!r} could not be resolved by {carbon_conn_id} "
+                                  f"({resolution.how}): {type(exc).__name__}: {exc}")
+        log.info("%s: %s \u2192 %s for %s (%s)", where, place.text, key, carbon_conn_id, resolution.how)
+        return replace(cand, zone=key, where=place.text, carbon_conn_id=carbon_conn_id)
 
     def fetch_forecasts(
         self, candidates: Sequence[ClusterCandidate], now: datetime, until: datetime,
@@ -268,8 +323,11 @@ class CarbonSchedule:
         Each is conditioned on its zone's measured history, as the backtest's ``carbon-aware``
         plans (:mod:`~airflow_carbon_provider.scheduling.fetching`); ``notes`` receives how.
         """
-        return fetch_sources((self.source_of(c) for c in candidates), now, until,
-                             budget=self.planning_timeout, clock=lambda: now, notes=notes)
+        sources = [self.source_of(c) for c in candidates]
+        unresolved = {s: self.place_errors[s] for s in sources if s in self.place_errors}
+        series, errors = fetch_sources((s for s in sources if s not in unresolved), now, until,
+                                       budget=self.planning_timeout, clock=lambda: now, notes=notes)
+        return series, {**errors, **unresolved}
 
     # -- planning -------------------------------------------------------------------------
 

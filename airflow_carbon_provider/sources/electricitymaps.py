@@ -54,9 +54,11 @@ __all__ = [
     "forecast_request",
     "history_request",
     "latest_request",
+    "locate_request",
     "parse_forecast",
     "parse_history",
     "parse_latest",
+    "parse_locate",
     "parse_past_range",
     "past_range_chunks",
     "past_range_request",
@@ -125,6 +127,23 @@ def _headers(api_key: str) -> dict[str, str]:
 def latest_request(zone: str, api_key: str, options: EMOptions) -> ApiRequest:
     """Build ``GET /v3/carbon-intensity/latest``."""
     return ApiRequest("/v3/carbon-intensity/latest", options.params(zone), _headers(api_key), zone=zone)
+
+
+def locate_request(latitude: float, longitude: float, api_key: str) -> ApiRequest:
+    """Build ``GET /v3/carbon-intensity/latest`` for a location (its answer names the zone).
+
+    The API resolves ``lat``/``lon`` to the zone that covers them; without a resolvable zone
+    it would fall back to the caller's IP location, which ``disableCallerLookup`` turns off.
+    """
+    params = {"lat": str(latitude), "lon": str(longitude), "disableCallerLookup": "true"}
+    return ApiRequest("/v3/carbon-intensity/latest", params, _headers(api_key), zone=f"{latitude},{longitude}")
+
+
+def parse_locate(body: Any, latitude: float, longitude: float) -> str:
+    """Return the zone key an answer to :func:`locate_request` names."""
+    reader = Reader(PROVIDER, f"{latitude},{longitude}")
+    obj = reader.mapping(body, "<body>")
+    return reader.string(reader.get(obj, "zone", "zone"), "zone")
 
 
 def forecast_request(zone: str, api_key: str, options: EMOptions, horizon_hours: int) -> ApiRequest:
@@ -299,6 +318,11 @@ class ElectricityMaps:
         """Return the current intensity of ``zone``."""
         body = yield from self._get(latest_request(zone, self.api_key, self.options))
         return parse_latest(body, zone, self.options)
+
+    def locate(self, latitude: float, longitude: float) -> Flow[str]:
+        """Return the zone that covers a location."""
+        body = yield from self._get(locate_request(latitude, longitude, self.api_key))
+        return parse_locate(body, latitude, longitude)
 
     def forecast(self, zone: str, horizon_hours: int = 24) -> Flow[IntensitySeries]:
         """Return the forecast for ``zone`` over ``horizon_hours``."""
