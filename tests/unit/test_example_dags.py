@@ -25,7 +25,9 @@ def test_example_dag_imports_without_errors(path):
     dag = _dag(path)
     assert dag.dag_id == path.stem
     assert "carbon-aware" in dag.tags
-    assert any(isinstance(t, (CarbonAwareKubernetesPodOperator, CarbonWindowSensor)) for t in dag.tasks)
+    ours = (CarbonAwareKubernetesPodOperator, CarbonWindowSensor)
+    # a mapped task is a MappedOperator naming its class
+    assert any(isinstance(t, ours) or getattr(t, "operator_class", None) in ours for t in dag.tasks)
     for marker in ("[START ", "[END "):
         assert marker in path.read_text(), f"{path.name} has no {marker} marker for the docs"
 
@@ -34,3 +36,11 @@ def test_training_runs_on_three_clusters_with_a_morning_deadline():
     task = _dag(EXAMPLES / "example_carbon_aware_training.py").get_task("fine_tune")
     assert task.cluster_conn_ids == ["k8s_de", "k8s_gb", "k8s_us"]
     assert "hour=8" in task.deadline and task.max_delay is None
+
+
+def test_the_fleet_example_maps_coordinated_shards_over_capped_clusters():
+    task = _dag(EXAMPLES / "example_carbon_aware_fleet.py").get_task("fine_tune")
+    kwargs = task.partial_kwargs
+    assert kwargs["coordinate"] is True
+    assert {name: spec["capacity"] for name, spec in kwargs["cluster_conn_ids"].items()} == {
+        "k8s_de": 50, "k8s_gb": {"pods": 50, "cpu": 128}, "k8s_us": 50}

@@ -107,6 +107,26 @@ def test_connections_stored_in_the_database_reach_the_plan_and_the_in_process_tr
     assert cluster == decision["cluster"] == "k8s_gb"
 
 
+def test_the_fleet_example_maps_shards_that_reserve_and_release_their_windows(sandbox, clusters, env):
+    """Three coordinated shards: each plans with the others' reservations, and none is left held."""
+    result = sandbox.run_dag("example_carbon_aware_fleet",
+                             {"shards": 3, "expected_duration": "1m", "finish_by": soon(5)}, env=env)
+    assert result.state == "success", result.output[-4000:]
+    shards = [t for t in result.data["tasks"] if t["task_id"] == "fine_tune"]
+    assert sorted(t["map_index"] for t in shards) == [0, 1, 2]
+    assert all(t["state"] == "success" for t in shards), shards
+    pods = [(name, pod) for name, em in clusters.items() for pod in em.pods()]
+    assert len(pods) == 3 and all(pod.phase == "Succeeded" for _, pod in pods)
+    # each shard reserved its window, then released it when its pod finished
+    with sqlite3.connect(sandbox.home / "carbon_ledger.db") as db:
+        held = db.execute("select count(*) from carbon_reservations where dag_id = 'example_carbon_aware_fleet'")
+        assert held.fetchone()[0] == 0
+        details = [json.loads(row[0]) for row in db.execute(
+            "select details from carbon_decisions where dag_id = 'example_carbon_aware_fleet'")]
+    assert len(details) == 3
+    assert all(d["fleet"]["reservation"] == "reserved" for d in details), [d.get("fleet") for d in details]
+
+
 def _report(sandbox):
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("airflow-carbon")), "report", "--format", "json",
