@@ -8,7 +8,8 @@ page itself. Every value from the ledger or a connection is escaped.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
@@ -94,6 +95,110 @@ def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+LegendItem = tuple[str, str, str]
+"""A legend entry: swatch (``box``, ``line``, ``dash``, ``band``, ``thin``), colour and label (unescaped)."""
+GRID, MUTED = "#eaeef2", "#656d76"
+LEGEND_CHARS = 24
+"""A legend label longer than this is cut (the whole label stays in its tooltip)."""
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What every chart shares: the plot area and its scales, the value grid, time ticks, caption and legend.
+
+    The legend sits in the right margin, one entry per 18 px; :meth:`legend_height` says how
+    tall the chart must be for it to fit.
+    """
+
+    width: int
+    height: int
+    t0: float
+    t1: float
+    v_max: float
+    plot_h: int
+    left: int = 56
+    right: int = 150
+    top: int = 12
+
+    @property
+    def plot_w(self) -> int:
+        return self.width - self.left - self.right
+
+    @property
+    def bottom(self) -> int:
+        """Return the y of the plot's bottom edge."""
+        return self.top + self.plot_h
+
+    def x(self, t: float) -> float:
+        return self.left + self.plot_w * (t - self.t0) / max(self.t1 - self.t0, 1.0)
+
+    def y(self, v: float) -> float:
+        return self.top + self.plot_h * (1.0 - v / (self.v_max or 1.0))
+
+    def open(self, element_id: str, title: str, desc: str | None = None) -> str:
+        """Return the ``<svg>`` start tag with its accessible title (and description)."""
+        described = f"<desc>{escape(desc)}</desc>" if desc else ""
+        return (f'<svg id="{element_id}" role="img" xmlns="http://www.w3.org/2000/svg" width="{self.width}" '
+                f'height="{self.height}" viewBox="0 0 {self.width} {self.height}" font-size="11" '
+                f'font-family="sans-serif"><title>{escape(title)}</title>{described}')
+
+    def value_grid(self, lines: int) -> str:
+        """Return ``lines`` horizontal grid lines from 0 to the top value, labelled on the left."""
+        parts = []
+        for i in range(lines):
+            v = self.v_max * i / (lines - 1)
+            parts.append(f'<line x1="{self.left}" x2="{self.left + self.plot_w}" y1="{self.y(v):.1f}" '
+                         f'y2="{self.y(v):.1f}" stroke="{GRID}"/><text x="{self.left - 6}" y="{self.y(v) + 4:.1f}" '
+                         f'text-anchor="end" fill="{MUTED}">{v:.0f}</text>')
+        return "".join(parts)
+
+    def time_ticks(self, step_s: int, fmt: str, *, first: int, grid: bool = True, label_y: float | None = None,
+                   grid_to: float | None = None) -> str:
+        """Return time labels every ``step_s`` from ``first`` (UTC), with light vertical grid lines if ``grid``."""
+        parts = []
+        label_y = self.bottom + 14 if label_y is None else label_y
+        for tick in range(first, int(self.t1) + 1, step_s):
+            if tick < self.t0:
+                continue
+            label = datetime.fromtimestamp(tick, tz=timezone.utc).strftime(fmt)
+            if grid:
+                parts.append(f'<line x1="{self.x(tick):.1f}" x2="{self.x(tick):.1f}" y1="{self.top}" '
+                             f'y2="{grid_to or self.bottom}" stroke="#f3f4f6"/>')
+            parts.append(f'<text x="{self.x(tick):.1f}" y="{label_y:.0f}" text-anchor="middle" fill="{MUTED}">'
+                         f"{label}</text>")
+        return "".join(parts)
+
+    def caption(self, text: str) -> str:
+        """Return the line under the chart that names its units."""
+        return f'<text x="{self.left}" y="{self.height - 4}" fill="{MUTED}">{escape(text)}</text>'
+
+    @staticmethod
+    def legend_height(entries: int, top: int = 12) -> int:
+        """Return the chart height a legend of ``entries`` needs."""
+        return top + 18 * entries + 8
+
+    def legend(self, entries: Sequence[LegendItem]) -> str:
+        """Return the legend in the right margin: a swatch and a label per entry, 18 px apart."""
+        parts = ['<g class="legend">']
+        x0 = self.left + self.plot_w + 12
+        for i, (swatch, colour, label) in enumerate(entries):
+            ly = self.top + 14 + 18 * i
+            if swatch == "box":
+                parts.append(f'<rect x="{x0}" y="{ly - 9}" width="12" height="12" fill="{colour}"/>')
+            elif swatch == "band":
+                parts.append(f'<rect x="{x0}" y="{ly - 9}" width="12" height="12" fill="{colour}" fill-opacity="0.18" '
+                             f'stroke="{colour}" stroke-dasharray="2 2"/>')
+            else:
+                dash = ' stroke-dasharray="5 3"' if swatch == "dash" else ""
+                stroke = 1.5 if swatch == "thin" else 2.5
+                parts.append(f'<line x1="{x0}" x2="{x0 + 12}" y1="{ly - 3}" y2="{ly - 3}" stroke="{colour}" '
+                             f'stroke-width="{stroke}"{dash}/>')
+            shown = label if len(label) <= LEGEND_CHARS else label[:LEGEND_CHARS - 1] + "…"
+            parts.append(f'<text x="{x0 + 18}" y="{ly + 1}"><title>{escape(label)}</title>{escape(shown)}</text>')
+        parts.append("</g>")
+        return "".join(parts)
+
+
 def colour_of(clusters: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """Return each cluster's colour, by its place in the page's list: the same in every chart."""
     return {str(c["conn_id"]): PALETTE[i % len(PALETTE)] for i, c in enumerate(clusters)}
@@ -105,39 +210,21 @@ def intensity_chart_svg(clusters: Sequence[Mapping[str, Any]], *, width: int = 7
     if not ok:
         return ('<p class="muted" id="carbon-intensity-chart-empty">No cluster has a forecast to chart '
                 "(see the table below).</p>")
-    left, right, top, bottom = 56, 150, 12, 34
-    plot_w, plot_h = width - left - right, height - top - bottom
     starts = [_parse(p["start"]).timestamp() for c in ok for p in c["forecast"]]
     ends = [_parse(p["end"]).timestamp() for c in ok for p in c["forecast"]]
     values = [float(p["value"]) for c in ok for p in c["forecast"]]
     values += [float(c["current"]["value"]) for c in ok if c.get("current")]
     t0, t1 = min(starts), max(ends)
-    span = max(t1 - t0, 1.0)
-    top_value = max(values) * 1.1 or 1.0
-
-    def x(t: float) -> float:
-        return left + plot_w * (t - t0) / span
-
-    def y(v: float) -> float:
-        return top + plot_h * (1.0 - v / top_value)
-
-    parts = [f'<svg id="carbon-intensity-chart" role="img" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-             f'height="{height}" viewBox="0 0 {width} {height}" font-size="11" font-family="sans-serif">',
-             "<title>Carbon intensity now and forecast per cluster, g CO2eq/kWh</title>"]
-    for i in range(5):
-        v = top_value * i / 4
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eaeef2"/>'
-                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#656d76">{v:.0f}</text>')
-    hours = span / 3600.0
+    frame = _Frame(width, height, t0, max(t1, t0 + 1.0), max(values) * 1.1 or 1.0, plot_h=height - 12 - 34)
+    x, y = frame.x, frame.y
+    hours = (t1 - t0) / 3600.0
     step = 1 if hours <= 8 else (3 if hours <= 30 else 6)
-    first = int(t0 // 3600 + 1) * 3600
-    for tick in range(first, int(t1) + 1, step * 3600):
-        label = datetime.fromtimestamp(tick, tz=_parse(ok[0]["forecast"][0]["start"]).tzinfo).strftime("%H:%M")
-        parts.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top}" y2="{top + plot_h}" stroke="#f3f4f6"/>'
-                     f'<text x="{x(tick):.1f}" y="{top + plot_h + 14}" text-anchor="middle" fill="#656d76">{label}</text>')
-    parts.append(f'<text x="{left}" y="{height - 4}" fill="#656d76">UTC; g CO2eq/kWh</text>')
+    parts = [frame.open("carbon-intensity-chart", "Carbon intensity now and forecast per cluster, g CO2eq/kWh"),
+             frame.value_grid(5), frame.time_ticks(step * 3600, "%H:%M", first=int(t0 // 3600 + 1) * 3600),
+             frame.caption("UTC; g CO2eq/kWh")]
     colours = colour_of(clusters)
-    for i, cluster in enumerate(ok):
+    legend: list[LegendItem] = []
+    for cluster in ok:
         colour = colours[str(cluster["conn_id"])]
         points = []
         for p in cluster["forecast"]:
@@ -152,9 +239,8 @@ def intensity_chart_svg(clusters: Sequence[Mapping[str, Any]], *, width: int = 7
             t = min(max(_parse(current["start"]).timestamp(), t0), t1)
             parts.append(f'<circle class="current" cx="{x(t):.1f}" cy="{y(float(current["value"])):.1f}" r="4.5" '
                          f'fill="{colour}"><title>{name} now: {float(current["value"]):.0f} g/kWh</title></circle>')
-        ly = top + 14 + 18 * i
-        parts.append(f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="12" height="12" fill="{colour}"/>'
-                     f'<text x="{left + plot_w + 30}" y="{ly + 1}">{name}</text>')
+        legend.append(("box", colour, f"{cluster['conn_id']} ({cluster['zone']})"))
+    parts.append(frame.legend(legend))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -165,33 +251,18 @@ def reserved_chart_svg(clusters: Sequence[Mapping[str, Any]], *, width: int = 76
     if not any((c["reserved"].get("peak_pods") or 0) > 0 for c in shown):
         return ('<p class="muted" id="carbon-reserved-chart-empty">No carbon-aware task holds a reservation in the '
                 "next 48 h.</p>")
-    left, right, top, bottom = 56, 150, 12, 34
-    plot_w, plot_h = width - left - right, height - top - bottom
     starts = [_parse(p["start"]).timestamp() for c in shown for p in c["reserved"]["points"]]
     step = (starts[1] - starts[0]) if len(starts) > 1 else 3600.0
     t0, t1 = min(starts), max(starts) + step
-    top_value = max(float(c["reserved"]["peak_pods"]) for c in shown) * 1.15 or 1.0
-
-    def x(t: float) -> float:
-        return left + plot_w * (t - t0) / (t1 - t0)
-
-    def y(v: float) -> float:
-        return top + plot_h * (1.0 - v / top_value)
-
-    parts = [f'<svg id="carbon-reserved-chart" role="img" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-             f'height="{height}" viewBox="0 0 {width} {height}" font-size="11" font-family="sans-serif">',
-             "<title>Pods reserved by carbon-aware tasks per cluster, next 48 h</title>"]
-    for i in range(3):
-        v = top_value * i / 2
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eaeef2"/>'
-                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#656d76">{v:.0f}</text>')
-    for tick in range(int(t0), int(t1) + 1, 6 * 3600):
-        label = datetime.fromtimestamp(tick, tz=_parse(shown[0]["reserved"]["points"][0]["start"]).tzinfo)
-        parts.append(f'<text x="{x(tick):.1f}" y="{top + plot_h + 14}" text-anchor="middle" fill="#656d76">'
-                     f'{label.strftime("%d %H:%M")}</text>')
-    parts.append(f'<text x="{left}" y="{height - 4}" fill="#656d76">UTC; pods reserved (peak per hour)</text>')
+    frame = _Frame(width, height, t0, t1, max(float(c["reserved"]["peak_pods"]) for c in shown) * 1.15 or 1.0,
+                   plot_h=height - 12 - 34)
+    x, y = frame.x, frame.y
+    parts = [frame.open("carbon-reserved-chart", "Pods reserved by carbon-aware tasks per cluster, next 48 h"),
+             frame.value_grid(3), frame.time_ticks(6 * 3600, "%d %H:%M", first=int(t0), grid=False),
+             frame.caption("UTC; pods reserved (peak per hour)")]
     colours = colour_of(clusters)
-    for i, cluster in enumerate(shown):
+    legend: list[LegendItem] = []
+    for cluster in shown:
         colour = colours[str(cluster["conn_id"])]
         points = []
         for p in cluster["reserved"]["points"]:
@@ -201,9 +272,8 @@ def reserved_chart_svg(clusters: Sequence[Mapping[str, Any]], *, width: int = 76
         parts.append(f'<polyline class="reserved" data-cluster="{escape(str(cluster["conn_id"]))}" fill="none" '
                      f'stroke="{colour}" stroke-width="2" points="{" ".join(points)}"><title>{name}: peak '
                      f'{float(cluster["reserved"]["peak_pods"]):.0f} pods</title></polyline>')
-        ly = top + 14 + 18 * i
-        parts.append(f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="12" height="12" fill="{colour}"/>'
-                     f'<text x="{left + plot_w + 30}" y="{ly + 1}">{name}</text>')
+        legend.append(("box", colour, f"{cluster['conn_id']} ({cluster['zone']})"))
+    parts.append(frame.legend(legend))
     parts.append("</svg>")
     return "".join(parts)
 
