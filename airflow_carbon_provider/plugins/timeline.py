@@ -40,6 +40,8 @@ UTC = timezone.utc
 ISSUE_SLACK = timedelta(minutes=5)
 """A forecast issued this long after the decision still counts as the one it was made with (fetch vs. clock)."""
 REALISED_NOT_KNOWN = "realised not yet known"
+STALE_AFTER = timedelta(hours=6)
+"""A task without an outcome this long after its deadline is not drawn up to now (its record stopped)."""
 
 Point = tuple[datetime, datetime, float]
 
@@ -102,9 +104,11 @@ class TaskTimeline:
     mode: str
     """``planned`` (waited or moved by plan), ``now`` (the plan was to start at once) or ``fail_open``."""
     status: str
-    """``waiting``, ``running`` or ``finished``."""
+    """``waiting``, ``running``, ``finished``, or ``unknown`` (no outcome long after the deadline)."""
     wait_until: datetime
     """The wait is drawn from ``arrival`` to here: the start, or ``now`` while waiting."""
+    drawn_until: datetime
+    """An unfinished run or wait is drawn up to here: ``now``, or the deadline when the record stopped."""
     run: Run | None
     curves: tuple[Curve, ...]
     markers: tuple[Marker, ...]
@@ -156,6 +160,10 @@ def _number(value: Any) -> float | None:
         return None if value is None or isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _hm(moment: datetime) -> str:
+    return moment.strftime("%d %b %H:%M")
 
 
 def _clip(points: Iterable[Point], start: datetime, end: datetime) -> tuple[Point, ...]:
@@ -242,7 +250,12 @@ def task_timeline(decision: Mapping[str, Any], outcome: Mapping[str, Any] | None
     planned_end = record.planned_start + (expected or timedelta(0))
     horizon_end = record.deadline or (record.latest_start + (expected or timedelta(0)))
     end = max(horizon_end, planned_end, ended or horizon_end)
-    if status != "finished":
+    drawn_until = now
+    if status != "finished" and now > end + STALE_AFTER:
+        notes.append(f"no outcome recorded, though the deadline passed at {_hm(horizon_end)} UTC: drawn up to "
+                     "the deadline (the task may have been stopped, or its outcome not recorded)")
+        status, drawn_until = "unknown", end
+    elif status != "finished":
         end = max(end, now)
     start = min(arrival, decided, record.planned_start, started or arrival)
     if end <= start:
@@ -292,7 +305,8 @@ def task_timeline(decision: Mapping[str, Any], outcome: Mapping[str, Any] | None
         start=start, end=end, now=now, arrival=arrival, decided_at=decided, latest_start=record.latest_start,
         deadline=record.deadline, planned_start=record.planned_start, planned_end=planned_end,
         planned_cluster=record.chosen.conn_id, planned_zone=record.zone, home_cluster=record.home.conn_id,
-        mode=mode, status=status, wait_until=started or now, run=run, curves=tuple(curves),
+        mode=mode, status=status, wait_until=started or drawn_until, drawn_until=drawn_until, run=run,
+        curves=tuple(curves),
         markers=tuple(sorted(markers, key=lambda m: m.at)), notes=tuple(notes),
         expected_intensity=record.expected_intensity, baseline_intensity=record.baseline_intensity,
         realised_intensity=_number(outcome.get("realised_intensity")),

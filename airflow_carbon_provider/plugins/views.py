@@ -370,6 +370,7 @@ def _lane_svg(frame: _Frame, task: TaskTimeline, colours: Mapping[str, str], y0:
     wx0, wx1 = frame.x(task.arrival.timestamp()), frame.x(task.wait_until.timestamp())
     waited = (task.wait_until - task.arrival).total_seconds()
     wait_title = (f"waiting since {_hm(task.arrival)} UTC ({_span(waited)} so far)" if task.status == "waiting"
+                  else f"arrived {_hm(task.arrival)} UTC; no start recorded" if task.run is None
                   else f"waited {_span(waited)}: arrived {_hm(task.arrival)}, started {_hm(task.wait_until)} UTC")
     parts.append(f'<line class="wait" x1="{wx0:.1f}" x2="{max(wx1, wx0 + 1):.1f}" y1="{mid:.1f}" y2="{mid:.1f}" '
                  f'stroke="{WAIT_COLOUR}" stroke-width="2"><title>{escape(wait_title)}</title></line>'
@@ -377,12 +378,12 @@ def _lane_svg(frame: _Frame, task: TaskTimeline, colours: Mapping[str, str], y0:
                  f"<title>arrived {_hm(task.arrival)} UTC</title></circle>")
     run = task.run
     if run is not None:
-        end = run.end or task.now
+        end = run.end or task.drawn_until
         rx0, rx1 = frame.x(run.start.timestamp()), frame.x(end.timestamp())
         colour = colours.get(run.cluster, WAIT_COLOUR)
         name = f"{run.cluster} ({run.zone})" if run.zone else run.cluster
         title = (f"ran on {name} {_hm(run.start)}–{end.strftime('%H:%M')} UTC ({run.state or 'finished'})"
-                 if run.end else f"running on {name} since {_hm(run.start)} UTC")
+                 if run.end else f"started on {name} at {_hm(run.start)} UTC; no end recorded")
         opacity = "1" if run.end else "0.55"  # still running: lighter
         parts.append(f'<rect class="run" data-cluster="{escape(run.cluster)}" x="{rx0:.1f}" y="{y0 + 4:.1f}" '
                      f'width="{max(rx1 - rx0, 3):.1f}" height="{height - 8:.1f}" rx="2" fill="{colour}" '
@@ -481,7 +482,7 @@ def task_timeline_svg(task: TaskTimeline, colours: Mapping[str, str], *, width: 
         parts.append(_vline(frame, task.latest_start.timestamp(), bottom, MUTED, "latest-start", "2 3",
                             f"latest start {_hm(task.latest_start)} UTC"))
         labels.append((task.latest_start.timestamp(), "latest start", MUTED, "latest-start"))
-    if task.status != "finished":
+    if task.status in ("waiting", "running"):
         parts.append(_vline(frame, task.now.timestamp(), bottom, NOW_COLOUR, "now", "1 0", f"now {_hm(task.now)} UTC"))
         labels.append((task.now.timestamp(), "now", NOW_COLOUR, "now"))
     parts.append(_top_labels(frame, labels))
@@ -539,7 +540,7 @@ def dag_run_timeline_svg(run: DagRunTimeline, colours: Mapping[str, str], *, wid
     if not curves:
         parts.append(f'<text class="no-curves" x="{frame.left + frame.plot_w / 2:.1f}" y="{frame.top + plot_h / 2:.1f}" '
                      f'text-anchor="middle" fill="{MUTED}">no intensity recorded for the candidates</text>')
-    if any(t.status != "finished" for t in run.tasks):
+    if any(t.status in ("waiting", "running") for t in run.tasks):
         parts.append(_vline(frame, run.now.timestamp(), axis_y - 12, NOW_COLOUR, "now", "1 0",
                             f"now {_hm(run.now)} UTC"))
         parts.append(_top_labels(frame, [(run.now.timestamp(), "now", NOW_COLOUR, "now")]))

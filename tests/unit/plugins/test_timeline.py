@@ -152,10 +152,15 @@ def test_no_realised_values_yet_and_a_waiting_task_are_said(ledger):
     assert "realised not yet known" in page
 
 
-def test_a_task_past_its_deadline_is_drawn_up_to_now():
+def test_a_task_past_its_deadline_is_drawn_up_to_now_and_a_stopped_record_up_to_the_deadline():
     late = decision(phase="waiting", planned_start=iso(at(5)))
     tl = timeline.task_timeline(late, None, [], now=at(9))
-    assert tl.end == at(9) and tl.wait_until == at(9)
+    assert (tl.status, tl.end, tl.wait_until) == ("waiting", at(9), at(9))
+    stale = timeline.task_timeline(late, None, [], now=at(24 * 30))
+    assert (stale.status, stale.end, stale.wait_until, stale.drawn_until) == ("unknown", at(8), at(8), at(8))
+    assert any(n.startswith("no outcome recorded, though the deadline passed at 10 Mar 08:00 UTC") for n in stale.notes)
+    svg = svg_of(views.task_timeline_svg(stale, {}), "carbon-task-timeline")
+    assert not by_class(svg, "now") and "no start recorded" in title_of(by_class(svg, "wait")[0])
 
 
 def test_fail_open_and_run_now_decisions_say_so():
