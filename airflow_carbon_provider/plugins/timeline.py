@@ -40,6 +40,11 @@ UTC = timezone.utc
 ISSUE_SLACK = timedelta(minutes=5)
 """A forecast issued this long after the decision still counts as the one it was made with (fetch vs. clock)."""
 REALISED_NOT_KNOWN = "realised not yet known"
+NO_FORECAST = "no forecast recorded in the ledger at decision time"
+STILL_WAITING = "still waiting: drawn up to now"
+STILL_RUNNING = "still running: drawn up to now"
+_RUN_WIDE = (REALISED_NOT_KNOWN, NO_FORECAST, STILL_WAITING, STILL_RUNNING)
+"""Task notes a DAG run's timeline says once for all its tasks."""
 STALE_AFTER = timedelta(hours=6)
 """A task without an outcome this long after its deadline is not drawn up to now (its record stopped)."""
 
@@ -67,6 +72,8 @@ class Marker:
     at: datetime
     kind: str
     label: str
+    short: str = ""
+    """A few characters the chart may print beside the marker (``8 re-plans``)."""
 
 
 @dataclass(frozen=True)
@@ -270,15 +277,15 @@ def task_timeline(decision: Mapping[str, Any], outcome: Mapping[str, Any] | None
         mode = "now"
         notes.append("the plan was to start at once on the home cluster")
     if status == "waiting":
-        notes.append("still waiting: drawn up to now")
+        notes.append(STILL_WAITING)
     elif status == "running":
-        notes.append("still running: drawn up to now")
+        notes.append(STILL_RUNNING)
 
     source = decision.get("carbon_conn_id")
     curves, any_forecast, any_realised = _curves(record, forecasts, start, end, decided, now,
                                                  None if source is None else str(source))
     if not any_forecast:
-        notes.append("no forecast recorded in the ledger at decision time")
+        notes.append(NO_FORECAST)
     if not any_realised:
         notes.append(REALISED_NOT_KNOWN)
 
@@ -290,7 +297,7 @@ def task_timeline(decision: Mapping[str, Any], outcome: Mapping[str, Any] | None
         if record.trigger.error:
             text += f": {record.trigger.error}"
         if fired is not None:
-            markers.append(Marker(fired, "wait_end", text))
+            markers.append(Marker(fired, "wait_end", text, f"{replans} re-plan{'s' if replans != 1 else ''}"))
         else:
             notes.append(text)
     if record.recheck is not None:
@@ -347,8 +354,14 @@ def dag_run_timeline(records: Iterable[Mapping[str, Any]], forecasts: Sequence[M
     for record, source in sorted(decisions, key=lambda d: d[0].decided_at):
         for curve in _curves(record, forecasts, start, end, record.decided_at, now, source)[0]:
             curves.setdefault((curve.key, curve.kind), curve)  # the earliest decision's forecast
+    said: dict[str, list[str]] = {}  # one line per note, naming every task it applies to
+    for task in tasks:
+        for note in task.notes:
+            if note not in _RUN_WIDE:
+                said.setdefault(note, []).append(task.label)
+    notes.extend(f"{', '.join(labels)}: {note}" for note, labels in said.items())
     if not any(c.kind == "forecast" for c in curves.values()):
-        notes.append("no forecast recorded in the ledger at decision time")
+        notes.append(NO_FORECAST)
     if not any(c.kind == "realised" for c in curves.values()):
         notes.append(REALISED_NOT_KNOWN)
     waiting = sum(1 for t in tasks if t.status == "waiting")

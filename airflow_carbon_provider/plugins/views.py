@@ -198,8 +198,11 @@ class _Frame:
                 stroke = 1.5 if swatch == "thin" else 2.5
                 parts.append(f'<line x1="{x0}" x2="{x0 + 12}" y1="{ly - 3}" y2="{ly - 3}" stroke="{colour}" '
                              f'stroke-width="{stroke}"{dash}/>')
-            shown = label if len(label) <= LEGEND_CHARS else label[:LEGEND_CHARS - 1] + "…"
-            parts.append(f'<text x="{x0 + 18}" y="{ly + 1}"><title>{escape(label)}</title>{escape(shown)}</text>')
+            if len(label) <= LEGEND_CHARS:
+                parts.append(f'<text x="{x0 + 18}" y="{ly + 1}">{escape(label)}</text>')
+            else:  # cut, with the whole label as its tooltip
+                parts.append(f'<text x="{x0 + 18}" y="{ly + 1}"><title>{escape(label)}</title>'
+                             f"{escape(label[:LEGEND_CHARS - 1])}…</text>")
         parts.append("</g>")
         return "".join(parts)
 
@@ -353,10 +356,11 @@ def _vline(frame: _Frame, t: float, y2: float, colour: str, cls: str, dash: str,
 
 
 def _lane_svg(frame: _Frame, task: TaskTimeline, colours: Mapping[str, str], y0: float, height: float,
-              marker_tip: float) -> str:
+              marker_tip: float, short_labels: bool = False) -> str:
     """Return one task's lane: the wait (a thin line), the planned window's outline, the run bar and the markers.
 
-    Markers are small triangles pointing down at ``marker_tip``.
+    Markers are small triangles pointing down at ``marker_tip``; with ``short_labels``, those
+    that have one (the re-plans) are printed beside them.
     """
     mid = y0 + height / 2
     parts = []
@@ -405,6 +409,9 @@ def _lane_svg(frame: _Frame, task: TaskTimeline, colours: Mapping[str, str], y0:
         colour = DEADLINE_COLOUR if marker.kind == "fallback" else "#57606a"
         parts.append(f'<path class="marker" data-kind="{marker.kind}" d="{shape}" fill="{colour}" stroke="{colour}">'
                      f"<title>{escape(f'{_hm(marker.at)} UTC: {marker.label}')}</title></path>")
+        if marker.short and short_labels:
+            parts.append(f'<text class="marker-label" x="{mx + 6:.1f}" y="{marker_tip - 1:.1f}" font-size="10" '
+                         f'fill="#57606a">{escape(marker.short)}</text>')
     return "".join(parts)
 
 
@@ -423,7 +430,7 @@ def _legend_for(curves: Sequence[Curve], clusters: Iterable[str], colours: Mappi
         items.append(("dash", MUTED, "forecast at decision"))
     if "realised" in kinds:
         items.append(("line", MUTED, "realised"))
-    items += [("band", MUTED, "planned window"), ("thin", WAIT_COLOUR, "wait"), ("box", "#57606a", "run (bar)")]
+    items += [("band", MUTED, "planned window"), ("thin", WAIT_COLOUR, "wait"), ("box", "#57606a", "run (cluster colour)")]
     return items
 
 
@@ -488,7 +495,7 @@ def task_timeline_svg(task: TaskTimeline, colours: Mapping[str, str], *, width: 
     parts.append(_top_labels(frame, labels))
     parts.append(f'<line x1="{frame.left}" x2="{frame.left + frame.plot_w}" y1="{lane_y + lane_h / 2:.1f}" '
                  f'y2="{lane_y + lane_h / 2:.1f}" stroke="{GRID}"/>')
-    parts.append(_lane_svg(frame, task, colours, lane_y, lane_h, marker_tip=lane_y - 2))
+    parts.append(_lane_svg(frame, task, colours, lane_y, lane_h, marker_tip=lane_y - 2, short_labels=True))
     parts.append(frame.caption("UTC; g CO2eq/kWh; dashed: forecast at decision time, solid: realised"))
     parts.append(frame.legend(legend))
     parts.append("</svg>")
@@ -504,7 +511,8 @@ def _notes(notes: Sequence[str], element_id: str) -> str:
 
 def task_timeline_section(task: TaskTimeline, colours: Mapping[str, str]) -> str:
     """Return the task page's timeline: the chart, then what it could not draw and why."""
-    return ("<h2>Timeline</h2>" + task_timeline_svg(task, colours) + _notes(task.notes, "carbon-task-timeline-notes"))
+    return ("<section id=\"carbon-task-timeline-section\"><h2>Timeline</h2>" + task_timeline_svg(task, colours)
+            + _notes(task.notes, "carbon-task-timeline-notes") + "</section>")
 
 
 MAX_ROWS = 60
@@ -641,15 +649,15 @@ def timeline_clusters(tasks: Sequence[TaskTimeline], curves: Sequence[Curve] = (
 
 def dag_run_section(section: Mapping[str, Any] | None, clusters: Sequence[Mapping[str, Any]]) -> str:
     """Return the Carbon page's DAG-run section: a picker of recent runs and the picked run's timeline."""
-    head = ("<h2 id=\"carbon-dagrun-section\">DAG run timeline</h2><p class=\"muted small\">Every carbon-aware "
+    head = ("<h2>DAG run timeline</h2><p class=\"muted small\">Every carbon-aware "
             "task of one DAG run: its wait (thin line), planned window (dashed outline) and run (bar, in its "
             "cluster's colour), grouped by cluster, over the candidates' intensity (dashed: the forecast in force "
             "at the decision; solid: realised). Each task's name opens its task page.</p>")
     if section is None:
-        return head + "<p class=\"muted\">Not available: the ledger cannot be read.</p>"
+        return f"<section id=\"carbon-dagrun-section\">{head}<p class=\"muted\">Not available: the ledger cannot be read.</p></section>"
     choices = section.get("choices") or []
     selected = section.get("selected")
-    parts = [head]
+    parts = ["<section id=\"carbon-dagrun-section\">", head]
     if choices:
         options = []
         for c in choices:
@@ -666,10 +674,12 @@ def dag_run_section(section: Mapping[str, Any] | None, clusters: Sequence[Mappin
     run: DagRunTimeline | None = section.get("timeline")
     if run is not None:
         colours = colours_for(clusters, timeline_clusters(run.tasks, run.curves))
-        parts.append(f"<p class=\"small\">{escape(run.dag_id)} · {escape(run.run_id)}</p>")
+        if not any(selected == (c["dag_id"], c["run_id"]) for c in choices):  # not among the newest: name it
+            parts.append(f"<p class=\"small\">{escape(run.dag_id)} · {escape(run.run_id)}</p>")
         parts.append(dag_run_timeline_svg(run, colours) + _notes(run.notes, "carbon-dagrun-timeline-notes"))
     elif not choices and not section.get("error"):
         parts.append("<p class=\"muted\" id=\"carbon-dagrun-none\">No carbon-aware task recorded yet.</p>")
+    parts.append("</section>")
     return "".join(parts)
 
 

@@ -201,6 +201,7 @@ def test_the_task_svg_is_well_formed_with_every_part(ledger):
     assert bar.get("data-cluster") == "k8s_gb"
     assert [t.text for t in by_class(svg, "run-label")] == ["k8s_gb (GB)"]
     assert by_class(svg, "wait") and by_class(svg, "deadline") and len(by_class(svg, "marker")) == 3
+    assert [t.text for t in by_class(svg, "marker-label")] == ["7 re-plans"]
     assert not by_class(svg, "now")  # finished: no "now" line
     assert page.index('id="carbon-task-timeline"') < page.index('id="carbon-decision"')  # above the table
     legend = [t for g in by_class(svg, "legend") for t in g.iter(f"{SVG}text")]
