@@ -16,9 +16,9 @@ What each part is made of, and what is left out rather than guessed:
   yet: "realised not yet known";
 * the **planned window**: the final planned start and the expected duration (without one, the
   run's own duration; without that either, an instant);
-* **markers**: the decision, the end of the wait (with how many re-plans the trigger made; the
-  ledger keeps their number, not each one's time), the re-check at the start, and every
-  cluster that refused the pod;
+* **markers**: the decision, every re-plan that moved the plan (the trigger reports the last
+  20; those that kept it are only counted), the end of the wait (with how many re-plans the
+  trigger made), the re-check at the start, and every cluster that refused the pod;
 * the **run**: from the outcome (start, end, cluster); a task that has started but not finished
   runs up to ``now``; one that has not started waits up to ``now``.
 """
@@ -67,7 +67,7 @@ class Curve:
 
 @dataclass(frozen=True)
 class Marker:
-    """Something that happened to the plan at ``at``: ``decided``, ``wait_end``, ``recheck`` or ``fallback``."""
+    """Something that happened to the plan at ``at``: ``decided``, ``replan``, ``wait_end``, ``recheck`` or ``fallback``."""
 
     at: datetime
     kind: str
@@ -300,6 +300,13 @@ def task_timeline(decision: Mapping[str, Any], outcome: Mapping[str, Any] | None
             markers.append(Marker(fired, "wait_end", text, f"{replans} re-plan{'s' if replans != 1 else ''}"))
         else:
             notes.append(text)
+    for move in record.trigger.moves if record.trigger is not None else ():
+        moved_at, planned = _instant(move.get("at")), _instant(move.get("start"))
+        if moved_at is not None:
+            to = record.candidate(str(move.get("cluster")))
+            where = to.conn_id if to is not None else str(move.get("cluster"))
+            markers.append(Marker(moved_at, "replan", f"re-plan moved the start to {where}"
+                                  + (f" at {_hm(planned)} UTC" if planned else "")))
     if record.recheck is not None:
         moved = record.recheck.chosen_key != record.chosen_key or record.chosen.conn_id != record.recheck.chosen_cluster
         markers.append(Marker(record.recheck.at, "recheck",

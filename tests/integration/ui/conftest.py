@@ -91,7 +91,8 @@ def fill_ledger(url: str) -> None:
         deadline=iso(at(10, 8)), waited=True, expected_intensity=110.0, baseline_intensity=390.0,
         expected_saving_pct=71.8, power_watts=1000.0, expected_duration_s=7200.0,
         reason="GB is cleanest, and cleaner after 02:00",
-        trigger={"status": "start", "fired_at": iso(at(10, 2)), "replans": 8},
+        trigger={"status": "start", "fired_at": iso(at(10, 2)), "replans": 8,
+                 "moves": [{"at": iso(at(10, 0, 45)), "cluster": "k8s_gb", "start": iso(at(10, 2))}]},
         recheck={"at": iso(at(10, 2)), "chosen_key": "k8s_gb", "chosen_cluster": "k8s_gb", "expected_intensity": 104.0})
     key = RunKey("nightly_training", RUN_TRAINING, "fine_tune")
     assert record_decision(training, key, ledger=ledger, emit_metrics=False)

@@ -132,7 +132,7 @@ async def test_timelines_in_chromium(carbon_ui: CarbonUI, artifacts: Path) -> No
         assert task["runs"][0][1] > 50 and task["labels"] == ["k8s_gb (GB)"], task
         assert sorted(set(map(tuple, task["curves"]))) == [("DE", "forecast", "5 3"), ("DE", "realised", ""),
                                                            ("GB", "forecast", "5 3"), ("GB", "realised", "")]
-        assert task["markers"] == ["decided", "wait_end", "recheck"] and "fine_tune" in task["title"]
+        assert task["markers"] == ["decided", "replan", "wait_end", "recheck"] and "fine_tune" in task["title"]
         assert task["legend"][:3] == ["k8s_de (DE)", "k8s_gb (GB)", "forecast at decision"], task["legend"]
         table_top = await browser.evaluate("document.querySelector('#carbon-decision').getBoundingClientRect().top"
                                            " + window.scrollY")

@@ -80,7 +80,8 @@ def ledger(tmp_path, monkeypatch):
 def fill(ledger: Ledger) -> None:
     """Record a DAG run: ``fine_tune`` waited and ran on GB, ``embed`` ran at once at home, ``score[1]`` waits."""
     ran = decision(phase="running", cluster="k8s_gb", actual_start=iso(at(2)),
-                   trigger={"status": "start", "fired_at": iso(at(2)), "replans": 7},
+                   trigger={"status": "start", "fired_at": iso(at(2)), "replans": 7,
+                            "moves": [{"at": iso(at(0.75)), "cluster": "k8s_gb", "start": iso(at(2))}]},
                    recheck={"at": iso(at(2)), "chosen_key": "k8s_gb", "chosen_cluster": "k8s_gb",
                             "expected_intensity": 101.0})
     key = RunKey(DAG, RUN, "fine_tune")
@@ -129,8 +130,10 @@ def test_a_finished_task_has_its_curves_plan_wait_markers_and_run(ledger):
     assert [p[2] for p in forecast["GB"].points[:3]] == pytest.approx([220, 207, 126.5])
     assert [p[2] for p in realised["GB"].points] == [float(v) for v in PROFILE["GB"][:8]]
     assert realised["DE"].points[0][:2] == (at(0), at(1)) and realised["DE"].points[-1][1] == at(8)
-    assert [m.kind for m in tl.markers] == ["decided", "wait_end", "recheck"]
-    assert "after 7 re-plans" in tl.markers[1].label and "kept k8s_gb" in tl.markers[2].label
+    assert [(m.kind, m.at) for m in tl.markers] == [("decided", at(0)), ("replan", at(0.75)), ("wait_end", at(2)),
+                                                    ("recheck", at(2))]
+    assert tl.markers[1].label == "re-plan moved the start to k8s_gb at 10 Mar 02:00 UTC"
+    assert "after 7 re-plans" in tl.markers[2].label and "kept k8s_gb" in tl.markers[3].label
     assert tl.notes == ()
 
 
@@ -200,7 +203,7 @@ def test_the_task_svg_is_well_formed_with_every_part(ledger):
     [bar] = by_class(svg, "run")
     assert bar.get("data-cluster") == "k8s_gb"
     assert [t.text for t in by_class(svg, "run-label")] == ["k8s_gb (GB)"]
-    assert by_class(svg, "wait") and by_class(svg, "deadline") and len(by_class(svg, "marker")) == 3
+    assert by_class(svg, "wait") and by_class(svg, "deadline") and len(by_class(svg, "marker")) == 4
     assert [t.text for t in by_class(svg, "marker-label")] == ["7 re-plans"]
     assert not by_class(svg, "now")  # finished: no "now" line
     assert page.index('id="carbon-task-timeline"') < page.index('id="carbon-decision"')  # above the table
