@@ -101,7 +101,7 @@ def _parse(value: str) -> datetime:
 
 
 LegendItem = tuple[str, str, str]
-"""A legend entry: swatch (``box``, ``line``, ``dash``, ``band``, ``thin``), colour and label (unescaped)."""
+"""A legend entry: swatch (``box``, ``line``, ``dash``, ``band``, ``thin``, ``tri``), colour and label (unescaped)."""
 GRID, MUTED = "#eaeef2", "#656d76"
 LEGEND_CHARS = 24
 """A legend label longer than this is cut (the whole label stays in its tooltip)."""
@@ -190,6 +190,8 @@ class _Frame:
             ly = self.top + 14 + 18 * i
             if swatch == "box":
                 parts.append(f'<rect x="{x0}" y="{ly - 9}" width="12" height="12" fill="{colour}"/>')
+            elif swatch == "tri":
+                parts.append(f'<path d="M{x0 + 6},{ly + 1} l5,-8 h-10 z" fill="{colour}"/>')
             elif swatch == "band":
                 parts.append(f'<rect x="{x0}" y="{ly - 9}" width="12" height="12" fill="{colour}" fill-opacity="0.18" '
                              f'stroke="{colour}" stroke-dasharray="2 2"/>')
@@ -309,6 +311,12 @@ def _span(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
+def _planned_span(task: TaskTimeline) -> str:
+    if task.planned_end <= task.planned_start:
+        return f"start at {_hm(task.planned_start)} UTC"
+    return f"{_hm(task.planned_start)}–{task.planned_end.strftime('%H:%M')} UTC"
+
+
 def _time_step(span_s: float, width: float) -> tuple[int, str]:
     """Return a tick step (seconds) and label format that leave room for each label."""
     fmt = "%H:%M" if span_s <= 36 * 3600 else "%d %H:%M"
@@ -366,11 +374,7 @@ def _lane_svg(frame: _Frame, task: TaskTimeline, colours: Mapping[str, str], y0:
     parts = []
     planned_colour = colours.get(task.planned_cluster, WAIT_COLOUR)
     px0, px1 = frame.x(task.planned_start.timestamp()), frame.x(task.planned_end.timestamp())
-    planned = (f"planned: {task.planned_cluster} ({task.planned_zone}) {_hm(task.planned_start)}–"
-               f"{task.planned_end.strftime('%H:%M')} UTC")
-    parts.append(f'<rect class="planned" x="{px0:.1f}" y="{y0 + 2:.1f}" width="{max(px1 - px0, 2):.1f}" '
-                 f'height="{height - 4:.1f}" fill="none" stroke="{planned_colour}" stroke-dasharray="3 2">'
-                 f"<title>{escape(planned)}</title></rect>")
+    planned = f"planned: {task.planned_cluster} ({task.planned_zone}) {_planned_span(task)}"
     wx0, wx1 = frame.x(task.arrival.timestamp()), frame.x(task.wait_until.timestamp())
     waited = (task.wait_until - task.arrival).total_seconds()
     wait_title = (f"waiting since {_hm(task.arrival)} UTC ({_span(waited)} so far)" if task.status == "waiting"
@@ -380,6 +384,14 @@ def _lane_svg(frame: _Frame, task: TaskTimeline, colours: Mapping[str, str], y0:
                  f'stroke="{WAIT_COLOUR}" stroke-width="2"><title>{escape(wait_title)}</title></line>'
                  f'<circle class="arrival" cx="{wx0:.1f}" cy="{mid:.1f}" r="3" fill="{WAIT_COLOUR}">'
                  f"<title>arrived {_hm(task.arrival)} UTC</title></circle>")
+    if px1 - px0 >= 4:
+        parts.append(f'<rect class="planned" x="{px0:.1f}" y="{y0 + 2:.1f}" width="{px1 - px0:.1f}" '
+                     f'height="{height - 4:.1f}" fill="none" stroke="{planned_colour}" stroke-dasharray="3 2">'
+                     f"<title>{escape(planned)}</title></rect>")
+    else:  # no expected duration: the planned start alone, as a hollow diamond
+        parts.append(f'<path class="planned" d="M{px0:.1f},{mid - 6:.1f} l6,6 l-6,6 l-6,-6 z" fill="#fff" '
+                     f'stroke="{planned_colour}" stroke-width="1.5"><title>{escape(planned)} (no expected duration '
+                     "recorded)</title></path>")
     run = task.run
     if run is not None:
         end = run.end or task.drawn_until
@@ -430,7 +442,8 @@ def _legend_for(curves: Sequence[Curve], clusters: Iterable[str], colours: Mappi
         items.append(("dash", MUTED, "forecast at decision"))
     if "realised" in kinds:
         items.append(("line", MUTED, "realised"))
-    items += [("band", MUTED, "planned window"), ("thin", WAIT_COLOUR, "wait"), ("box", "#57606a", "run (cluster colour)")]
+    items += [("band", MUTED, "planned window"), ("thin", WAIT_COLOUR, "wait"), ("box", "#57606a", "run (cluster colour)"),
+              ("tri", "#57606a", "decision, re-plan, start")]
     return items
 
 
@@ -469,8 +482,7 @@ def task_timeline_svg(task: TaskTimeline, colours: Mapping[str, str], *, width: 
                               grid_to=lane_y + lane_h)]
     planned_colour = colours.get(task.planned_cluster, WAIT_COLOUR)
     px0, px1 = frame.x(task.planned_start.timestamp()), frame.x(task.planned_end.timestamp())
-    window = (f"planned window on {task.planned_cluster} ({task.planned_zone}): {_hm(task.planned_start)}–"
-              f"{task.planned_end.strftime('%H:%M')} UTC")
+    window = f"planned window on {task.planned_cluster} ({task.planned_zone}): {_planned_span(task)}"
     parts.append(f'<rect class="planned-window" data-cluster="{escape(task.planned_cluster)}" x="{px0:.1f}" '
                  f'y="{frame.top}" width="{max(px1 - px0, 2):.1f}" height="{lane_y + lane_h - frame.top:.1f}" '
                  f'fill="{planned_colour}" fill-opacity="0.13"><title>{escape(window)}</title></rect>')
