@@ -15,10 +15,13 @@ import os
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_carbon_provider.ledger.config import conf_get
 from airflow_carbon_provider.ledger.secrets import redact_text
+
+if TYPE_CHECKING:
+    from airflow_carbon_provider.plugins.timeline import DagRunTimeline, TaskTimeline
 
 __all__ = [
     "ClusterConnection",
@@ -229,7 +232,7 @@ def _window_forecasts(ledger: Any, decisions: Iterable[Mapping[str, Any]], now: 
 
 
 def task_timeline(record: Mapping[str, Any], *, ledger_url: str | None = None,
-                  now: datetime | None = None) -> Any:
+                  now: datetime | None = None) -> TaskTimeline | None:
     """Return the :class:`~airflow_carbon_provider.plugins.timeline.TaskTimeline` of a :func:`task_record`, or None.
 
     None when nothing is recorded or the decision is not readable (the page's table says what is
@@ -272,7 +275,8 @@ def dag_run_choices(allowed_dag: Callable[[str], bool], *, limit: int = 30,
     return [{**e, "tasks": len(e["tasks"])} for e in ordered[:max(0, limit)]]
 
 
-def dag_run_timeline(dag_id: str, run_id: str, *, ledger_url: str | None = None, now: datetime | None = None) -> Any:
+def dag_run_timeline(dag_id: str, run_id: str, *, ledger_url: str | None = None,
+                     now: datetime | None = None) -> DagRunTimeline:
     """Return the :class:`~airflow_carbon_provider.plugins.timeline.DagRunTimeline` of one DAG run (latest tries).
 
     The caller checks that the user may read ``dag_id``. Raises

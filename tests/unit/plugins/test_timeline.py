@@ -99,6 +99,13 @@ def fill(ledger: Ledger) -> None:
     assert record_decision(waiting, RunKey(DAG, RUN, "score", map_index=1), ledger=ledger, emit_metrics=False)
 
 
+def drawn(ledger: Ledger, record: dict[str, Any], now: datetime) -> timeline.TaskTimeline:
+    """Return the task's timeline, read from ``ledger`` as the task tab reads it."""
+    tl = data.task_timeline(record, ledger_url=ledger.url, now=now)
+    assert tl is not None
+    return tl
+
+
 def svg_of(markup: str, element_id: str) -> ET.Element:
     """Parse the ``<svg id=element_id>`` out of a page (it must be well-formed XML on its own)."""
     start = markup.index(f'<svg id="{element_id}"')
@@ -119,7 +126,7 @@ def test_a_finished_task_has_its_curves_plan_wait_markers_and_run(ledger):
     fill(ledger)
     record_forecasts(ledger, range(0, 10))
     record = data.task_record(DAG, RUN, "fine_tune", ledger_url=ledger.url)
-    tl = data.task_timeline(record, ledger_url=ledger.url, now=at(12))
+    tl = drawn(ledger, record, at(12))
     assert (tl.start, tl.end, tl.status, tl.mode) == (at(0), at(8), "finished", "planned")
     assert (tl.planned_start, tl.planned_end, tl.wait_until) == (at(2), at(4), at(2))
     assert tl.run == timeline.Run(at(2), at(4), "k8s_gb", "GB", "success")
@@ -141,7 +148,7 @@ def test_no_realised_values_yet_and_a_waiting_task_are_said(ledger):
     fill(ledger)
     record_forecasts(ledger, range(0, 1))  # only the forecasts fetched when deciding
     record = data.task_record(DAG, RUN, "score", 1, ledger_url=ledger.url)
-    tl = data.task_timeline(record, ledger_url=ledger.url, now=at(1.5))
+    tl = drawn(ledger, record, at(1.5))
     assert tl.status == "waiting" and tl.run is None and tl.wait_until == at(1.5)
     assert "still waiting: drawn up to now" in tl.notes
     # the lead-0 values of the 00:01 forecasts are the only realised intervals: 00:00-01:00
@@ -190,7 +197,7 @@ def test_the_task_svg_is_well_formed_with_every_part(ledger):
     fill(ledger)
     record_forecasts(ledger, range(0, 10))
     record = data.task_record(DAG, RUN, "fine_tune", ledger_url=ledger.url)
-    tl = data.task_timeline(record, ledger_url=ledger.url, now=at(12))
+    tl = drawn(ledger, record, at(12))
     colours = views.colours_for([{"conn_id": "k8s_gb"}, {"conn_id": "k8s_de"}])
     page = views.task_page(record, timeline=tl, colours=colours)
     svg = svg_of(page, "carbon-task-timeline")
@@ -271,3 +278,21 @@ def test_a_ledger_that_cannot_be_read_never_shows_its_secret(ledger):
         assert "hunter2pw" not in str(error.value) and "password=***" in str(error.value)
     page = views.task_page(record, timeline_error="cannot read the ledger at postgresql://carbon@h/l?password=***")
     assert 'id="carbon-task-timeline-error"' in page and 'id="carbon-decision"' in page
+
+
+def test_the_dag_run_section_never_draws_or_lists_a_dag_the_user_may_not_read(ledger, monkeypatch):
+    from airflow_carbon_provider.plugins.app import _dag_run_section
+
+    monkeypatch.setenv("AIRFLOW_CARBON_LEDGER_URL", ledger.url)
+    fill(ledger)
+    assert record_decision(decision(reason="secret plan"), RunKey("secret_dag", "r1", "t"), ledger=ledger,
+                           emit_metrics=False)
+    allowed = lambda dag_id: dag_id != "secret_dag"  # noqa: E731
+    section = _dag_run_section(allowed, None)
+    assert [(c["dag_id"], c["tasks"]) for c in section["choices"]] == [(DAG, 3)]
+    assert section["selected"] == (DAG, RUN) and len(section["timeline"].tasks) == 3
+    refused = _dag_run_section(allowed, "secret_dag/r1")
+    assert refused["timeline"] is None and refused["selected"] is None
+    page = views.dag_run_section(refused, [])
+    assert "secret" not in page.replace(f"{DAG}/{RUN}", "") and 'id="carbon-dagrun-error"' in page
+    assert _dag_run_section(lambda _d: True, "secret_dag/r1")["timeline"].tasks[0].task_id == "t"
