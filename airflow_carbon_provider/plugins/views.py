@@ -145,7 +145,8 @@ class _Frame:
         described = f"<desc>{escape(desc)}</desc>" if desc else ""
         return (f'<svg id="{element_id}" role="img" xmlns="http://www.w3.org/2000/svg" width="{self.width}" '
                 f'height="{self.height}" viewBox="0 0 {self.width} {self.height}" font-size="11" '
-                f'font-family="sans-serif"><title>{escape(title)}</title>{described}')
+                f'font-family="sans-serif" style="max-width:100%;height:auto">'  # shrinks in a narrow iframe
+                f"<title>{escape(title)}</title>{described}")
 
     def value_grid(self, lines: int) -> str:
         """Return ``lines`` horizontal grid lines from 0 to the top value, labelled on the left."""

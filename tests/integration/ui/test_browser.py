@@ -140,6 +140,14 @@ async def test_timelines_in_chromium(carbon_ui: CarbonUI, artifacts: Path) -> No
         await browser.screenshot(artifacts / "task-timeline.png")
         await browser.screenshot(artifacts / "ui-task-timeline.png", element="#carbon-task-timeline-section",
                                  from_top=True)
+        # In a narrow tab (Airflow's task panel) the chart shrinks instead of overflowing.
+        await browser.send("Emulation.setDeviceMetricsOverride", width=560, height=900, deviceScaleFactor=1,
+                           mobile=False)
+        narrow = await browser.evaluate("[document.querySelector('svg#carbon-task-timeline').getBoundingClientRect()"
+                                        ".width, document.documentElement.clientWidth]")
+        assert 300 < narrow[0] <= narrow[1] <= 560, narrow
+        await browser.send("Emulation.setDeviceMetricsOverride", width=1000, height=900, deviceScaleFactor=1,
+                           mobile=False)
 
         # The Carbon page: the newest DAG run is drawn; picking another in the form draws that one.
         assert await browser.open(f"{carbon_ui.url}/carbon/ui/") == 200

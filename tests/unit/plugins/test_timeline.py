@@ -261,6 +261,7 @@ def test_an_unreadable_decision_is_left_out_with_a_note():
                                      {"task_id": "ok", "decision": decision()}], [], now=at(1), dag_id=DAG,
                                     run_id=RUN)
     assert [t.task_id for t in run.tasks] == ["ok"] and run.notes[0].startswith("broken: decision not readable")
+    assert 'id="carbon-dagrun-none"' in views.dag_run_section({"choices": [], "selected": None, "timeline": None}, [])
     empty = timeline.dag_run_timeline([], [], now=at(1), dag_id=DAG, run_id=RUN)
     assert 'id="carbon-dagrun-timeline-empty"' in views.dag_run_timeline_svg(empty, {})
 
