@@ -30,7 +30,7 @@ from typing import Any
 from airflow_carbon_provider.ledger.errors import LedgerUnavailableError, ReportError
 
 __all__ = ["BUCKETS", "REALISED_FROM", "SKILL_FIELDS", "forecast_skill", "format_skill_csv", "format_skill_table",
-           "recorded_error", "run_forecast_skill"]
+           "realised_intervals", "recorded_error", "run_forecast_skill"]
 
 UTC = timezone.utc
 BUCKETS: tuple[tuple[str, float, float], ...] = (
@@ -67,15 +67,30 @@ def _intervals(row: Mapping[str, Any]) -> Iterable[tuple[float, float, float | N
 
 def _truth(rows: Sequence[Mapping[str, Any]]) -> dict[float, tuple[float, float]]:
     """Return interval start -> (lead-0 value, issue time) from the latest forecast issued inside it."""
-    truth: dict[float, tuple[float, float]] = {}
+    return {lo: (value, issued) for lo, (_hi, value, issued) in _lead0(rows).items()}
+
+
+def _lead0(rows: Iterable[Mapping[str, Any]]) -> dict[float, tuple[float, float, float]]:
+    truth: dict[float, tuple[float, float, float]] = {}
     for row in rows:
         issued = row["issued_at"].timestamp()
         for lo, hi, value in _intervals(row):
             if lo <= issued < hi and value is not None:
-                if lo not in truth or truth[lo][1] <= issued:
-                    truth[lo] = (float(value), issued)
+                if lo not in truth or truth[lo][2] <= issued:
+                    truth[lo] = (hi, float(value), issued)
                 break
     return truth
+
+
+def realised_intervals(rows: Iterable[Mapping[str, Any]]) -> list[tuple[datetime, datetime, float]]:
+    """Return the realised values the recorded forecasts hold: ``(start, end, g/kWh)`` per interval, in order.
+
+    "Realised" as the skill means it (:data:`REALISED_FROM`): the lead-0 value of the latest
+    forecast issued inside each interval. Pass the rows of one source, zone and signal kind.
+    """
+    truth = _lead0(rows)
+    return [(datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC), value)
+            for lo, (hi, value, _issued) in sorted(truth.items())]
 
 
 def forecast_skill(rows: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:

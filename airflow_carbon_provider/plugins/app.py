@@ -81,10 +81,16 @@ def _read_connection(conn_id: str) -> Any:
     return Connection.get_connection_from_secrets(conn_id)
 
 
-def _clusters(user: Any, session: Session) -> dict[str, Any]:
+def _readable_clusters(user: Any, session: Session) -> list[data.ClusterConnection]:
+    """Return the configured clusters the user may read, in the Carbon page's order (which fixes their colours)."""
     clusters = data.configured_clusters(_db_connections(session), read_connection=_read_connection)
     may_read = _connection_filter(user)
-    allowed = {c.conn_id for c in clusters if may_read(c.conn_id)}
+    return [c for c in clusters if may_read(c.conn_id)]
+
+
+def _clusters(user: Any, session: Session) -> dict[str, Any]:
+    clusters = _readable_clusters(user, session)
+    allowed = {c.conn_id for c in clusters}
     result = data.cluster_intensities(clusters, allowed=allowed)
     reserved = data.reserved_load(sorted(allowed))
     for entry in result["clusters"]:
@@ -93,6 +99,29 @@ def _clusters(user: Any, session: Session) -> dict[str, Any]:
     if reserved.get("error"):
         result["reserved_error"] = reserved["error"]
     return result
+
+
+def _dag_run_section(allowed: Callable[[str], bool], wanted: str | None) -> dict[str, Any]:
+    """Return what the Carbon page's DAG-run section shows: the runs to pick from, the picked run's timeline."""
+    from airflow_carbon_provider.ledger.errors import LedgerError
+
+    section: dict[str, Any] = {"choices": [], "selected": None, "timeline": None, "error": None}
+    try:
+        section["choices"] = choices = data.dag_run_choices(allowed)
+        picked = None
+        if wanted and "/" in wanted:
+            dag_id, run_id = wanted.split("/", 1)
+            picked = (dag_id, run_id) if allowed(dag_id) else None  # another's DAG: as if it had no run
+            if picked is None:
+                section["error"] = "No carbon-aware task is recorded for that DAG run."
+        elif choices:
+            picked = (choices[0]["dag_id"], choices[0]["run_id"])
+        if picked is not None:
+            section["selected"] = picked
+            section["timeline"] = data.dag_run_timeline(*picked)
+    except LedgerError as exc:
+        section["error"] = str(exc)
+    return section
 
 
 def _ledger_error(exc: Exception) -> HTTPException:
@@ -166,8 +195,8 @@ def create_app() -> FastAPI:
         return RedirectResponse("ui/")
 
     @app.get("/ui/", response_class=HTMLResponse)
-    def ui_overview(user: GetUserDep, session: SessionDep) -> HTMLResponse:
-        """Render the Carbon page."""
+    def ui_overview(user: GetUserDep, session: SessionDep, dag_run: str | None = None) -> HTMLResponse:
+        """Render the Carbon page; ``dag_run`` (``dag_id/run_id``) picks the DAG run whose timeline is drawn."""
         allowed = dag_filter(user)
         summary = recent = error = skill = None
         try:
@@ -177,12 +206,14 @@ def create_app() -> FastAPI:
             if summary is None or recent is None:
                 summary, error = None, str(exc)
         clusters = _clusters(user, session)
-        return HTMLResponse(views.overview_page(summary, recent, clusters, ledger_error=error, skill=skill))
+        timelines = None if error else _dag_run_section(allowed, dag_run)
+        return HTMLResponse(views.overview_page(summary, recent, clusters, ledger_error=error, skill=skill,
+                                                dag_runs=timelines))
 
     @app.get("/ui/task", response_class=HTMLResponse)
-    def ui_task(user: GetUserDep, dag_id: str, run_id: str, task_id: str,
+    def ui_task(user: GetUserDep, session: SessionDep, dag_id: str, run_id: str, task_id: str,
                 map_index: str | None = None) -> HTMLResponse:
-        """Render the task-instance page: task's decision and outcome."""
+        """Render the task-instance page: the task's timeline, decision and outcome."""
         if not dag_filter(user)(dag_id):
             raise HTTPException(status_code=403, detail="Forbidden")
         index = data.parse_map_index(map_index)
@@ -191,6 +222,13 @@ def create_app() -> FastAPI:
         except LedgerError as exc:
             record = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": index}
             return HTMLResponse(views.task_page(record, ledger_error=str(exc)), status_code=503)
-        return HTMLResponse(views.task_page(record))
+        timeline = timeline_error = None
+        try:
+            timeline = data.task_timeline(record)
+        except LedgerError as exc:  # the table still shows
+            timeline_error = str(exc)
+        colours = views.colours_for([{"conn_id": c.conn_id} for c in _readable_clusters(user, session)],
+                                    views.timeline_clusters([timeline] if timeline else []))
+        return HTMLResponse(views.task_page(record, timeline=timeline, colours=colours, timeline_error=timeline_error))
 
     return app

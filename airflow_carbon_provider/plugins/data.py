@@ -15,19 +15,25 @@ import os
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_carbon_provider.ledger.config import conf_get
 from airflow_carbon_provider.ledger.secrets import redact_text
 
+if TYPE_CHECKING:
+    from airflow_carbon_provider.plugins.timeline import DagRunTimeline, TaskTimeline
+
 __all__ = [
     "ClusterConnection",
     "cluster_intensities",
+    "dag_run_choices",
+    "dag_run_timeline",
     "forecast_skill",
     "parse_map_index",
     "runs",
     "summary",
     "task_record",
+    "task_timeline",
 ]
 
 log = logging.getLogger(__name__)
@@ -185,6 +191,118 @@ def task_record(dag_id: str, run_id: str, task_id: str, map_index: int = -1, *,
         "found": latest is not None, "try_number": latest, "tries": tries,
         "decision": decision, "outcome": outcome, "ledger": ledger.masked_url,
     }
+
+
+# -- timelines ----------------------------------------------------------------------------
+
+FORECASTS_BEFORE = timedelta(hours=6)
+"""Recorded forecasts issued this long before a task arrived are read for its timeline (the one in force)."""
+
+
+def _unavailable(ledger: Any, exc: BaseException) -> Exception:
+    from airflow_carbon_provider.ledger.config import redact_url_secrets
+    from airflow_carbon_provider.ledger.errors import LedgerUnavailableError
+
+    return LedgerUnavailableError(
+        f"cannot read the ledger at {ledger.masked_url}: {redact_url_secrets(_short(exc), ledger.url)}",
+        url=ledger.masked_url)
+
+
+def _window_forecasts(ledger: Any, decisions: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Return the recorded forecasts of the decisions' candidate zones, issued from before the first arrival on."""
+    from airflow_carbon_provider.ledger.forecasts import read_forecasts
+    from airflow_carbon_provider.scheduling.decision import Decision
+
+    zones: set[str] = set()
+    begin = end = None
+    for data in decisions:
+        try:
+            record = Decision.from_xcom(data)
+        except ValueError:
+            continue
+        zones.update(c.zone for c in record.candidates if c.zone)
+        first = min(record.arrival, record.decided_at)
+        last = max(record.deadline or record.latest_start, record.latest_start, now)
+        begin = first if begin is None else min(begin, first)
+        end = last if end is None else max(end, last)
+    if not zones or begin is None or end is None:
+        return []
+    rows = read_forecasts(ledger, since=begin - FORECASTS_BEFORE, until=end + timedelta(days=1))
+    return [r for r in rows if r["zone"] in zones]
+
+
+def task_timeline(record: Mapping[str, Any], *, ledger_url: str | None = None,
+                  now: datetime | None = None) -> TaskTimeline | None:
+    """Return the :class:`~airflow_carbon_provider.plugins.timeline.TaskTimeline` of a :func:`task_record`, or None.
+
+    None when nothing is recorded or the decision is not readable (the page's table says what is
+    there). Raises :class:`~airflow_carbon_provider.ledger.errors.LedgerUnavailableError` when
+    the recorded forecasts cannot be read.
+    """
+    from airflow_carbon_provider.plugins import timeline
+
+    decision = record.get("decision")
+    if not record.get("found") or not decision:
+        return None
+    now = now or datetime.now(UTC)
+    ledger = _ledger(ledger_url)
+    try:
+        forecasts = _window_forecasts(ledger, [decision], now)
+    except Exception as exc:
+        raise _unavailable(ledger, exc) from None
+    try:
+        return timeline.task_timeline(decision, record.get("outcome"), forecasts, now=now,
+                                      dag_id=str(record["dag_id"]), run_id=str(record["run_id"]),
+                                      task_id=str(record["task_id"]), map_index=int(record["map_index"]),
+                                      try_number=record.get("try_number"))
+    except ValueError as exc:
+        log.warning("Carbon UI: the decision of %s/%s is not readable: %s", record["dag_id"], record["task_id"], exc)
+        return None
+
+
+def dag_run_choices(allowed_dag: Callable[[str], bool], *, limit: int = 30,
+                    ledger_url: str | None = None) -> list[dict[str, Any]]:
+    """Return the newest ``limit`` DAG runs with carbon-aware tasks: ``dag_id``, ``run_id``, ``tasks``, ``first``."""
+    ledger = _ledger(ledger_url)
+    runs_seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in _rows(ledger, allowed_dag):
+        key = (str(row["dag_id"]), str(row["run_id"]))
+        when = str(row.get("arrival") or row.get("actual_start") or "")
+        entry = runs_seen.setdefault(key, {"dag_id": key[0], "run_id": key[1], "tasks": set(), "first": when})
+        entry["tasks"].add((row["task_id"], row.get("map_index", -1)))
+        entry["first"] = min(entry["first"], when) if entry["first"] and when else (entry["first"] or when)
+    ordered = sorted(runs_seen.values(), key=lambda e: (e["first"], e["dag_id"], e["run_id"]), reverse=True)
+    return [{**e, "tasks": len(e["tasks"])} for e in ordered[:max(0, limit)]]
+
+
+def dag_run_timeline(dag_id: str, run_id: str, *, ledger_url: str | None = None,
+                     now: datetime | None = None) -> DagRunTimeline:
+    """Return the :class:`~airflow_carbon_provider.plugins.timeline.DagRunTimeline` of one DAG run (latest tries).
+
+    The caller checks that the user may read ``dag_id``. Raises
+    :class:`~airflow_carbon_provider.ledger.errors.LedgerUnavailableError` when the ledger cannot be read.
+    """
+    from airflow_carbon_provider.plugins import timeline
+
+    now = now or datetime.now(UTC)
+    ledger = _ledger(ledger_url)
+    latest: dict[tuple[str, int], dict[str, Any]] = {}
+    try:
+        found: dict[str, dict[tuple[str, int, int], dict[str, Any]]] = {}
+        for kind in ("decision", "outcome"):
+            found[kind] = {(str(r["task_id"]), int(r["map_index"]), int(r["try_number"])): r
+                           for r in ledger.read(kind, dag_id=dag_id) if r["run_id"] == run_id}
+        for task_id, map_index, try_number in sorted(set(found["decision"]) | set(found["outcome"])):
+            key = (task_id, map_index, try_number)
+            decision = _record(found["decision"].get(key))
+            if decision is None:
+                continue
+            latest[(task_id, map_index)] = {"task_id": task_id, "map_index": map_index, "try_number": try_number,
+                                            "decision": decision, "outcome": _record(found["outcome"].get(key))}
+        forecasts = _window_forecasts(ledger, [r["decision"] for r in latest.values()], now)
+    except Exception as exc:
+        raise _unavailable(ledger, exc) from None
+    return timeline.dag_run_timeline(list(latest.values()), forecasts, now=now, dag_id=dag_id, run_id=run_id)
 
 
 # -- clusters ------------------------------------------------------------------------------

@@ -115,15 +115,20 @@ class TriggerReport:
     replans: int | None = None
     api_errors: int | None = None
     error: str | None = None
+    moves: tuple[Mapping[str, str], ...] = ()
+    """The re-plans that moved the plan while waiting: ``at``, ``cluster`` (key) and ``start``, ISO-8601."""
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> TriggerReport:
+        moves = tuple({k: str(m[k]) for k in ("at", "cluster", "start") if m.get(k) is not None}
+                      for m in event.get("moves") or () if isinstance(m, Mapping))
         return cls(str(event.get("status") or "unknown"), event.get("fired_at"), event.get("replans"),
-                   event.get("api_errors"), event.get("error"))
+                   event.get("api_errors"), event.get("error"), moves)
 
     def to_xcom(self) -> dict[str, Any]:
         data = {"status": self.status, "fired_at": self.fired_at, "replans": self.replans,
-                "api_errors": self.api_errors, "error": self.error}
+                "api_errors": self.api_errors, "error": self.error,
+                "moves": [dict(m) for m in self.moves] if self.moves else None}
         return {k: v for k, v in data.items() if v is not None}
 
 

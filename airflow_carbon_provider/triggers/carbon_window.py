@@ -46,6 +46,8 @@ UTC = timezone.utc
 MAX_SLEEP = 60.0
 # A trigger that fires more than this many seconds after its planned start says so.
 LATE_AFTER = 2 * MAX_SLEEP
+MAX_MOVES = 20
+"""The event reports at most this many re-plans that moved the plan (the latest), so the decision stays small."""
 
 
 def _utcnow() -> datetime:
@@ -174,6 +176,7 @@ class CarbonWindowTrigger(BaseTrigger):
         self.holder = dict(holder) if holder else None
         self.demand = {str(k): float(v) for k, v in demand.items()} if demand else None
         self.api_errors = 0
+        self.moves: list[dict[str, str]] = []  # re-plans that moved the plan (the last MAX_MOVES), for the event
         self._static_key: tuple[Any, ...] | None = None
         self._cands: list[ClusterCandidate] | None = None
 
@@ -358,9 +361,15 @@ class CarbonWindowTrigger(BaseTrigger):
         self.planned_cluster, self.planned_start = chosen, start
         self.planned_intensity = float(decision.expected_intensity or 0.0)
         if changed:
+            self._moved(now)
             return (f"Re-plan moved the start from {previous[0]} at {previous[1].isoformat()} to {chosen} at "
                     f"{start.isoformat()}: {decision.reason}")
         return None
+
+    def _moved(self, now: datetime) -> None:
+        """Note that the re-plan at ``now`` moved the plan to the planned cluster and start now in force."""
+        self.moves = [*self.moves, {"at": now.isoformat(), "cluster": self.planned_cluster,
+                                    "start": self.planned_start.isoformat()}][-MAX_MOVES:]
 
     def _status(self, now: datetime) -> str:
         """Say what happened when firing at ``now``.
@@ -385,6 +394,7 @@ class CarbonWindowTrigger(BaseTrigger):
             "fired_at": now.isoformat(),
             "replans": self.replans,
             "api_errors": self.api_errors,
+            **({"moves": self.moves} if self.moves else {}),
         })
 
     async def _last_look(self, now: datetime) -> None:
@@ -442,6 +452,7 @@ class CarbonWindowTrigger(BaseTrigger):
         previous = (self.planned_cluster, self.planned_start)
         self.planned_cluster, self.planned_start = decision.chosen.key, start
         self.planned_intensity = float(decision.expected_intensity or 0.0)
+        self._moved(now)
         self.log.info("Last look moved the start from %s at %s to %s at %s: %s", previous[0],
                       previous[1].isoformat(), self.planned_cluster, start.isoformat(), decision.reason)
 

@@ -157,10 +157,25 @@ class Browser:
                 raise TimeoutError(f"{expression!r} still falsy after {timeout:.0f} s")
             await asyncio.sleep(0.25)
 
-    async def screenshot(self, path: Path, *, full_page: bool = True) -> Path:
-        """Save a PNG of the page (the whole page, by default) to ``path``."""
+    async def screenshot(self, path: Path, *, full_page: bool = True, element: str | None = None,
+                         from_top: bool = False, margin: int = 8) -> Path:
+        """Save a PNG of the page (the whole page, by default) to ``path``.
+
+        With ``element`` (a CSS selector), only that element and ``margin`` pixels around it; with
+        ``from_top`` too, everything from the top of the page down to the element's bottom.
+        """
         params: dict[str, Any] = {"format": "png"}
-        if full_page:
+        if element is not None:
+            box = await self.evaluate(
+                f"(() => {{ const e = document.querySelector({json.dumps(element)}); if (!e) return null;"
+                " const b = e.getBoundingClientRect(); return [b.left + window.scrollX, b.top + window.scrollY,"
+                " b.width, b.height]; })()")
+            if box is None:
+                raise RuntimeError(f"no {element} on the page to take a screenshot of")
+            left, top = max(0.0, box[0] - margin), 0.0 if from_top else max(0.0, box[1] - margin)
+            params.update(captureBeyondViewport=True, clip={
+                "x": left, "y": top, "width": box[2] + 2 * margin, "height": box[1] + box[3] + margin - top, "scale": 1})
+        elif full_page:
             size = await self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
             params.update(captureBeyondViewport=True,
                           clip={"x": 0, "y": 0, "width": max(size[0], self.width), "height": size[1], "scale": 1})

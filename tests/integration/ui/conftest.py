@@ -9,6 +9,11 @@ realised history is constant per zone, so every figure the pages show is known e
   200 g emitted, 200 g baseline, nothing saved, deadline missed;
 * ``nightly_training.evaluate`` (map index 2): decided, not run yet.
 
+The realised history of 2026-03-10 00:00-08:00 varies by the hour (:data:`PROFILE`) with the
+same means over those runs, and the DE and GB forecasts the hooks would have fetched each
+hour that night are recorded (12 % off after their first hour), so the timelines have a
+forecast at decision time and realised values to draw.
+
 Objectives: every run on time (the default) and at least 50 % below the baseline. Clusters:
 ``k8s_gb`` (GB, environment variable) and ``k8s_de`` (DE, in the database, added through the
 REST API by the test) replay the bundled trace; ``k8s_broken``'s carbon connection points at a
@@ -35,6 +40,9 @@ from tests.integration.e2e.airflow_stack import AirflowStack, base_env, free_por
 UTC = timezone.utc
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "ui"
 HISTORY = {"DE": 400.0, "GB": 100.0}
+PROFILE = {"DE": [400.0, 400.0, 385.0, 370.0, 360.0, 350.0, 345.0, 340.0],
+           "GB": [230.0, 190.0, 100.0, 100.0, 125.0, 170.0, 215.0, 240.0]}
+"""Realised g/kWh per hour of 2026-03-10 from 00:00; other hours: :data:`HISTORY`."""
 RUN_TRAINING = "scheduled__2026-03-10T00:00:00+00:00"
 RUN_INFERENCE = "manual__2026-03-11T12:00:00+00:00"
 
@@ -49,14 +57,20 @@ def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+def realised(zone: str, hour: datetime) -> float:
+    """Return the realised intensity of ``zone`` in the hour starting at ``hour``."""
+    index = int((hour - at(10, 0)).total_seconds() // 3600)
+    return PROFILE[zone][index] if 0 <= index < len(PROFILE[zone]) else HISTORY[zone]
+
+
 class ConstantHistory:
-    """A carbon source whose realised history is :data:`HISTORY` per zone, hour by hour."""
+    """A carbon source whose realised history is :func:`realised` per zone, hour by hour."""
 
     def get_history(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
-        """Return constant hourly values covering ``[start, end)``."""
+        """Return hourly values covering ``[start, end)``."""
         first = start.replace(minute=0, second=0, microsecond=0)
         hours = int((end - first).total_seconds() // 3600) + 1
-        points = [(first + timedelta(hours=i), HISTORY[zone]) for i in range(hours)]
+        points = [(first + timedelta(hours=i), realised(zone, first + timedelta(hours=i))) for i in range(hours)]
         return IntensitySeries.from_points(zone, "average", points, resolution=timedelta(hours=1), source="stub")
 
 
@@ -75,7 +89,11 @@ def fill_ledger(url: str) -> None:
         chosen_cluster="k8s_gb", cluster="k8s_gb", zone="GB", arrival=iso(at(10, 0)), decided_at=iso(at(10, 0)),
         planned_start=iso(at(10, 2)), actual_start=iso(at(10, 2)), latest_start=iso(at(10, 6)),
         deadline=iso(at(10, 8)), waited=True, expected_intensity=110.0, baseline_intensity=390.0,
-        expected_saving_pct=71.8, power_watts=1000.0, reason="GB is cleanest, and cleaner after 02:00")
+        expected_saving_pct=71.8, power_watts=1000.0, expected_duration_s=7200.0,
+        reason="GB is cleanest, and cleaner after 02:00",
+        trigger={"status": "start", "fired_at": iso(at(10, 2)), "replans": 8,
+                 "moves": [{"at": iso(at(10, 0, 45)), "cluster": "k8s_gb", "start": iso(at(10, 2))}]},
+        recheck={"at": iso(at(10, 2)), "chosen_key": "k8s_gb", "chosen_cluster": "k8s_gb", "expected_intensity": 104.0})
     key = RunKey("nightly_training", RUN_TRAINING, "fine_tune")
     assert record_decision(training, key, ledger=ledger, emit_metrics=False)
     assert record_outcome(training, key, actual_end=at(10, 4), ledger=ledger, hook_for=lambda _c: stub,
@@ -97,6 +115,7 @@ def fill_ledger(url: str) -> None:
     assert record_decision(waiting, RunKey("nightly_training", RUN_TRAINING, "evaluate", map_index=2),
                            ledger=ledger, emit_metrics=False)
     record_forecasts(ledger)
+    record_night_forecasts(ledger)
     reserve_some(ledger)
     ledger.dispose()
 
@@ -115,6 +134,21 @@ def reserve_some(ledger: Ledger) -> None:
     held = reserve("ui-test-de", "k8s_de[pool=a]", now + timedelta(hours=1), now + timedelta(hours=3),
                    {"pods": 10}, capacity=None, ledger=ledger)
     assert held.reserved, held.message
+
+
+def record_night_forecasts(ledger: Ledger) -> None:
+    """Record the DE and GB forecasts of 2026-03-10, one issued each hour from 00:01 to 07:01, 12 % off ahead."""
+    from airflow_carbon_provider.ledger.forecasts import forecast_row, store_forecasts
+
+    rows = []
+    for zone, off in (("DE", 1.12), ("GB", 1.12)):
+        for hour in range(8):
+            values = [realised(zone, at(10, k)) * (1.0 if k == hour else off) for k in range(hour, 8)]
+            bounds = [at(10, k).timestamp() for k in range(hour, 9)]
+            series = IntensitySeries.from_arrays(zone, "average", bounds, values, is_forecast=True,
+                                                 issued_at=at(10, hour, 1))
+            rows.append(forecast_row(series, source="carbontrace_default", fetched_at=datetime.now(UTC)))
+    assert store_forecasts(ledger, rows) == len(rows)
 
 
 def record_forecasts(ledger: Ledger) -> None:

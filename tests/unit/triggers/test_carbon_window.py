@@ -85,7 +85,7 @@ async def test_fires_at_the_planned_start_after_replanning_on_every_refresh(plan
     refreshes = sum(1 for k in range(0, 200) if T0 < T0 + k * timedelta(minutes=15) + phase < decision.planned_start)
     assert refreshes in (7, 8)
     # perfect forecast: every re-plan keeps the plan, the last look at the start included
-    assert event.payload["replans"] == refreshes + 1
+    assert event.payload["replans"] == refreshes + 1 and "moves" not in event.payload
     assert event.payload["api_errors"] == 0
     assert max(fake.sleeps) <= 60  # the wall clock is re-read at least every minute
 
@@ -145,6 +145,11 @@ async def test_a_replan_moves_a_poor_plan_when_the_gain_beats_hysteresis(plan):
     event = await _first_event(trigger)
     assert event.payload["cluster"] == decision.chosen.key
     assert datetime.fromisoformat(event.payload["planned_start"]) == decision.planned_start
+    # the move is reported (the UI's timeline marks it); the re-plans that kept the plan are only counted
+    [move] = event.payload["moves"]
+    assert (move["cluster"], move["start"]) == (decision.chosen.key, decision.planned_start.isoformat())
+    assert T0 < datetime.fromisoformat(move["at"]) < decision.planned_start
+    assert decision.after_trigger(event.payload).to_xcom()["trigger"]["moves"] == [move]
 
 
 async def test_after_a_restart_past_the_planned_start_it_fires_at_once_and_says_it_is_late(plan):
