@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -36,12 +36,9 @@ from airflow_carbon_provider.hooks._compat import (
     mask_secret,
     mask_secrets,
 )
+from airflow_carbon_provider.hooks._config import HookConfig, base_url_from, resolve_config
 from airflow_carbon_provider.hooks._fields import (
-    CACHE_TTL_LIMIT,
     COMMON_FIELDS,
-    MAX_STALENESS_LIMIT,
-    RETRIES_RANGE,
-    TIMEOUT_RANGE,
     ConnField,
     extra_bool,
     extra_choice,
@@ -52,12 +49,7 @@ from airflow_carbon_provider.hooks._fields import (
 from airflow_carbon_provider.hooks.cache import CacheKey, IntensityCache, check_fresh, is_fresh, shared_cache
 from airflow_carbon_provider.sources._drivers import AsyncDriver, SyncDriver
 from airflow_carbon_provider.sources._flow import Flow
-from airflow_carbon_provider.sources._http import (
-    ErrorClassifier,
-    RetryPolicy,
-    strip_userinfo,
-    url_credentials,
-)
+from airflow_carbon_provider.sources._http import ErrorClassifier, RetryPolicy
 
 if TYPE_CHECKING:
     import aiohttp
@@ -113,32 +105,6 @@ class CarbonIntensitySource(Protocol):
     async def aget_history(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         """Return measured values over ``[start, end)``, without blocking the event loop."""
         ...
-
-
-@dataclass
-class HookConfig:
-    """What a hook read from its connection, resolved and validated.
-
-    :param connection_key: the cache's ``connection`` component (conn id and base URL).
-    :param signal: the cache's ``signal`` component.
-    :param options: provider-specific settings.
-    """
-
-    conn_id: str
-    base_url: str = field(repr=False)  # may hold user:password@
-    policy: RetryPolicy
-    max_staleness: timedelta | None
-    ttl: dict[str, float]
-    signal: str
-    login: str | None = None
-    password: str | None = field(default=None, repr=False)
-    options: dict[str, Any] = field(default_factory=dict)
-    secrets: tuple[str, ...] = field(default=(), repr=False)
-
-    @property
-    def connection_key(self) -> str:
-        """Return the connection component of cache keys (no credentials in it)."""
-        return f"{self.conn_id}@{strip_userinfo(self.base_url)}"
 
 
 class BaseCarbonHook(BaseHook):
@@ -232,58 +198,20 @@ class BaseCarbonHook(BaseHook):
         # A common extra the form does not show (a timeout on a trace file) is not read.
         unshown = {spec.name for spec in COMMON_FIELDS} - set(self.common_fields)
         extras = {key: value for key, value in extras.items() if key not in unshown}
-        base_url = self._base_url(host, port, extras)
-        low, high = TIMEOUT_RANGE
-        timeout = extra_number(extras, "timeout", 30.0, self.provider, minimum=low, maximum=high)
-        low, high = RETRIES_RANGE
-        retries = int(extra_number(extras, "max_retries", 3, self.provider, minimum=low, maximum=high, integer=True))
-        policy = self.retry_policy or RetryPolicy(
-            timeout=timeout, connect_timeout=min(timeout, 10.0), max_attempts=retries + 1
-        )
-        if self.max_staleness is not None:
-            max_staleness: timedelta | None = self.max_staleness
-        elif extras.get("max_staleness") not in (None, ""):
-            max_staleness = extra_duration(
-                extras, "max_staleness", timedelta(0), self.provider, maximum=MAX_STALENESS_LIMIT
-            )
-        else:
-            max_staleness = self.default_max_staleness
-        ttl = dict(self.default_ttl)
-        if extras.get("cache_ttl") not in (None, ""):
-            seconds = extra_duration(
-                extras, "cache_ttl", timedelta(0), self.provider, maximum=CACHE_TTL_LIMIT
-            ).total_seconds()
-            ttl = dict.fromkeys(ttl, seconds)
-        api_key = extras.get("api_key")
-        config = HookConfig(
-            conn_id=self.conn_id,
-            base_url=base_url,
-            policy=policy,
-            max_staleness=max_staleness,
-            ttl=ttl,
-            signal="",
-            login=login or None,
-            password=password or None,
-            secrets=tuple(
-                s for s in (password, api_key if isinstance(api_key, str) else None, *url_credentials(base_url)) if s
-            ),
+        config = resolve_config(
+            self.conn_id,
+            self.provider,
+            base_url=base_url_from(host, port, self.default_base_url),
+            login=login,
+            password=password,
+            extras=extras,
+            retry_policy=self.retry_policy,
+            max_staleness=self.max_staleness,
+            default_max_staleness=self.default_max_staleness,
+            default_ttl=self.default_ttl,
         )
         self._configure(config, extras)
         return config
-
-    def _base_url(self, host: str | None, port: int | None, extras: Mapping[str, Any]) -> str:
-        if not host:
-            return self.default_base_url
-        host = host.strip().rstrip("/")
-        if "://" not in host:
-            host = f"https://{host}"
-        if port:
-            authority = host.split("://", 1)[1].split("/", 1)[0]
-            if ":" not in authority.rsplit("]", 1)[-1]:
-                scheme, rest = host.split("://", 1)
-                netloc, _, path = rest.partition("/")
-                host = f"{scheme}://{netloc}:{port}" + (f"/{path}" if path else "")
-        return host
 
     def _configure(self, config: HookConfig, extras: dict[str, Any]) -> None:
         """Fill the provider-specific part of ``config`` from the connection's extras."""
@@ -348,7 +276,9 @@ class BaseCarbonHook(BaseHook):
     def driver(self, config: HookConfig) -> SyncDriver:
         """Return the hook's synchronous driver, created once (so its requests session is reused)."""
         if self._driver is None:
-            self._driver = SyncDriver(session=self.requests_session, on_secret=mask_secret, **self._driving(config))
+            self._driver = SyncDriver(
+                session=self.requests_session, on_secret=mask_secret, **self._driving(config)
+            )
         return self._driver
 
     def adriver(self, config: HookConfig) -> AsyncDriver:
@@ -430,11 +360,15 @@ class BaseCarbonHook(BaseHook):
             key=self._key(config, zone, "forecast", request),
             ttl=config.ttl["forecast"],
             flow=lambda: self._forecast(config, zone, now, request),
-            finish=lambda series: _clip(self._fresh(series, config, "forecast", now), start, end, self.provider),
+            finish=lambda series: _clip(
+                self._fresh(series, config, "forecast", now), start, end, self.provider
+            ),
             usable=self._usable(config, now),
         )
 
-    def _plan_history(self, config: HookConfig, now: datetime, zone: str, start: datetime, end: datetime) -> _Call:
+    def _plan_history(
+        self, config: HookConfig, now: datetime, zone: str, start: datetime, end: datetime
+    ) -> _Call:
         start, end = _range(start, end)
         return _Call(
             key=self._key(config, zone, "history", (start.isoformat(), end.isoformat())),
@@ -451,7 +385,10 @@ class BaseCarbonHook(BaseHook):
             config = self.get_config()
             call, driver = plan(config, self._now(), zone, *args), self.driver(config)
             series = self._cache().get(
-                call.key, lambda: self._fetched(config, call, driver.run(call.flow())), call.ttl, usable=call.usable
+                call.key,
+                lambda: self._fetched(config, call, driver.run(call.flow())),
+                call.ttl,
+                usable=call.usable,
             )
             return call.finish(series)
 
@@ -489,8 +426,11 @@ class BaseCarbonHook(BaseHook):
         with self._typed_errors(where):
             config = self.get_config()
             driver = self.driver(config)
-            return self._cache().get(self._location_key(config, latitude, longitude),
-                                     lambda: driver.run(self._locate(config, latitude, longitude)), self.LOCATION_TTL)
+            return self._cache().get(
+                self._location_key(config, latitude, longitude),
+                lambda: driver.run(self._locate(config, latitude, longitude)),
+                self.LOCATION_TTL,
+            )
 
     async def alocate(self, latitude: float, longitude: float) -> str:
         """Return the key for the zone that covers a location, without blocking the event loop."""
@@ -502,7 +442,9 @@ class BaseCarbonHook(BaseHook):
             async def fetch() -> str:
                 return await driver.run(self._locate(config, latitude, longitude))
 
-            return await self._cache().aget(self._location_key(config, latitude, longitude), fetch, self.LOCATION_TTL)
+            return await self._cache().aget(
+                self._location_key(config, latitude, longitude), fetch, self.LOCATION_TTL
+            )
 
     def get_current(self, zone: str) -> IntensitySeries:
         """Return the interval in force now (cached; raises StaleDataError if too old)."""

@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from airflow_carbon_provider.plugins import data, views
+from airflow_carbon_provider.plugins import charts, data, views
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -227,7 +227,7 @@ def create_app() -> FastAPI:
             timeline = data.task_timeline(record)
         except LedgerError as exc:  # the table still shows
             timeline_error = str(exc)
-        colours = views.colours_for([{"conn_id": c.conn_id} for c in _readable_clusters(user, session)],
+        colours = charts.colours_for([{"conn_id": c.conn_id} for c in _readable_clusters(user, session)],
                                     views.timeline_clusters([timeline] if timeline else []))
         return HTMLResponse(views.task_page(record, timeline=timeline, colours=colours, timeline_error=timeline_error))
 

@@ -12,7 +12,7 @@ from airflow_carbon_provider.core.signals import IntensitySeries
 from airflow_carbon_provider.ledger import RunKey, record_decision, record_outcome
 from airflow_carbon_provider.ledger.forecasts import forecast_row, store_forecasts
 from airflow_carbon_provider.ledger.store import Ledger
-from airflow_carbon_provider.plugins import data, timeline, views
+from airflow_carbon_provider.plugins import charts, data, timeline, views
 
 UTC = timezone.utc
 SVG = "{http://www.w3.org/2000/svg}"
@@ -169,7 +169,7 @@ def test_a_task_past_its_deadline_is_drawn_up_to_now_and_a_stopped_record_up_to_
     stale = timeline.task_timeline(late, None, [], now=at(24 * 30))
     assert (stale.status, stale.end, stale.wait_until, stale.drawn_until) == ("unknown", at(8), at(8), at(8))
     assert any(n.startswith("no outcome recorded, though the deadline passed at 10 Mar 08:00 UTC") for n in stale.notes)
-    svg = svg_of(views.task_timeline_svg(stale, {}), "carbon-task-timeline")
+    svg = svg_of(charts.task_timeline_svg(stale, {}), "carbon-task-timeline")
     assert not by_class(svg, "now") and "no start recorded" in title_of(by_class(svg, "wait")[0])
 
 
@@ -180,7 +180,7 @@ def test_fail_open_and_run_now_decisions_say_so():
                                             "state": "failed"}, [], now=at(3))
     assert tl.mode == "fail_open" and any("fail-open" in n for n in tl.notes)
     assert tl.run is not None and tl.run.state == "failed"
-    svg = svg_of(views.task_timeline_svg(tl, {"k8s_de": "#123456"}), "carbon-task-timeline")
+    svg = svg_of(charts.task_timeline_svg(tl, {"k8s_de": "#123456"}), "carbon-task-timeline")
     [bar] = by_class(svg, "run")
     assert bar.get("fill") == "#123456" and "failed" in title_of(bar)
     now = decision(chosen_cluster="k8s_de", zone="DE", planned_start=iso(at(0)))
@@ -198,7 +198,7 @@ def test_the_task_svg_is_well_formed_with_every_part(ledger):
     record_forecasts(ledger, range(0, 10))
     record = data.task_record(DAG, RUN, "fine_tune", ledger_url=ledger.url)
     tl = drawn(ledger, record, at(12))
-    colours = views.colours_for([{"conn_id": "k8s_gb"}, {"conn_id": "k8s_de"}])
+    colours = charts.colours_for([{"conn_id": "k8s_gb"}, {"conn_id": "k8s_de"}])
     page = views.task_page(record, timeline=tl, colours=colours)
     svg = svg_of(page, "carbon-task-timeline")
     assert svg.get("role") == "img" and "fine_tune" in title_of(svg)
@@ -206,7 +206,7 @@ def test_the_task_svg_is_well_formed_with_every_part(ledger):
     assert {e.get("data-zone") for e in forecast} == {"DE", "GB"} == {e.get("data-zone") for e in realised}
     assert all(e.get("stroke-dasharray") for e in forecast) and not any(e.get("stroke-dasharray") for e in realised)
     [window] = by_class(svg, "planned-window")
-    assert window.get("fill") == colours["k8s_gb"] == views.PALETTE[0]
+    assert window.get("fill") == colours["k8s_gb"] == charts.PALETTE[0]
     [bar] = by_class(svg, "run")
     assert bar.get("data-cluster") == "k8s_gb"
     assert [t.text for t in by_class(svg, "run-label")] == ["k8s_gb (GB)"]
@@ -247,7 +247,7 @@ def test_every_recorded_string_is_escaped_in_the_timelines():
                        trigger={"status": HOSTILE, "fired_at": iso(at(1)), "replans": 1})
     tl = timeline.task_timeline(hostile, {"actual_start": iso(at(2)), "actual_end": iso(at(3)),
                                           "cluster": HOSTILE, "zone": HOSTILE}, [], now=at(4), task_id=HOSTILE)
-    markup = views.task_timeline_svg(tl, {})
+    markup = charts.task_timeline_svg(tl, {})
     run = timeline.dag_run_timeline([{"task_id": HOSTILE, "decision": hostile}], [], now=at(4), dag_id=HOSTILE,
                                     run_id=HOSTILE)
     markup += views.dag_run_section({"choices": [{"dag_id": HOSTILE, "run_id": HOSTILE, "tasks": 1}],
@@ -263,7 +263,7 @@ def test_an_unreadable_decision_is_left_out_with_a_note():
     assert [t.task_id for t in run.tasks] == ["ok"] and run.notes[0].startswith("broken: decision not readable")
     assert 'id="carbon-dagrun-none"' in views.dag_run_section({"choices": [], "selected": None, "timeline": None}, [])
     empty = timeline.dag_run_timeline([], [], now=at(1), dag_id=DAG, run_id=RUN)
-    assert 'id="carbon-dagrun-timeline-empty"' in views.dag_run_timeline_svg(empty, {})
+    assert 'id="carbon-dagrun-timeline-empty"' in charts.dag_run_timeline_svg(empty, {})
 
 
 def test_a_ledger_that_cannot_be_read_never_shows_its_secret(ledger):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from airflow_carbon_provider.plugins.views import error_page, intensity_chart_svg, task_page
+from airflow_carbon_provider.plugins.charts import intensity_chart_svg
+from airflow_carbon_provider.plugins.views import error_page, task_page
 
 HOSTILE = '<script>alert("x")</script>'
 
