@@ -35,8 +35,8 @@ TRIGGERER_3_1 = pytest.mark.xfail(
     AIRFLOW_3_1,
     strict=False,
     reason="Airflow 3.1.8: the adopting triggerer's trigger runner exits with 'Response read out of "
-    "order!' (its comms with the supervisor) around the trigger's last look before the start, when "
-    "a read in it is cancelled by the planning budget; with Airflow 3.3.2 this test passes",
+    "order!' (its comms with the supervisor) around the trigger's last look before the start (seen "
+    "after the planning budget cancelled a read in it); with Airflow 3.3.2 this test passes",
 )
 
 UTC = timezone.utc
