@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -556,6 +557,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         CliError, BacktestError, DurationError, ForecastError, PlanningError, SignalError, TraceError, LedgerError,
         EmulatorSpecError,
     )
+    alembic = logging.getLogger("alembic")
+    if alembic.level == logging.NOTSET:  # alembic 1.18 (Airflow 3.1) logs each plugin at INFO on import
+        alembic.setLevel(logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(_negative_values_attached(list(sys.argv[1:] if argv is None else argv)))
     try:

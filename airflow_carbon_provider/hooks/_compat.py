@@ -13,24 +13,36 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseHook, Connection
 
 
-#: ``dag.test()``'s in-process comms answer one request at a time, by a shared queue.
+#: Comms without an asynchronous path answer one request at a time: reads take turns.
 _IN_PROCESS_READS = threading.Lock()
 
 
 def _comms_answer_only_synchronously() -> bool:
-    """Return whether the task SDK's comms here have no asynchronous path.
+    """Return whether the task SDK's comms here cannot answer an asynchronous request.
 
-    ``dag.test()`` and ``airflow dags test`` run the task and its trigger in-process, with
-    comms that have ``send`` but no ``asend``: there the SDK's asynchronous connection read
-    swallows the missing method and reports every connection stored in the database as not
-    defined. (Environment-variable connections are found before the comms are asked.)
+    One rule for two cases. ``dag.test()`` and ``airflow dags test`` run the task and its
+    trigger in-process, with comms that have ``send`` but no ``asend``; a worker on Airflow
+    3.1 (task SDK 1.1) has comms whose ``asend`` is a placeholder that raises
+    ``NotImplementedError`` (its triggerer's comms implement it). Either way the SDK's
+    asynchronous connection read swallows the error and reports every connection stored in
+    the database as not defined (environment-variable connections are found before the
+    comms are asked), so the synchronous getter must be used instead.
     """
     try:
         from airflow.sdk.execution_time import task_runner
     except ImportError:  # pragma: no cover - no task SDK
         return False
     comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
-    return comms is not None and not hasattr(comms, "asend")
+    if comms is None:
+        return False
+    asend = getattr(type(comms), "asend", None)
+    return asend is None or _only_raises_not_implemented(asend)
+
+
+def _only_raises_not_implemented(method: Any) -> bool:
+    """Return whether ``method``'s body does nothing but raise ``NotImplementedError``."""
+    code = getattr(method, "__code__", None)
+    return code is not None and code.co_names == ("NotImplementedError",)
 
 
 async def aget_connection_and_extras(hook: BaseHook, conn_id: str) -> tuple[Connection, dict[str, Any]]:
@@ -39,8 +51,8 @@ async def aget_connection_and_extras(hook: BaseHook, conn_id: str) -> tuple[Conn
     Uses ``airflow.providers.common.compat`` when it is installed (it knows which Airflow
     releases mask secrets synchronously inside ``aget_connection``); otherwise
     ``BaseHook.aget_connection`` (Airflow 3.1+), and a worker thread as the last resort.
-    Under ``dag.test()``, whose in-process comms cannot answer asynchronously, the
-    synchronous getter runs in a worker thread, one read at a time.
+    Where the comms cannot answer asynchronously (``dag.test()``; a worker on Airflow 3.1),
+    the synchronous getter runs in a worker thread, one read at a time.
     """
     if _comms_answer_only_synchronously():
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.airflow_versions import AIRFLOW_3_1
+
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = [p for p in ("airflow_carbon_provider", "tests", "benchmarks", "example_dags", "docs") if (ROOT / p).exists()]
 
@@ -26,6 +28,12 @@ def test_ruff_is_clean():
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
 
 
+@pytest.mark.skipif(
+    AIRFLOW_3_1,
+    reason="mypy checks against the tested constraints' Airflow (3.3.2): Airflow 3.1's stubs differ "
+    "(e.g. no airflow.sdk.log.amask_secret, no airflow.sdk.exceptions.TaskDeferred), which the code "
+    "handles at run time",
+)
 def test_mypy_is_clean():
     proc = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]

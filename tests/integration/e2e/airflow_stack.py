@@ -147,6 +147,8 @@ class AirflowStack:
     env: dict[str, str]
     api_port: int
     services: list[Service] = field(default_factory=list)
+    #: The REST API's bearer token, once it asked for one (Airflow 3.1).
+    token: str | None = None
 
     @property
     def api_url(self) -> str:
@@ -191,8 +193,25 @@ class AirflowStack:
     # -- REST -------------------------------------------------------------------------------
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Call the public REST API (the all-admins auth manager needs no token)."""
-        return httpx.request(method, f"{self.api_url}/api/v2{path}", timeout=30, **kwargs)
+        """Call the public REST API, with a bearer token once the API server asks for one.
+
+        On Airflow 3.2+ the all-admins simple auth manager needs no token; on 3.1 it answers
+        401 without one, and hands one out, without credentials, at ``GET /auth/token``. A
+        401 with a token (expired) fetches a new one.
+        """
+        url = f"{self.api_url}/api/v2{path}"
+        response = httpx.request(method, url, timeout=30, headers=self._auth_headers(), **kwargs)
+        if response.status_code == 401:
+            self.token = None
+            response = httpx.request(method, url, timeout=30, headers=self._auth_headers(fetch=True), **kwargs)
+        return response
+
+    def _auth_headers(self, fetch: bool = False) -> dict[str, str]:
+        if fetch and self.token is None:
+            got = httpx.get(f"{self.api_url}/auth/token", timeout=30)
+            if got.is_success:  # 201 Created on 3.1
+                self.token = got.json()["access_token"]
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def api_json(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the REST API and return the JSON body; fail with the body on an error status."""

@@ -24,21 +24,19 @@ import pytest
 from airflow_carbon_provider.testing.kube_emulator import KubeEmulator, start_clusters
 from airflow_carbon_provider.testing.kube_emulator import connections_env as kube_connections_env
 from airflow_carbon_provider.testing.replay import DEMO_CLUSTERS, replay_extras
+from tests.airflow_versions import AIRFLOW_3_1
 
 from .airflow_stack import AirflowStack, base_env, free_port, iter_files, json_value, migrate
 
 pytestmark = pytest.mark.integration
 
-def _airflow_before_3_2() -> bool:
-    from importlib.metadata import version
-
-    major, minor = (int(x) for x in version("apache-airflow").split(".")[:2])
-    return (major, minor) < (3, 2)
-
-
-HARNESS_3_2 = pytest.mark.skipif(
-    _airflow_before_3_2(),
-    reason="test harness needs Airflow 3.2+: on 3.1 SIMPLE_AUTH_MANAGER_ALL_ADMINS does not open the REST API the stack drives (401)",
+#: An open risk on the floor: Airflow 3.1.8's triggerer comms lose their order here.
+TRIGGERER_3_1 = pytest.mark.xfail(
+    AIRFLOW_3_1,
+    strict=False,
+    reason="Airflow 3.1.8: the adopting triggerer's trigger runner exits with 'Response read out of "
+    "order!' (its comms with the supervisor) around the trigger's last look before the start (seen "
+    "after the planning budget cancelled a read in it); with Airflow 3.3.2 this test passes",
 )
 
 UTC = timezone.utc
@@ -133,7 +131,7 @@ def _read(paths: list[Path]) -> str:
     return "\n".join(p.read_text(errors="replace") for p in paths)
 
 
-@HARNESS_3_2
+@TRIGGERER_3_1
 def test_task_completes_on_time_across_a_triggerer_crash(
     stack: AirflowStack, demo_clusters: dict[str, KubeEmulator]
 ) -> None:

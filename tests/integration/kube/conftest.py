@@ -45,8 +45,7 @@ def record(context, **fields):
         out.write(json.dumps({"dag_id": context["dag"].dag_id, **fields}) + "\\n")
 
 
-def record_failure(context):
-    exc = context.get("exception")
+def record_failure(context, exc):
     record(
         context,
         outcome="failure",
@@ -56,13 +55,32 @@ def record_failure(context):
     )
 
 
+# The operator records the exception its task fails with itself, not on_failure_callback: on
+# Airflow 3.1 the callback's context carries no exception.
+class RecordingPodOperator(KubernetesPodOperator):
+
+    def execute(self, context):
+        try:
+            return super().execute(context)
+        except Exception as exc:  # TaskDeferred is a BaseException and passes through
+            record_failure(context, exc)
+            raise
+
+    def trigger_reentry(self, context, event):
+        try:
+            return super().trigger_reentry(context, event)
+        except Exception as exc:
+            record_failure(context, exc)
+            raise
+
+
 def record_success(context):
     record(context, outcome="success", xcom=context["ti"].xcom_pull(task_ids="pod"))
 
 
 def pod_task(dag_id, conn_id, *, deferrable=False, annotations=None, do_xcom_push=False):
     with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["emulator"]) as dag:
-        KubernetesPodOperator(
+        RecordingPodOperator(
             task_id="pod",
             kubernetes_conn_id=conn_id,
             namespace="batch",
@@ -79,7 +97,6 @@ def pod_task(dag_id, conn_id, *, deferrable=False, annotations=None, do_xcom_pus
             poll_interval=1,
             startup_check_interval_seconds=1,
             retries=0,
-            on_failure_callback=record_failure,
             on_success_callback=record_success,
         )
     return dag

@@ -32,18 +32,6 @@ from tests.integration.kube.conftest import FAST, AirflowHome, DagRunResults
 
 pytestmark = pytest.mark.integration
 
-def _airflow_before_3_2() -> bool:
-    from importlib.metadata import version
-
-    major, minor = (int(x) for x in version("apache-airflow").split(".")[:2])
-    return (major, minor) < (3, 2)
-
-
-HARNESS_3_2 = pytest.mark.skipif(
-    _airflow_before_3_2(),
-    reason="test harness needs Airflow 3.2+: on 3.1 the failure callback's context carries no 'exception' to record",
-)
-
 
 def core_api(emulator: KubeEmulator) -> client.CoreV1Api:
     """Return a sync CoreV1Api configured from the emulator's kubeconfig."""
@@ -475,7 +463,6 @@ def test_kpo_deferrable_mode_completes_a_pod(kpo):
 @pytest.mark.parametrize(
     ("dag_id", "cluster"), [("emu_sync_fail", "k8s_a"), ("emu_deferrable_fail", "k8s_b")]
 )
-@HARNESS_3_2
 def test_kpo_fails_when_the_pod_fails(kpo, dag_id, cluster):
     results, clusters = kpo
     _assert_state(results, dag_id, "failed")
@@ -489,7 +476,6 @@ def test_kpo_fails_when_the_pod_fails(kpo, dag_id, cluster):
 @pytest.mark.parametrize(
     ("dag_id", "status", "attempts"), [("emu_refused_403", 403, 1), ("emu_refused_500", 500, 2)]
 )
-@HARNESS_3_2
 def test_kpo_surfaces_refused_pod_creation_as_api_exception(kpo, dag_id, status, attempts):
     results, clusters = kpo
     _assert_state(results, dag_id, "failed")

@@ -9,6 +9,7 @@ directly and then ask the emulators what happened. The end-to-end tests under
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import socket
 import threading
@@ -93,13 +94,24 @@ def clusters(monkeypatch, tmp_path) -> Iterator[dict[str, KubeEmulator]]:
         yield running
 
 
+def _kpo_takes(argument: str) -> bool:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    return argument in inspect.signature(KubernetesPodOperator.__init__).parameters
+
+
+_KPO_TAKES_LOG_EVENTS_ON_STARTUP = _kpo_takes("log_events_on_startup")
+
+
 def pod_args(**kw: Any) -> dict[str, Any]:
     """Return the operator arguments every test here shares (fast polling, no log streaming)."""
     args: dict[str, Any] = {
         "task_id": "train", "image": "busybox", "name": "train", "cluster_conn_ids": list(DEMO_CLUSTERS),
         "expected_duration": "10m", "max_delay": "0s", "get_logs": False, "poll_interval": 0.2,
-        "startup_check_interval_seconds": 0.2, "log_events_on_startup": False, "startup_timeout_seconds": 10,
+        "startup_check_interval_seconds": 0.2, "startup_timeout_seconds": 10,
     }
+    if _KPO_TAKES_LOG_EVENTS_ON_STARTUP:  # not cncf-kubernetes 10.13.0's (Airflow 3.1's constraints)
+        args["log_events_on_startup"] = False
     args.update(kw)
     return args
 
