@@ -27,10 +27,11 @@ Exact search: within a stretch where neither the forecast interval nor the booke
 changes, the mean is linear in ``s`` and the raise is linear too, so the price is a
 product of two linear functions with positive values. If the mean falls, the product is
 concave; if it rises, the product rises. Either way its minimum is at an end of the
-stretch, so the starts scored are those :meth:`Zone.best` scores plus each booking's start
-and end (and those less the run's length) inside the free window. The peak fill of every
-scored start comes from one sliding-window maximum over the load's steps, so a plan costs
-O((S + B) log B) for S forecast boundaries and B bookings in its window.
+stretch, so the starts scored are those :meth:`~airflow_carbon_provider.core.windows.Zone.best`
+scores plus each booking's start and end (and those less the run's length) inside the free
+window. The peak fill of every scored start comes from one sliding-window maximum over the
+load's steps, so a plan costs O((S + B) log B) for S forecast boundaries and B bookings in
+its window.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_CONTENTION_PCT", "Fill", "best_contended", "raise_at"]
 
-#: The default ``contention_pct`` of :func:`~airflow_carbon_provider.core.planner.plan`. Chosen on
-#: one trace (the bundled March 2023 one; see the capacity table in the docs), not tuned further.
-DEFAULT_CONTENTION_PCT = 30.0
+#: The default ``contention_pct`` of :func:`~airflow_carbon_provider.core.planner.plan`. Chosen on one
+#: trace, the bundled March 2023 one, from a sweep of 0/30/50/100 (see the capacity results in the
+#: docs), and checked on September 2023 of the same datasets; not tuned further.
+DEFAULT_CONTENTION_PCT = 50.0
 
 
 class Fill:

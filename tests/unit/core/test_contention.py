@@ -35,7 +35,7 @@ def _booked(hour: float, pods: int) -> list[Booking]:
 def test_a_nearly_full_greenest_slot_far_ahead_sends_the_job_to_a_nearly_as_green_free_one():
     """The green evening is filling: 19:00 is full, 20:00 has one pod of ten left. The job has
     room at 20:00, but later arrivals will want that last pod more than it does: it takes 10:00,
-    2 g/kWh dirtier (raise at 20:00: 30 % x 0.9 full x lead 1 = 27 %, well above 4 %)."""
+    2 g/kWh dirtier (raise at 20:00: 50 % x 0.9 full x lead 1 = 45 %, well above 4 %)."""
     busy = _booked(19, 10) + _booked(20, 9)
     spread = _plan(busy)
     assert (spread.chosen.candidate, spread.chosen.start) == (GREEN, at(10))
