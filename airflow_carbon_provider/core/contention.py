@@ -51,7 +51,8 @@ __all__ = ["DEFAULT_CONTENTION_PCT", "Fill", "best_contended", "raise_at"]
 
 #: The default ``contention_pct`` of :func:`~airflow_carbon_provider.core.planner.plan`. Chosen on one
 #: trace, the bundled March 2023 one, from a sweep of 0/30/50/100 (see the capacity results in the
-#: docs), and checked on September 2023 of the same datasets; not tuned further.
+#: docs), and checked on September 2023 of the same datasets (seen before 50 was settled, so not a
+#: clean hold-out); not tuned further.
 DEFAULT_CONTENTION_PCT = 50.0
 
 
