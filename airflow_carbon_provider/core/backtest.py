@@ -15,7 +15,9 @@ Capacities
     plans the jobs in arrival order, each seeing the bookings of every job planned before it;
     a job's re-plan moves its own booking and leaves the others'. Re-plans happen in time
     order across jobs (at one instant, the earlier arrival first), at each refresh only (no
-    last look). ``run-now`` ignores
+    last look), on every forecast: the contention price a plan ranks by (see
+    :mod:`~airflow_carbon_provider.core.contention`) changes with lead time and the others'
+    bookings, so even a perfect forecast's re-plan may move a job. ``run-now`` ignores
     capacity (it is what happens without us) and ``carbon-aware-uncoordinated`` plans each
     job alone. ``oracle`` is the offline optimum that respects the capacities: an exact
     integer program over starts on the ``refresh`` grid (:mod:`airflow_carbon_provider.backtest_solver`,
@@ -393,10 +395,8 @@ def run_backtest(
             busy = book.around(t, latest.timestamp())
             choice = choices[i] = decide(policy, arrival, now, incumbent, busy)
             book.add(i, choice.candidate.zone, choice.start.timestamp())
-            if rule.replans and revises and now + refresh < choice.start:
-                heapq.heappush(queue, ((now + refresh).timestamp(), i))
-            elif rule.replans and not revises:  # a forecast that never revises: counted, not computed
-                replans[i] = max(0, math.ceil((choice.start - arrival).total_seconds() / refresh_s) - 1)
+            if rule.replans and now + refresh < choice.start:  # computed even on a perfect forecast: the
+                heapq.heappush(queue, ((now + refresh).timestamp(), i))  # contention price moves with lead and load
         out = []
         for (arrival, _), final, n in zip(jobs, choices, replans):
             assert final is not None

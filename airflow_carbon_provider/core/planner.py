@@ -32,6 +32,12 @@ Hysteresis
     The plan keeps the incumbent (by default: the home candidate, now) unless the best option
     beats it by at least ``min_saving_pct`` percent *and* ``min_saving_abs`` gCO2eq/kWh.
 
+Contention
+    Where others' bookings partly fill a candidate with a capacity, its starts are ranked by a
+    price raised for how full and how far ahead they are (``contention_pct``, see
+    :mod:`airflow_carbon_provider.core.contention`), hysteresis included; what a plan
+    publishes is the forecast mean all the same. Without bookings the price is the mean.
+
 Ties
     Options within a relative 1e-9 of each other are equal; among equals the earlier start
     wins, then the candidate declared first.
@@ -48,6 +54,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow_carbon_provider.core.contention import DEFAULT_CONTENTION_PCT
 from airflow_carbon_provider.core.policies import PlanContext, get_policy, policy_names
 from airflow_carbon_provider.core.resources import Booking, Resources
 from airflow_carbon_provider.core.signals import IntensitySeries, SignalKind, check_same_kind, ensure_utc
@@ -161,6 +168,7 @@ def plan(
     beyond_horizon: str = "exclude",
     allow_mixed_signals: bool = False,
     demand: Resources | None = None,
+    contention_pct: float = DEFAULT_CONTENTION_PCT,
 ) -> Plan:
     """Choose the candidate and start time for one job.
 
@@ -189,6 +197,11 @@ def plan(
         candidate whose better option capacity ruled out.
     :param demand: what the job asks for (resource name to amount, see
         :mod:`~airflow_carbon_provider.core.resources`); one pod is always included. Default: one pod.
+    :param contention_pct: where others' bookings partly fill a candidate, raise the price its
+        starts are *ranked* by, up to this percent for a full slot at the end of the window and
+        nothing for a start now, so that jobs spread before the greenest slots fill (see
+        :mod:`~airflow_carbon_provider.core.contention`); 0 ranks by the forecast alone. The
+        published expected intensity is the forecast's in every case.
     :param beyond_horizon: ``"exclude"`` or ``"persist"``; see the module docs.
     :param allow_mixed_signals: accept average and marginal forecasts in one comparison.
     """
@@ -200,7 +213,7 @@ def plan(
     if not isinstance(duration, timedelta) or duration <= timedelta(0):
         raise PlanningError(f"duration must be a positive timedelta, got {duration!r}")
     for name, value in (("min_saving_pct", min_saving_pct), ("min_saving_abs", min_saving_abs),
-                        ("threshold_pct", threshold_pct)):
+                        ("threshold_pct", threshold_pct), ("contention_pct", contention_pct)):
         if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
             raise PlanningError(f"{name} must be a number >= 0, got {value!r}")
     now = ensure_utc(now, "now")
@@ -240,7 +253,7 @@ def plan(
     baseline = Option(home, now, (zones[home.zone].cum(t_now + dur) - zones[home.zone].cum(t_now)) / dur)
     horizon_limited = any(z.end < t_latest + dur for z in zones.values())
     context = PlanContext(pool, home, zones, baseline, now, t_now, t_latest, dur, beyond_horizon, busy_list,
-                          threshold_pct, min_saving_pct, min_saving_abs, incumbent, asked, loads)
+                          threshold_pct, min_saving_pct, min_saving_abs, incumbent, asked, loads, contention_pct / 100.0)
     choice = chosen_policy.choose(context)
     chosen = choice.chosen
     slack = TIE * max(1.0, abs(chosen.mean_intensity))

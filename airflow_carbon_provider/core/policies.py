@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import ClassVar, TypeVar
 
+from airflow_carbon_provider.core.contention import raise_at
 from airflow_carbon_provider.core.resources import Booking
 from airflow_carbon_provider.core.windows import (
     TIE,
@@ -55,7 +56,8 @@ class PlanContext:
     ``zones`` holds each pool zone's forecast; times ``t_*`` are epoch seconds and ``dur`` the
     run's length in seconds; ``baseline`` is running now at home. ``busy`` holds the bookings
     the plan was given, ``demand`` what the job asks for and ``loads``, per cluster id, the
-    booked load of each pool candidate with a capacity (see :class:`~airflow_carbon_provider.core.windows.Load`).
+    booked load of each pool candidate with a capacity (see :class:`~airflow_carbon_provider.core.windows.Load`);
+    ``contention`` is ``contention_pct / 100`` (see :mod:`~airflow_carbon_provider.core.contention`).
     """
 
     pool: Sequence[Candidate]
@@ -74,11 +76,19 @@ class PlanContext:
     incumbent: Option | None
     demand: Mapping[str, float] = field(default_factory=dict)
     loads: Mapping[str, Load] = field(default_factory=dict)
+    contention: float = 0.0
 
     def fits(self, cand: Candidate, start: float) -> bool:
         """Return whether a run from ``start`` (epoch seconds) fits on ``cand`` beside its bookings."""
         load = self.loads.get(cand.cluster_id)
         return load is None or load.fits(start)
+
+    def contended(self, cand: Candidate, start: float) -> float:
+        """Return the contention raise of a run from ``start`` on ``cand`` (0 where its capacity does not bind)."""
+        load = self.loads.get(cand.cluster_id)
+        if load is None or self.contention <= 0.0 or not load.binds:  # as for the options: see best_options
+            return 0.0
+        return raise_at(load.fill, start, self.dur, self.t_now, self.t_latest - self.t_now, self.contention)
 
     def mean(self, zone: Zone, start: float) -> float:
         """Return the forecast mean intensity of a run from ``start`` (epoch seconds) in ``zone``."""
@@ -160,14 +170,15 @@ class _Window(Policy):
 
     def options(self, ctx: PlanContext) -> tuple[list[Option], list[Limit]]:
         return best_options(ctx.pool, ctx.zones, ctx.t_now, ctx.t_latest, ctx.dur, ctx.beyond_horizon, ctx.loads,
-                            hourly=self.hourly)
+                            hourly=self.hourly, contention=ctx.contention)
 
     def best(self, ctx: PlanContext, options: list[Option]) -> Option:
-        """Return the lowest-mean option; among equals the earlier start, then the earlier candidate."""
-        lowest = min(o.mean_intensity for o in options)
+        """Return the lowest-price option (the mean intensity unless others' bookings raise it, see
+        :attr:`Option.price`); among equals the earlier start, then the earlier candidate."""
+        lowest = min(o.price for o in options)
         limit = lowest * (1 + TIE) + TIE
         rank = {cand: i for i, cand in reversed(list(enumerate(ctx.pool)))}  # first position wins
-        return min((o for o in options if o.mean_intensity <= limit), key=lambda o: (o.start, rank[o.candidate]))
+        return min((o for o in options if o.price <= limit), key=lambda o: (o.start, rank[o.candidate]))
 
     def choose(self, ctx: PlanContext) -> Choice:
         options, limits = self.options(ctx)
@@ -207,9 +218,10 @@ class CarbonAware(_Window):
             zone = ctx.zones.get(incumbent.candidate.zone)
             if zone is None:
                 raise PlanningError(f"incumbent zone {incumbent.candidate.zone!r} has no forecast; pass it in forecasts")
-            base = Option(incumbent.candidate, start, ctx.mean(zone, start.timestamp()))
-        gain = base.mean_intensity - best.mean_intensity
-        gain_pct = 100.0 * gain / base.mean_intensity if base.mean_intensity > 0 else 0.0
+            start_t = start.timestamp()
+            base = Option(incumbent.candidate, start, ctx.mean(zone, start_t), ctx.contended(incumbent.candidate, start_t))
+        gain = base.price - best.price  # the means, unless others' bookings raise a price
+        gain_pct = 100.0 * gain / base.price if base.price > 0 else 0.0
         if (best.candidate, best.start) == (base.candidate, base.start):
             chosen, kept = base, incumbent is not None
         elif gain > TIE * max(1.0, base.mean_intensity) and gain_pct >= ctx.min_saving_pct \

@@ -17,6 +17,7 @@ from itertools import accumulate, compress
 from operator import mul, sub
 from typing import Any
 
+from airflow_carbon_provider.core.contention import Fill, best_contended
 from airflow_carbon_provider.core.resources import (
     POD,
     Booking,
@@ -75,11 +76,22 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Option:
-    """One candidate at one start time, with the forecast mean intensity over the run."""
+    """One candidate at one start time, with the forecast mean intensity over the run.
+
+    ``contention`` is the raise its ranking price carries because others booked part of the
+    candidate (see :mod:`~airflow_carbon_provider.core.contention`); it orders options, never
+    what is published: that is ``mean_intensity``.
+    """
 
     candidate: Candidate
     start: datetime
     mean_intensity: float
+    contention: float = field(default=0.0, compare=False)
+
+    @property
+    def price(self) -> float:
+        """The value options are ranked by: the mean intensity raised by ``contention``."""
+        return self.mean_intensity * (1.0 + self.contention)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict."""
@@ -89,7 +101,6 @@ class Option:
             "start": _iso(self.start),
             "mean_intensity": round(self.mean_intensity, 3),
         }
-
 
 
 def _iso(moment: datetime) -> str:
@@ -277,12 +288,16 @@ class Load:
     full when two bookings meet the run but not each other.
     """
 
-    __slots__ = ("capacity", "cluster_id", "dur", "lefts", "rights", "spans")
+    __slots__ = ("_fill", "_levels", "bookings", "capacity", "cluster_id", "demand", "dur", "lefts", "rights", "spans")
 
     def __init__(self, cluster_id: str, capacity: Mapping[str, float], demand: Mapping[str, float],
                  bookings: Sequence[Booking], dur: float) -> None:
         self.cluster_id = cluster_id
         self.capacity = capacity
+        self.demand = demand
+        self.bookings = bookings
+        self._fill: Fill | None = None
+        self._levels: tuple[list[float], list[float]] | None = None  # the one-resource sweep's steps, for the fill
         self.dur = dur
         keys = [r for r in capacity if demand.get(r, 0.0) > 0.0]
         # The booked load at which the demand still fits, per resource (with the planner's tie slack).
@@ -349,6 +364,7 @@ class Load:
         events.sort()
         times = [t for t, _ in events]
         loads = list(accumulate(x for _, x in events))
+        self._levels = times, loads
         span_start = peak = 0.0
         blocked = False
         last = len(events) - 1
@@ -364,6 +380,22 @@ class Load:
             elif blocked:
                 self.spans.append((span_start, t, key, peak))
                 blocked = False
+
+    @property
+    def binds(self) -> bool:
+        """Whether the capacity binds somewhere in the window: some run does not fit beside the bookings."""
+        return bool(self.spans)
+
+    @property
+    def fill(self) -> Fill:
+        """The booked fraction of the capacity over time (built on first use: only contention needs it)."""
+        if self._fill is None and self._levels is not None:
+            times, loads = self._levels
+            cap = next(v for r, v in self.capacity.items() if self.demand.get(r, 0.0) > 0.0)
+            self._fill = Fill(times, [x / cap for x in loads])
+        elif self._fill is None:
+            self._fill = Fill.of(self.capacity, self.demand, self.bookings)
+        return self._fill
 
     def fits(self, start: float) -> bool:
         """Return whether a run from ``start`` fits."""
@@ -471,6 +503,7 @@ def best_options(
     loads: Mapping[str, Load],
     *,
     hourly: bool = False,
+    contention: float = 0.0,
 ) -> tuple[list[Option], list[Limit]]:
     """Return the best option per candidate with room, and the better ones capacity ruled out.
 
@@ -480,7 +513,11 @@ def best_options(
 
     :param loads: per cluster id, the booked load of each candidate that has a capacity.
     :param hourly: consider only starts on the hour (and now, when no full hour is left).
+    :param contention: ``contention_pct / 100``: where a candidate is partly booked, options are
+        ranked by the contention price (:mod:`~airflow_carbon_provider.core.contention`); 0 ranks
+        by the forecast alone.
     """
+    span = t_latest - t_now
     per_zone: dict[str, tuple[float, float]] = {}
     options: list[Option] = []
     limits: list[Limit] = []
@@ -490,6 +527,8 @@ def best_options(
         hi = max(hi, t_now)
         load = loads.get(cand.cluster_id)
         found: tuple[float, float] | None
+        contended = load is not None and contention > 0.0 and span > 0.0 and load.binds and bool(load.fill)
+        lift = 0.0
         if hourly:
             first = math.ceil(t_now / 3600.0) * 3600.0
             starts = [first + 3600.0 * k for k in range(int((hi - first) // 3600.0) + 1)] if first <= hi else []
@@ -500,18 +539,29 @@ def best_options(
                 if not room and load.fits(t_now):  # no full hour with room left: start now
                     room = [t_now]
                 found = _scored(z, room, dur)
+                if contended and room:
+                    lifts = [contention * p * min(1.0, (s - t_now) / span) if s > t_now else 0.0
+                             for s, p in zip(room, load.fill.peaks(room, dur))]
+                    prices = [(z.cum(s + dur) - z.cum(s)) * (1.0 + x) for s, x in zip(room, lifts)]
+                    k = min(range(len(room)), key=lambda i: (prices[i], room[i]))
+                    found, lift = (z.cum(room[k] + dur) - z.cum(room[k]), room[k]), lifts[k]
             else:
                 found = free
         else:
             if cand.zone not in per_zone:
                 per_zone[cand.zone] = z.best(t_now, hi, dur)
             free = found = per_zone[cand.zone]
-            if load is not None and not load.fits(free[1]):
+            if contended:
+                assert load is not None
+                priced = best_contended(z, load.fill, load.free(t_now, hi), t_now, dur, span, contention)
+                found, lift = (None, 0.0) if priced is None else (priced[:2], priced[2])
+            elif load is not None and not load.fits(free[1]):
                 found = _best_fitting(z, load, t_now, hi, dur)
         assert free is not None
         if found is not None:
-            options.append(Option(cand, _dt(found[1]), found[0] / dur))
-        if load is not None and (found is None or free[0] < found[0] - TIE * max(1.0, abs(found[0]))):
+            options.append(Option(cand, _dt(found[1]), found[0] / dur, lift))
+        if load is not None and not load.fits(free[1]) and (
+                found is None or free[0] < found[0] - TIE * max(1.0, abs(found[0]))):
             limits.append(Limit(Option(cand, _dt(free[1]), free[0] / dur), load.why(free[1])[0],
                                 load.clause(free[1])))
     return options, limits
