@@ -47,7 +47,7 @@ from airflow_carbon_provider.core.resources import Booking
 if TYPE_CHECKING:
     from airflow_carbon_provider.core.windows import Zone
 
-__all__ = ["DEFAULT_CONTENTION_PCT", "Fill", "best_contended", "raise_at"]
+__all__ = ["DEFAULT_CONTENTION_PCT", "Fill", "best_contended", "lift", "raise_at"]
 
 #: The default ``contention_pct`` of :func:`~airflow_carbon_provider.core.planner.plan`. Chosen on one
 #: trace, the bundled March 2023 one, from a sweep of 0/30/50/100 (see the capacity results in the
@@ -144,7 +144,14 @@ def raise_at(fill: Fill, start: float, dur: float, t_now: float, span: float, we
     """Return the contention raise of a run from ``start``: ``weight * fill * lead`` (see the module docs)."""
     if weight <= 0.0 or span <= 0.0 or start <= t_now or not fill.times:
         return 0.0
-    return weight * fill.peak(start, dur) * min(1.0, (start - t_now) / span)
+    return lift(fill.peak(start, dur), start, t_now, span, weight)
+
+
+def lift(peak: float, start: float, t_now: float, span: float, weight: float) -> float:
+    """Return ``weight * peak * lead`` for a run from ``start`` whose peak fill is ``peak`` (0 for a start now)."""
+    if span <= 0.0 or start <= t_now:
+        return 0.0
+    return weight * peak * min(1.0, (start - t_now) / span)
 
 
 def best_contended(zone: Zone, fill: Fill, free: Sequence[tuple[float, float]], t_now: float, dur: float,
@@ -171,9 +178,9 @@ def best_contended(zone: Zone, fill: Fill, free: Sequence[tuple[float, float]], 
     best_price = 0.0
     for s, peak in zip(ordered, peaks):
         integral = cum(s + dur) - cum(s)
-        lift = weight * peak * min(1.0, (s - t_now) / span) if span > 0.0 and s > t_now else 0.0
-        price = integral * (1.0 + lift)
+        raised = lift(peak, s, t_now, span, weight)
+        price = integral * (1.0 + raised)
         if best is None or price < best_price - 1e-9 * max(1.0, abs(best_price)):
-            best, best_price = (integral, s, lift), price
+            best, best_price = (integral, s, raised), price
     return best
 

@@ -18,6 +18,7 @@ from operator import mul, sub
 from typing import Any
 
 from airflow_carbon_provider.core.contention import Fill, best_contended
+from airflow_carbon_provider.core.contention import lift as lift_at
 from airflow_carbon_provider.core.resources import (
     POD,
     Booking,
@@ -538,13 +539,13 @@ def best_options(
                 room = [s for s in starts if load.fits(s)]
                 if not room and load.fits(t_now):  # no full hour with room left: start now
                     room = [t_now]
-                found = _scored(z, room, dur)
                 if contended and room:
-                    lifts = [contention * p * min(1.0, (s - t_now) / span) if s > t_now else 0.0
-                             for s, p in zip(room, load.fill.peaks(room, dur))]
-                    prices = [(z.cum(s + dur) - z.cum(s)) * (1.0 + x) for s, x in zip(room, lifts)]
-                    k = min(range(len(room)), key=lambda i: (prices[i], room[i]))
-                    found, lift = (z.cum(room[k] + dur) - z.cum(room[k]), room[k]), lifts[k]
+                    lifts = [lift_at(p, s, t_now, span, contention) for s, p in zip(room, load.fill.peaks(room, dur))]
+                    integrals = [z.cum(s + dur) - z.cum(s) for s in room]
+                    k = min(range(len(room)), key=lambda i: (integrals[i] * (1.0 + lifts[i]), room[i]))
+                    found, lift = (integrals[k], room[k]), lifts[k]
+                else:
+                    found = _scored(z, room, dur)
             else:
                 found = free
         else:
